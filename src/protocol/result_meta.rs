@@ -1,0 +1,144 @@
+//! Result meta (`celery/backends/base.py: _get_result_meta`): what a result backend stores for a
+//! task id, extended fields included.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ExceptionInfo, State};
+
+/// One stored result, exactly the JSON object Celery writes to `celery-task-meta-<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultMeta {
+    pub status: State,
+    /// The return value, an exception dict (FAILURE/RETRY/REVOKED) or custom meta (`update_state`).
+    pub result: Value,
+    pub traceback: Option<String>,
+    #[serde(default)]
+    pub children: Vec<Value>,
+    /// ISO-8601 with `+00:00` for ready states, `null` otherwise.
+    pub date_done: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    // result_extended fields
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kwargs: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    pub task_id: String,
+}
+
+impl ResultMeta {
+    /// A meta in `status` with no extended fields; `date_done` is set for ready states.
+    pub fn new(task_id: &str, status: State, result: Value) -> Self {
+        let date_done = status.is_ready().then(now_iso);
+        ResultMeta {
+            status,
+            result,
+            traceback: None,
+            children: Vec::new(),
+            date_done,
+            group_id: None,
+            parent_id: None,
+            name: None,
+            args: None,
+            kwargs: None,
+            worker: None,
+            retries: None,
+            queue: None,
+            task_id: task_id.to_owned(),
+        }
+    }
+
+    /// The stored exception, for exception states.
+    pub fn exception(&self) -> Option<ExceptionInfo> {
+        if self.status.is_exception() {
+            ExceptionInfo::from_value(&self.result)
+        } else {
+            None
+        }
+    }
+}
+
+/// A result tuple as `children` and group saves carry it: `[[id, parent], null]` or
+/// `[[gid, parent], [child tuples]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultTuple {
+    pub id: String,
+    pub parent: Option<Box<ResultTuple>>,
+    /// `Some` for a group result.
+    pub children: Option<Vec<ResultTuple>>,
+}
+
+impl ResultTuple {
+    /// A plain task result reference.
+    pub fn task(id: impl Into<String>) -> Self {
+        ResultTuple { id: id.into(), parent: None, children: None }
+    }
+
+    /// Encodes to the nested-list form.
+    pub fn to_value(&self) -> Value {
+        let parent = self.parent.as_ref().map(|p| p.to_value()).unwrap_or(Value::Null);
+        let children = match &self.children {
+            Some(c) => Value::Array(c.iter().map(ResultTuple::to_value).collect()),
+            None => Value::Null,
+        };
+        Value::Array(vec![Value::Array(vec![Value::String(self.id.clone()), parent]), children])
+    }
+
+    /// Decodes the nested-list form; `None` when the shape is wrong.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let outer = v.as_array()?;
+        let head = outer.first()?.as_array()?;
+        let id = head.first()?.as_str()?.to_owned();
+        let parent = match head.get(1) {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(Box::new(ResultTuple::from_value(p)?)),
+        };
+        let children = match outer.get(1) {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(c.as_array()?.iter().map(ResultTuple::from_value).collect::<Option<_>>()?),
+        };
+        Some(ResultTuple { id, parent, children })
+    }
+}
+
+/// The current UTC time as Celery ≥ 5.4 writes `date_done`.
+pub fn now_iso() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn failure_meta_reads_like_the_capture() {
+        let raw = r#"{"status": "FAILURE", "result": {"exc_type": "MyError", "exc_message": ["bad thing", 42], "exc_module": "app2"},
+          "traceback": "Traceback (most recent call last):\n", "children": [], "date_done": "2026-11-21T05:19:52.704265+00:00",
+          "task_id": "05eea070-3f58-42ab-9b07-84a704c3b5ff"}"#;
+        let m: ResultMeta = serde_json::from_str(raw).unwrap();
+        assert_eq!(m.status, State::Failure);
+        assert_eq!(m.exception().unwrap().exc_type, "MyError");
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["date_done"], "2026-11-21T05:19:52.704265+00:00");
+        assert!(back.get("name").is_none(), "extended fields are omitted when unset");
+    }
+
+    #[test]
+    fn result_tuples_round_trip() {
+        let g = json!([["g1", null], [[["a", null], null], [["b", null], null]]]);
+        assert_eq!(ResultTuple::from_value(&g).unwrap().to_value(), g);
+        assert_eq!(ResultTuple::task("x").to_value(), json!([["x", null], null]));
+    }
+}

@@ -1,0 +1,129 @@
+//! Signature dicts (`celery/canvas.py: Signature`), the unit canvas code builds on: a task name,
+//! partial arguments, apply options, and for composites (`group`, `chain`, `chord`) nested
+//! signatures in `kwargs`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Which class Python rebuilds a signature dict into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubtaskType {
+    Group,
+    Chain,
+    Chord,
+    Chunks,
+    Xmap,
+    Xstarmap,
+}
+
+/// A signature dict exactly as Celery writes it; unknown keys are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub task: String,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    #[serde(default)]
+    pub kwargs: Map<String, Value>,
+    #[serde(default)]
+    pub options: Map<String, Value>,
+    #[serde(default)]
+    pub subtask_type: Option<SubtaskType>,
+    #[serde(default)]
+    pub immutable: bool,
+    /// Celery 5.0 wrote the chord size here; kept for KV-backend fallbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chord_size: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Signature {
+    /// A plain signature `task.s(*args)`.
+    pub fn new(task: impl Into<String>, args: Vec<Value>) -> Self {
+        Signature {
+            task: task.into(),
+            args,
+            kwargs: Map::new(),
+            options: Map::new(),
+            subtask_type: None,
+            immutable: false,
+            chord_size: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The members of a group or the steps of a chain (`kwargs.tasks`); a chord's header.
+    pub fn tasks(&self) -> Option<Vec<Signature>> {
+        let list = match self.subtask_type? {
+            SubtaskType::Group | SubtaskType::Chain => self.kwargs.get("tasks")?,
+            SubtaskType::Chord => {
+                let header = self.kwargs.get("header")?;
+                if header.is_object() {
+                    return serde_json::from_value::<Signature>(header.clone()).ok()?.tasks();
+                }
+                header
+            }
+            _ => return None,
+        };
+        serde_json::from_value(list.clone()).ok()
+    }
+
+    /// A chord's body.
+    pub fn chord_body(&self) -> Option<Signature> {
+        (self.subtask_type == Some(SubtaskType::Chord))
+            .then(|| serde_json::from_value(self.kwargs.get("body")?.clone()).ok())?
+    }
+
+    /// `options.task_id`, the id frozen into chain steps and chord bodies.
+    pub fn task_id(&self) -> Option<&str> {
+        self.options.get("task_id")?.as_str()
+    }
+
+    /// Arguments for applying this signature as a callback with `partial` (the parent's result):
+    /// prepended unless immutable, as Celery does.
+    pub fn args_with(&self, partial: &[Value]) -> Vec<Value> {
+        if self.immutable {
+            self.args.clone()
+        } else {
+            partial.iter().chain(self.args.iter()).cloned().collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn writes_keys_in_celerys_order() {
+        let s = Signature::new("app2.add", vec![json!(1), json!(2)]);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"task":"app2.add","args":[1,2],"kwargs":{},"options":{},"subtask_type":null,"immutable":false}"#
+        );
+    }
+
+    #[test]
+    fn nested_group_in_a_chord_is_read() {
+        let chord = json!({"task": "celery.chord", "args": [], "kwargs": {"kwargs": {}, "header":
+            {"task": "celery.group", "args": [], "kwargs": {"tasks": [
+                {"task": "a", "args": [1], "kwargs": {}, "options": {"group_index": 0}, "subtask_type": null, "immutable": false}]},
+             "options": {}, "subtask_type": "group", "immutable": false},
+            "body": {"task": "tsum", "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": false}},
+            "options": {}, "subtask_type": "chord", "immutable": false});
+        let s: Signature = serde_json::from_value(chord.clone()).unwrap();
+        assert_eq!(s.tasks().unwrap()[0].task, "a");
+        assert_eq!(s.chord_body().unwrap().task, "tsum");
+        assert_eq!(serde_json::to_value(&s).unwrap(), chord);
+    }
+
+    #[test]
+    fn partial_args_are_prepended_unless_immutable() {
+        let mut s = Signature::new("mul", vec![json!(10)]);
+        assert_eq!(s.args_with(&[json!(3)]), vec![json!(3), json!(10)]);
+        s.immutable = true;
+        assert_eq!(s.args_with(&[json!(3)]), vec![json!(10)]);
+    }
+}
