@@ -1,6 +1,12 @@
 //! The crate's one error type: each module's error wrapped, so callers can branch on the kind.
 
+use std::time::Duration;
+
+use crate::backend::BackendError;
+use crate::client::TaskFailure;
+use crate::config::ConfigError;
 use crate::protocol::ProtocolError;
+use crate::transport::TransportError;
 
 /// Every error celeriac returns.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +15,33 @@ pub enum Error {
     /// A message or value could not be read or written.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A setting cannot work.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The broker failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The result backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The task ran and failed (or was revoked): the exception Python would re-raise.
+    #[error("{0}")]
+    TaskFailed(Box<TaskFailure>),
+    /// `get()` waited `waited` and the task was not ready.
+    #[error("task {task_id} not ready after {waited:?}")]
+    Timeout { task_id: String, waited: Duration },
+    /// The task's result does not fit the requested type.
+    #[error("result of task {task_id} does not fit the requested type: {reason}")]
+    ResultType { task_id: String, reason: String },
+    /// Arguments given to `send_task` cannot be sent.
+    #[error("bad task arguments: {0}")]
+    Args(String),
+    /// A task registration is wrong (duplicate name, parameter names not matching).
+    #[error("task registration: {0}")]
+    Registration(String),
+    /// The worker could not start its shards.
+    #[error("worker runtime: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
 /// `Result` with celeriac's [`Error`].

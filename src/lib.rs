@@ -22,10 +22,34 @@
 //! ```
 //!
 //! Layers (dependencies point down): `protocol` (0) → `config`, `rt` (1) → `transport` (2) →
-//! `backend` (3) → `client` (4) → `task` (5) → `worker` (6) → `app` (7).
+//! `backend` (3) → `client` (4) → `task` (5) → `worker` (6) → `app` (7) → `cli`.
 
+pub mod backend;
+pub mod cli;
+pub mod client;
+pub mod config;
 pub mod protocol;
+pub mod rt;
+pub mod task;
+pub mod transport;
+pub mod worker;
 
+mod app;
 mod error;
 
+pub use app::{App, AppBuilder};
+pub use client::{AsyncResult, Client, SendOptions, TaskFailure, TaskRef, TypedResult};
+pub use config::Config;
 pub use error::{Error, Result};
+pub use protocol::State;
+pub use task::{blocking, ShardState, TaskCtx, TaskError, TaskOptions};
+pub use worker::{ShutdownMode, WorkerHandle};
+
+/// This machine's host name, as Python's `socket.gethostname()` reports it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

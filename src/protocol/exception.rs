@@ -61,8 +61,8 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A close rendering of Python's `repr` for JSON values (logs and events only).
-pub(crate) fn repr(v: &Value) -> String {
+/// A close rendering of Python's `repr` for JSON values (argsrepr, logs and events).
+pub fn repr(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),

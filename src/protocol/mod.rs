@@ -21,7 +21,7 @@ pub use content::{Accept, ContentType};
 pub use envelope::{DeliveryInfo, Envelope};
 pub use error::ProtocolError;
 pub use event::Event;
-pub use exception::ExceptionInfo;
+pub use exception::{repr as py_repr, ExceptionInfo};
 pub use message::{Body, DecodedBody, Embed, Headers, Properties, TaskMessage};
 pub use pidbox::{ControlReply, ControlRequest, ReplyTo};
 pub use result_meta::{ResultMeta, ResultTuple};

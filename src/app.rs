@@ -1,0 +1,225 @@
+//! Layer 7: the `App` builder that ties configuration, tasks and the runtime together.
+
+use std::any::{Any, TypeId};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::backend::{Backend, MemoryBackend};
+use crate::client::{AsyncResult, Client, Router, SendOptions, TaskRef, TypedResult};
+use crate::config::{Config, Settings, Url};
+use crate::task::{Handler, Registry, StateFactory, TaskEntry, TaskOptions};
+use crate::transport::{Broker, MemoryBroker};
+use crate::worker::WorkerBuilder;
+use crate::{Error, Result};
+
+/// A celeriac application: its configuration, its tasks, a client, and a worker on demand.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    name: String,
+    config: Config,
+    settings: Settings,
+    registry: Arc<Registry>,
+    client: Client,
+    state_factories: Vec<(TypeId, StateFactory)>,
+}
+
+/// Builds an [`App`]. Every mistake (bad URL, unknown setting, duplicate task, parameter names
+/// that do not match the function) is reported by [`AppBuilder::build`].
+pub struct AppBuilder {
+    name: String,
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    overrides: Vec<Box<dyn FnOnce(&mut Config)>>,
+    use_env: bool,
+    tasks: Vec<std::result::Result<TaskEntry, String>>,
+    state_factories: Vec<(TypeId, StateFactory)>,
+}
+
+impl App {
+    /// Starts building an app named `name` (shown in the banner).
+    pub fn builder(name: &str) -> AppBuilder {
+        AppBuilder {
+            name: name.to_owned(),
+            config: Config::default(),
+            config_file: None,
+            overrides: Vec::new(),
+            use_env: true,
+            tasks: Vec::new(),
+            state_factories: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The registered tasks.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// A client handle (`Send + Sync`, cheap to clone).
+    pub fn client(&self) -> Client {
+        self.inner.client.clone()
+    }
+
+    /// Sends task `name` with positional `args`.
+    pub fn send_task(&self, name: &str, args: impl Serialize) -> Result<AsyncResult> {
+        self.inner.client.send_task(name, args)
+    }
+
+    /// Sends task `name` with args, kwargs and options.
+    pub fn send_task_with(&self, name: &str, args: impl Serialize, kwargs: Map<String, Value>, options: &SendOptions) -> Result<AsyncResult> {
+        self.inner.client.send_task_with(name, args, kwargs, options)
+    }
+
+    /// `task.delay(*args)` through a typed handle.
+    pub fn delay<A: Serialize, R>(&self, task: &TaskRef<A, R>, args: A) -> Result<TypedResult<R>> {
+        self.inner.client.delay(task, args)
+    }
+
+    /// A worker for this app, to configure and start.
+    pub fn worker(&self) -> WorkerBuilder {
+        WorkerBuilder::new(
+            self.inner.name.clone(),
+            self.inner.registry.clone(),
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+            self.inner.settings.accept.clone(),
+            self.inner.state_factories.clone(),
+        )
+    }
+}
+
+impl AppBuilder {
+    /// `broker_url`.
+    pub fn broker(self, url: &str) -> Self {
+        let url = url.to_owned();
+        self.configure(move |c| c.broker_url = url)
+    }
+
+    /// `result_backend`.
+    pub fn result_backend(self, url: &str) -> Self {
+        let url = url.to_owned();
+        self.configure(move |c| c.result_backend = Some(url))
+    }
+
+    /// Replaces the whole configuration (the file, overrides and environment still apply on top).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reads Celery settings from a TOML file at build time.
+    pub fn config_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.config_file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Changes settings in code; applied after the file, before the environment.
+    pub fn configure(mut self, f: impl FnOnce(&mut Config) + 'static) -> Self {
+        self.overrides.push(Box::new(f));
+        self
+    }
+
+    /// Whether `CELERY_BROKER_URL` / `CELERY_RESULT_BACKEND` override the settings (default: yes,
+    /// as in Celery).
+    pub fn use_env(mut self, yes: bool) -> Self {
+        self.use_env = yes;
+        self
+    }
+
+    /// Registers task `name` with its positional parameter names (for keyword arguments).
+    pub fn task<M, H, const N: usize>(self, name: &str, params: [&str; N], handler: H) -> Self
+    where
+        H: Handler<M>,
+    {
+        self.task_with(name, params, TaskOptions::default(), handler)
+    }
+
+    /// Registers a task with per-task options (`ignore_result`, `acks_late`).
+    pub fn task_with<M, H, const N: usize>(mut self, name: &str, params: [&str; N], options: TaskOptions, handler: H) -> Self
+    where
+        H: Handler<M>,
+    {
+        let entry = TaskEntry::new(name, params.iter().map(|p| p.to_string()).collect(), handler).map(|mut e| {
+            e.options = options;
+            e
+        });
+        self.tasks.push(entry);
+        self
+    }
+
+    /// Shard-local state: `factory(shard)` runs once on each shard; tasks take it as
+    /// [`ShardState<T>`](crate::ShardState).
+    pub fn shard_state<T: 'static>(mut self, factory: impl Fn(usize) -> T + Send + Sync + 'static) -> Self {
+        let f: StateFactory = Arc::new(move |i| Box::new(factory(i)) as Box<dyn Any>);
+        self.state_factories.push((TypeId::of::<T>(), f));
+        self
+    }
+
+    /// Checks everything and builds the app.
+    pub fn build(self) -> Result<App> {
+        self.build_with_flags(None, None, None)
+    }
+
+    /// Builds with command-line flags applied last (they win over the environment).
+    pub(crate) fn build_with_flags(self, broker: Option<String>, backend: Option<String>, prefetch: Option<u32>) -> Result<App> {
+        let mut config = match &self.config_file {
+            Some(p) => Config::from_toml_file(p)?,
+            None => self.config,
+        };
+        for f in self.overrides {
+            f(&mut config);
+        }
+        if self.use_env {
+            config.apply_env();
+        }
+        if let Some(b) = broker {
+            config.broker_url = b;
+        }
+        if let Some(b) = backend {
+            config.result_backend = Some(b);
+        }
+        if let Some(p) = prefetch {
+            config.worker_prefetch_multiplier = p;
+        }
+        let settings = config.validate()?;
+        let mut registry = Registry::default();
+        for t in self.tasks {
+            registry.insert(t.map_err(Error::Registration)?).map_err(Error::Registration)?;
+        }
+        let broker = match settings.broker {
+            Url::Memory => Broker::Memory(MemoryBroker::new()),
+        };
+        let backend = match settings.backend {
+            None => Backend::Disabled,
+            Some(Url::Memory) => Backend::Memory(MemoryBackend::new()),
+        };
+        let router = Router::new(config.task_routes.clone(), config.task_default_queue.clone());
+        let client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);
+        Ok(App {
+            inner: Arc::new(AppInner {
+                name: self.name,
+                config,
+                settings,
+                registry: Arc::new(registry),
+                client,
+                state_factories: self.state_factories,
+            }),
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! `memory://` results: a striped map from task id to meta, with one-shot waiters so a client
+//! blocked in `get()` is handed the meta the moment a shard stores it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+
+use crate::protocol::{ResultMeta, State};
+
+const STRIPES: usize = 64;
+
+#[derive(Debug, Default)]
+struct Slot {
+    meta: Option<ResultMeta>,
+    waiters: Vec<flume::Sender<ResultMeta>>,
+}
+
+/// The in-process result store. Stripes keep shards storing different ids off each other's lock.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    stripes: Vec<Mutex<HashMap<String, Slot>>>,
+    hasher: RandomState,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend { stripes: (0..STRIPES).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
+    }
+}
+
+impl MemoryBackend {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::default())
+    }
+
+    fn stripe(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        let i = (self.hasher.hash_one(id) as usize) % STRIPES;
+        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn store(&self, meta: ResultMeta) {
+        let mut map = self.stripe(&meta.task_id);
+        let slot = map.entry(meta.task_id.clone()).or_default();
+        if slot.meta.as_ref().is_some_and(|m| m.status == State::Success) {
+            return;
+        }
+        if meta.status.is_ready() {
+            for w in slot.waiters.drain(..) {
+                let _ = w.try_send(meta.clone());
+            }
+        }
+        slot.meta = Some(meta);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<ResultMeta> {
+        self.stripe(id).get(id).and_then(|s| s.meta.clone())
+    }
+
+    /// A receiver that yields the meta once the task is ready (at once if it already is).
+    pub(crate) fn waiter(&self, id: &str) -> flume::Receiver<ResultMeta> {
+        let (tx, rx) = flume::bounded(1);
+        let mut map = self.stripe(id);
+        let slot = map.entry(id.to_owned()).or_default();
+        match &slot.meta {
+            Some(m) if m.status.is_ready() => {
+                let _ = tx.try_send(m.clone());
+            }
+            _ => slot.waiters.push(tx),
+        }
+        rx
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.stripe(id).remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn waiters_get_the_ready_meta_and_success_is_final() {
+        let b = MemoryBackend::default();
+        let early = b.waiter("t1");
+        b.store(ResultMeta::new("t1", State::Started, json!(null)));
+        assert!(early.try_recv().is_err(), "not ready yet");
+        b.store(ResultMeta::new("t1", State::Success, json!(8)));
+        assert_eq!(early.try_recv().unwrap().result, json!(8));
+        b.store(ResultMeta::new("t1", State::Failure, json!(null)));
+        assert_eq!(b.get("t1").unwrap().status, State::Success);
+        assert_eq!(b.waiter("t1").try_recv().unwrap().result, json!(8));
+    }
+}

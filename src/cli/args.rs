@@ -1,0 +1,57 @@
+//! The command-line grammar (stage one of the two-stage parse).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// celeriac: Celery-compatible task queue worker.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a worker (thread-per-core shards).
+    Worker(WorkerArgs),
+    /// Check the configuration (file, environment) and print the effective settings.
+    Check {
+        /// TOML file of Celery settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `celery worker`'s options that celeriac honours.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Broker URL (broker_url), e.g. memory://
+    #[arg(short = 'b', long)]
+    pub broker: Option<String>,
+    /// Result backend URL (result_backend).
+    #[arg(long)]
+    pub result_backend: Option<String>,
+    /// Queues to consume, comma-separated.
+    #[arg(short = 'Q', long)]
+    pub queues: Option<String>,
+    /// Number of shards (one per CPU by default).
+    #[arg(short = 'c', long)]
+    pub concurrency: Option<usize>,
+    /// Node name; %h, %n and %d expand as in Celery.
+    #[arg(short = 'n', long)]
+    pub hostname: Option<String>,
+    /// Log level: debug, info, warning, error, critical.
+    #[arg(short = 'l', long, default_value = "warning")]
+    pub loglevel: String,
+    /// worker_prefetch_multiplier.
+    #[arg(long)]
+    pub prefetch_multiplier: Option<u32>,
+    /// TOML file of Celery settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Disable cross-shard work stealing.
+    #[arg(long)]
+    pub without_stealing: bool,
+}

@@ -1,0 +1,98 @@
+//! Celery's command line for user programs, from one call:
+//!
+//! ```no_run
+//! fn add(x: i64, y: i64) -> i64 { x + y }
+//! fn main() -> std::process::ExitCode {
+//!     celeriac::cli::run(celeriac::App::builder("proj").task("proj.tasks.add", ["x", "y"], add))
+//! }
+//! ```
+//!
+//! Two-stage: clap parses the arguments into [`Cli`]; [`run`] then applies them over the
+//! builder's settings (flags win over the environment, which wins over the file and code, as
+//! in Celery where `-b` sets `CELERY_BROKER_URL`).
+
+mod args;
+
+pub use args::{Cli, Command, WorkerArgs};
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::AppBuilder;
+
+/// Parses the process arguments and runs the chosen command.
+pub fn run(builder: AppBuilder) -> ExitCode {
+    run_with(builder, Cli::parse())
+}
+
+/// Runs an already-parsed command line.
+pub fn run_with(builder: AppBuilder, cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Worker(args) => match worker(builder, args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { config } => {
+            let builder = match config {
+                Some(p) => builder.config_file(p),
+                None => builder,
+            };
+            match builder.build() {
+                Ok(app) => {
+                    println!("configuration OK; {} task(s) registered", app.registry().len());
+                    match toml::to_string(app.config()) {
+                        Ok(t) => println!("{t}"),
+                        Err(e) => println!("(cannot render the configuration: {e})"),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
+    init_logging(&a.loglevel);
+    let mut builder = builder;
+    if let Some(p) = &a.config {
+        builder = builder.config_file(p);
+    }
+    let (broker, backend, prefetch) = (a.broker.clone(), a.result_backend.clone(), a.prefetch_multiplier);
+    let app = builder.build_with_flags(broker, backend, prefetch)?;
+    let mut w = app.worker();
+    if let Some(c) = a.concurrency {
+        w = w.concurrency(c);
+    }
+    if let Some(q) = &a.queues {
+        w = w.queues(q.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    if let Some(n) = &a.hostname {
+        w = w.hostname(n);
+    }
+    if a.without_stealing {
+        w = w.stealing(false);
+    }
+    println!("{}", w.banner());
+    let handle = w.start()?;
+    handle.run_until_signal()
+}
+
+/// Installs the log subscriber: Celery's level names (`-l info`), `RUST_LOG` wins when set.
+pub fn init_logging(level: &str) {
+    let level = match level.to_ascii_lowercase().as_str() {
+        "critical" | "fatal" => "error".to_owned(),
+        "warning" => "warn".to_owned(),
+        other => other.to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("celeriac={level},{level}")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}

@@ -1,0 +1,117 @@
+//! `AsyncResult`: a task's state and value, read from the result backend.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::protocol::{ExceptionInfo, ResultMeta, State};
+use crate::{Error, Result};
+
+use super::Client;
+
+/// A task that failed (or was revoked): the exception Python would raise, with its traceback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFailure {
+    pub task_id: String,
+    pub state: State,
+    pub exception: ExceptionInfo,
+    pub traceback: Option<String>,
+}
+
+impl std::fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task {} {}: {}: {}", self.task_id, self.state, self.exception.exc_type, self.exception.message())
+    }
+}
+
+/// A handle on one task's result.
+#[derive(Debug, Clone)]
+pub struct AsyncResult {
+    id: String,
+    client: Client,
+}
+
+impl AsyncResult {
+    pub(crate) fn new(id: String, client: Client) -> Self {
+        AsyncResult { id, client }
+    }
+
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn meta(&self) -> Result<Option<ResultMeta>> {
+        Ok(self.client.backend().get(&self.id)?)
+    }
+
+    /// The current state; PENDING when nothing is stored.
+    pub fn state(&self) -> Result<State> {
+        Ok(self.meta()?.map_or(State::Pending, |m| m.status))
+    }
+
+    /// Whether the task finished (SUCCESS, FAILURE or REVOKED).
+    pub fn ready(&self) -> Result<bool> {
+        Ok(self.state()?.is_ready())
+    }
+
+    pub fn successful(&self) -> Result<bool> {
+        Ok(self.state()? == State::Success)
+    }
+
+    pub fn failed(&self) -> Result<bool> {
+        Ok(self.state()? == State::Failure)
+    }
+
+    /// The stored result value (the return value, an exception dict, or custom state meta).
+    pub fn info(&self) -> Result<Option<Value>> {
+        Ok(self.meta()?.map(|m| m.result))
+    }
+
+    /// The traceback text of a failed task.
+    pub fn traceback(&self) -> Result<Option<String>> {
+        Ok(self.meta()?.and_then(|m| m.traceback))
+    }
+
+    /// Deletes the stored result.
+    pub fn forget(&self) -> Result<()> {
+        Ok(self.client.backend().forget(&self.id)?)
+    }
+
+    /// Blocks until the task is ready and returns its value as `T`; a failed task is
+    /// [`Error::TaskFailed`], a timeout [`Error::Timeout`].
+    pub fn get<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        let meta = self.client.backend().wait_blocking(&self.id, timeout)?;
+        self.finish(meta, timeout, true)
+    }
+
+    /// As [`get`](Self::get) with `propagate=False`: a failure's exception dict is returned as the
+    /// value instead of an error.
+    pub fn get_value(&self, timeout: Duration, propagate: bool) -> Result<Value> {
+        let meta = self.client.backend().wait_blocking(&self.id, timeout)?;
+        self.finish(meta, timeout, propagate)
+    }
+
+    /// Awaits the value from any executor (tokio, glommio, `block_on`).
+    pub async fn get_async<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        let meta = self.client.backend().wait(&self.id, timeout).await?;
+        self.finish(meta, timeout, true)
+    }
+
+    fn finish<T: DeserializeOwned>(&self, meta: Option<ResultMeta>, waited: Duration, propagate: bool) -> Result<T> {
+        let meta = meta.ok_or_else(|| Error::Timeout { task_id: self.id.clone(), waited })?;
+        if propagate && meta.status.propagates() {
+            let exception = meta.exception().unwrap_or_else(|| {
+                ExceptionInfo::new("celery.exceptions", "TaskError", format!("{} with result {}", meta.status, meta.result))
+            });
+            return Err(Error::TaskFailed(Box::new(TaskFailure {
+                task_id: self.id.clone(),
+                state: meta.status,
+                exception,
+                traceback: meta.traceback,
+            })));
+        }
+        serde_json::from_value(meta.result).map_err(|e| Error::ResultType { task_id: self.id.clone(), reason: e.to_string() })
+    }
+}

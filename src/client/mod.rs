@@ -1,0 +1,16 @@
+//! Layer 4: the producer side. A [`Client`] is `Send + Sync` and cheap to clone: use it from any
+//! thread or runtime (a tokio web service, a plain `main`, a task on a shard). `send_task`
+//! publishes and returns an [`AsyncResult`] whose `get` blocks, and whose `get_async` is a future
+//! any executor can await.
+
+mod async_result;
+mod options;
+mod producer;
+mod routes;
+mod task_ref;
+
+pub use async_result::{AsyncResult, TaskFailure};
+pub use options::SendOptions;
+pub use producer::Client;
+pub use routes::Router;
+pub use task_ref::{TaskRef, TypedResult};

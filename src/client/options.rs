@@ -1,0 +1,106 @@
+//! `apply_async` options.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// Options of one send (Celery's `apply_async` keywords). Unset fields take the configured
+/// defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// Run no earlier than now + countdown.
+    pub countdown: Option<Duration>,
+    /// Run no earlier than this time (wins over `countdown`).
+    pub eta: Option<DateTime<Utc>>,
+    /// Expire after this long from now.
+    pub expires_in: Option<Duration>,
+    /// Expire at this time (wins over `expires_in`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Target queue (overrides `task_routes`).
+    pub queue: Option<String>,
+    /// Routing key; with the default exchange it names the queue.
+    pub routing_key: Option<String>,
+    /// 0–9; on memory and Redis lower numbers are served first.
+    pub priority: Option<u8>,
+    /// Custom headers, merged at the top level as Celery does.
+    pub headers: Map<String, Value>,
+    /// A chosen task id (default: a new uuid4).
+    pub task_id: Option<String>,
+    /// Store no result for this call.
+    pub ignore_result: Option<bool>,
+    /// Hard time limit in seconds (`timelimit[0]`).
+    pub time_limit: Option<f64>,
+    /// Soft time limit in seconds (`timelimit[1]`).
+    pub soft_time_limit: Option<f64>,
+    /// The task that sends this one (set for subtasks).
+    pub parent_id: Option<String>,
+    /// The first task of the workflow.
+    pub root_id: Option<String>,
+    /// Name shown in logs instead of the task name.
+    pub shadow: Option<String>,
+}
+
+impl SendOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn countdown(mut self, d: Duration) -> Self {
+        self.countdown = Some(d);
+        self
+    }
+    pub fn eta(mut self, t: DateTime<Utc>) -> Self {
+        self.eta = Some(t);
+        self
+    }
+    pub fn expires_in(mut self, d: Duration) -> Self {
+        self.expires_in = Some(d);
+        self
+    }
+    pub fn expires_at(mut self, t: DateTime<Utc>) -> Self {
+        self.expires_at = Some(t);
+        self
+    }
+    pub fn queue(mut self, q: impl Into<String>) -> Self {
+        self.queue = Some(q.into());
+        self
+    }
+    pub fn routing_key(mut self, rk: impl Into<String>) -> Self {
+        self.routing_key = Some(rk.into());
+        self
+    }
+    pub fn priority(mut self, p: u8) -> Self {
+        self.priority = Some(p);
+        self
+    }
+    pub fn header(mut self, k: impl Into<String>, v: impl Into<Value>) -> Self {
+        self.headers.insert(k.into(), v.into());
+        self
+    }
+    pub fn task_id(mut self, id: impl Into<String>) -> Self {
+        self.task_id = Some(id.into());
+        self
+    }
+    pub fn ignore_result(mut self, yes: bool) -> Self {
+        self.ignore_result = Some(yes);
+        self
+    }
+    pub fn time_limit(mut self, secs: f64) -> Self {
+        self.time_limit = Some(secs);
+        self
+    }
+    pub fn soft_time_limit(mut self, secs: f64) -> Self {
+        self.soft_time_limit = Some(secs);
+        self
+    }
+    /// Marks the send as a subtask of `parent_id` in the workflow rooted at `root_id`.
+    pub fn parent(mut self, parent_id: impl Into<String>, root_id: impl Into<String>) -> Self {
+        self.parent_id = Some(parent_id.into());
+        self.root_id = Some(root_id.into());
+        self
+    }
+    pub fn shadow(mut self, name: impl Into<String>) -> Self {
+        self.shadow = Some(name.into());
+        self
+    }
+}

@@ -1,0 +1,74 @@
+//! Typed task handles: the argument and return types of a task, known at compile time on the
+//! client side.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::Result;
+
+use super::{AsyncResult, Client, SendOptions};
+
+/// A typed reference to a task by name: `const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");`
+pub struct TaskRef<A, R> {
+    name: &'static str,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> TaskRef<A, R> {
+    pub const fn new(name: &'static str) -> Self {
+        TaskRef { name, _types: PhantomData }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<A: Serialize, R> TaskRef<A, R> {
+    /// `task.delay(*args)`.
+    pub fn delay(&self, client: &Client, args: A) -> Result<TypedResult<R>> {
+        client.delay(self, args)
+    }
+
+    /// `task.apply_async(args, **options)`.
+    pub fn apply_async(&self, client: &Client, args: A, options: &SendOptions) -> Result<TypedResult<R>> {
+        client.apply_async(self, args, options)
+    }
+}
+
+/// An [`AsyncResult`] that knows its value type.
+#[derive(Debug, Clone)]
+pub struct TypedResult<R> {
+    inner: AsyncResult,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> TypedResult<R> {
+    pub(crate) fn new(inner: AsyncResult) -> Self {
+        TypedResult { inner, _r: PhantomData }
+    }
+
+    pub fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    /// The untyped handle (state, traceback, forget …).
+    pub fn untyped(&self) -> &AsyncResult {
+        &self.inner
+    }
+}
+
+impl<R: DeserializeOwned> TypedResult<R> {
+    /// Blocks until ready; the value, or the task's error.
+    pub fn get(&self, timeout: Duration) -> Result<R> {
+        self.inner.get(timeout)
+    }
+
+    /// Awaits the value from any executor.
+    pub async fn get_async(&self, timeout: Duration) -> Result<R> {
+        self.inner.get_async(timeout).await
+    }
+}

@@ -1,0 +1,240 @@
+//! Configuration with Celery's setting names, from code, a TOML file and the environment
+//! variables Celery reads. Everything is checked once, at start ([`Config::validate`]), so a bad
+//! URL or setting fails with a message a person understands instead of at the first task.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Accept, Compression, ContentType};
+
+/// A broker or result-backend URL, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Url {
+    /// `memory://`: in-process, no server (the embedded default).
+    Memory,
+}
+
+impl Url {
+    /// Parses a broker URL (`what` = "broker_url") or result-backend URL ("result_backend").
+    pub fn parse(what: &'static str, url: &str) -> Result<Self, ConfigError> {
+        let scheme = url.split_once("://").map(|(s, _)| s).ok_or_else(|| ConfigError::Url {
+            setting: what,
+            url: url.to_owned(),
+            reason: "expected scheme://… (for example memory://)".into(),
+        })?;
+        match scheme {
+            "memory" => Ok(Url::Memory),
+            "redis" | "rediss" | "redis+socket" | "amqp" | "amqps" | "pyamqp" | "rpc" => Err(ConfigError::Url {
+                setting: what,
+                url: url.to_owned(),
+                reason: format!("the {scheme}:// transport is not in this build of celeriac yet; use memory://"),
+            }),
+            other => Err(ConfigError::Url {
+                setting: what,
+                url: url.to_owned(),
+                reason: format!("unknown scheme {other:?}; celeriac knows memory://"),
+            }),
+        }
+    }
+}
+
+/// One `task_routes` entry: tasks whose name matches `pattern` (exact, or a glob with `*`) go to
+/// `queue`, optionally with a routing key and priority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub pattern: String,
+    pub queue: String,
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    #[serde(default)]
+    pub priority: Option<u8>,
+}
+
+/// Celery settings celeriac honours. Field names are Celery's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub broker_url: String,
+    /// `None`: results disabled (Celery's default).
+    pub result_backend: Option<String>,
+    pub task_serializer: String,
+    pub result_serializer: String,
+    pub accept_content: Vec<String>,
+    /// `gzip`, `bzip2`, `lzma`, `zstd`, `brotli`, or none.
+    pub task_compression: Option<String>,
+    pub task_default_queue: String,
+    pub task_routes: Vec<Route>,
+    pub task_ignore_result: bool,
+    pub task_acks_late: bool,
+    /// Seconds; `None` keeps results forever.
+    pub result_expires: Option<u64>,
+    pub result_extended: bool,
+    pub worker_prefetch_multiplier: u32,
+    /// Shards; `None` = the CPUs this process may use.
+    pub worker_concurrency: Option<usize>,
+    pub timezone: String,
+    pub enable_utc: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            broker_url: "memory://".into(),
+            result_backend: None,
+            task_serializer: "json".into(),
+            result_serializer: "json".into(),
+            accept_content: vec!["json".into()],
+            task_compression: None,
+            task_default_queue: "celery".into(),
+            task_routes: Vec::new(),
+            task_ignore_result: false,
+            task_acks_late: false,
+            result_expires: Some(86_400),
+            result_extended: false,
+            worker_prefetch_multiplier: 4,
+            worker_concurrency: None,
+            timezone: "UTC".into(),
+            enable_utc: true,
+        }
+    }
+}
+
+/// A setting that cannot work, named.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{setting} = {url:?}: {reason}")]
+    Url { setting: &'static str, url: String, reason: String },
+    #[error("{setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// The checked, ready-to-use form of [`Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub broker: Url,
+    pub backend: Option<Url>,
+    pub task_serializer: ContentType,
+    pub result_serializer: ContentType,
+    pub accept: Accept,
+    pub compression: Option<Compression>,
+    pub result_expires: Option<Duration>,
+}
+
+impl Config {
+    /// Reads a TOML file of Celery settings (`broker_url = "memory://"` …); unknown keys are errors.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
+        Self::from_toml_str(&text).map_err(|e| match e {
+            ConfigError::File { reason, .. } => ConfigError::File { path: path.display().to_string(), reason },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::File { path: "<string>".into(), reason: e.to_string() })
+    }
+
+    /// Applies the environment variables Celery reads: `CELERY_BROKER_URL`, `CELERY_RESULT_BACKEND`.
+    pub fn apply_env(&mut self) {
+        self.apply_env_from(|k| std::env::var(k).ok());
+    }
+
+    fn apply_env_from(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CELERY_BROKER_URL").filter(|v| !v.is_empty()) {
+            self.broker_url = v;
+        }
+        if let Some(v) = get("CELERY_RESULT_BACKEND").filter(|v| !v.is_empty()) {
+            self.result_backend = Some(v);
+        }
+    }
+
+    /// Checks every setting and resolves names to types.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let serializer = |setting: &'static str, name: &str| {
+            ContentType::from_name(name).map_err(|e| ConfigError::Invalid { setting, reason: e.to_string() })
+        };
+        if self.worker_prefetch_multiplier == 0 {
+            return Err(ConfigError::Invalid { setting: "worker_prefetch_multiplier", reason: "must be at least 1".into() });
+        }
+        if self.worker_concurrency == Some(0) {
+            return Err(ConfigError::Invalid { setting: "worker_concurrency", reason: "must be at least 1".into() });
+        }
+        if self.task_default_queue.is_empty() {
+            return Err(ConfigError::Invalid { setting: "task_default_queue", reason: "must not be empty".into() });
+        }
+        if !self.enable_utc && self.timezone != "UTC" {
+            return Err(ConfigError::Invalid {
+                setting: "timezone",
+                reason: "celeriac keeps all times in UTC; only timezone = \"UTC\" is supported".into(),
+            });
+        }
+        for r in &self.task_routes {
+            if r.queue.is_empty() {
+                return Err(ConfigError::Invalid { setting: "task_routes", reason: format!("route {:?} has an empty queue", r.pattern) });
+            }
+        }
+        Ok(Settings {
+            broker: Url::parse("broker_url", &self.broker_url)?,
+            backend: self.result_backend.as_deref().map(|u| Url::parse("result_backend", u)).transpose()?,
+            task_serializer: serializer("task_serializer", &self.task_serializer)?,
+            result_serializer: serializer("result_serializer", &self.result_serializer)?,
+            accept: Accept::from_names(&self.accept_content)
+                .map_err(|e| ConfigError::Invalid { setting: "accept_content", reason: e.to_string() })?,
+            compression: self
+                .task_compression
+                .as_deref()
+                .map(Compression::from_name)
+                .transpose()
+                .map_err(|e| ConfigError::Invalid { setting: "task_compression", reason: e.to_string() })?,
+            result_expires: self.result_expires.filter(|s| *s > 0).map(Duration::from_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_env_and_defaults() {
+        let mut c = Config::from_toml_str(
+            r#"
+            broker_url = "memory://"
+            task_acks_late = true
+            worker_prefetch_multiplier = 8
+            [[task_routes]]
+            pattern = "proj.tasks.*"
+            queue = "hipri"
+            "#,
+        )
+        .unwrap();
+        assert!(c.task_acks_late);
+        assert_eq!(c.task_routes[0].queue, "hipri");
+        assert_eq!(c.task_default_queue, "celery");
+        c.apply_env_from(|k| (k == "CELERY_RESULT_BACKEND").then(|| "memory://".to_owned()));
+        assert_eq!(c.result_backend.as_deref(), Some("memory://"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = Config::from_toml_str("broker_ulr = \"memory://\"").unwrap_err().to_string();
+        assert!(err.contains("broker_ulr"), "{err}");
+        let c = Config { broker_url: "memroy://".into(), ..Config::default() };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("broker_url") && err.contains("memroy"), "{err}");
+        let c = Config { broker_url: "localhost".into(), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("scheme://"));
+        let c = Config { task_serializer: "jsn".into(), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("task_serializer"));
+        let c = Config { task_compression: Some("snappy".into()), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("snappy"));
+    }
+}

@@ -1,0 +1,23 @@
+//! Layer 5: typed tasks. Plain Rust functions (sync, async, closures, or [`blocking`]) whose
+//! parameter and return types are the schema; extractors ([`TaskCtx`], [`ShardState`], the
+//! [`Client`](crate::Client)) may sit anywhere in the parameter list and never consume a
+//! positional argument.
+//!
+//! Parameter names are given at registration (`.task("proj.tasks.add", ["x", "y"], add)`), so
+//! Python callers' keyword arguments (`add.delay(x=4, y=4)`) map onto the same parameters.
+
+mod ctx;
+mod error;
+mod extract;
+mod handler;
+mod outcome;
+mod registry;
+
+pub use ctx::TaskCtx;
+pub use error::TaskError;
+pub use extract::{FromInvocation, Invocation, ShardState};
+pub use handler::{blocking, Blocking, Call, Handler};
+pub use outcome::Outcome;
+pub use registry::{Registry, TaskEntry, TaskOptions};
+pub(crate) use extract::{ShardLocals, StateFactory};
+pub(crate) use handler::panic_error;

@@ -1,0 +1,34 @@
+//! What a task call produced.
+
+use serde_json::Value;
+
+use super::TaskError;
+
+/// The result of running a task body.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The return value, serialized.
+    Success(Value),
+    /// The task failed (an `Err`, a wrong argument type, a panic).
+    Failure(TaskError),
+}
+
+impl Outcome {
+    pub(crate) fn from_value<T: serde::Serialize>(v: T) -> Outcome {
+        match serde_json::to_value(v) {
+            Ok(v) => Outcome::Success(v),
+            Err(e) => Outcome::Failure(TaskError::with_module(
+                "kombu.exceptions",
+                "EncodeError",
+                format!("cannot serialize the return value: {e}"),
+            )),
+        }
+    }
+
+    pub(crate) fn from_result<T: serde::Serialize, E: Into<TaskError>>(r: Result<T, E>) -> Outcome {
+        match r {
+            Ok(v) => Outcome::from_value(v),
+            Err(e) => Outcome::Failure(e.into()),
+        }
+    }
+}

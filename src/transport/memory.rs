@@ -1,0 +1,189 @@
+//! `memory://`: an in-process broker shared by every client and shard of one process.
+//!
+//! Each queue holds four lock-free FIFO buckets (kombu's priority steps; lower is served first)
+//! and a bucket of restored messages served before them, so a requeued or returned delivery is
+//! consumed next, as kombu's restore does. Publishers wake waiting consumers through the queue's
+//! [`Notify`], which also wakes a parked glommio shard from another thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crossbeam_queue::SegQueue;
+
+use crate::protocol::{DeliveryInfo, TaskMessage};
+use crate::rt::Notify;
+
+use super::delivery::AckTarget;
+use super::{priority_bucket, Delivery};
+
+#[derive(Debug, Default)]
+struct MemQueue {
+    restored: SegQueue<TaskMessage>,
+    buckets: [SegQueue<TaskMessage>; 4],
+    len: AtomicUsize,
+    notify: Notify,
+}
+
+impl MemQueue {
+    fn pop(&self) -> Option<TaskMessage> {
+        let m = self.restored.pop().or_else(|| self.buckets.iter().find_map(SegQueue::pop))?;
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        Some(m)
+    }
+}
+
+/// The in-process broker.
+#[derive(Debug, Default)]
+pub struct MemoryBroker {
+    queues: RwLock<HashMap<String, Arc<MemQueue>>>,
+    unacked: AtomicUsize,
+    published: AtomicU64,
+}
+
+impl MemoryBroker {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn queue(&self, name: &str) -> Arc<MemQueue> {
+        if let Some(q) = self.queues.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return q.clone();
+        }
+        self.queues.write().unwrap_or_else(|p| p.into_inner()).entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Appends `msg` to `queue` in its priority bucket and wakes the queue's consumers.
+    pub fn publish(&self, queue: &str, msg: TaskMessage) {
+        let q = self.queue(queue);
+        q.buckets[priority_bucket(msg.properties.priority)].push(msg);
+        q.len.fetch_add(1, Ordering::AcqRel);
+        self.published.fetch_add(1, Ordering::Relaxed);
+        q.notify.notify();
+    }
+
+    /// Puts a delivered message back at the consuming end of `queue`.
+    pub(crate) fn restore(&self, queue: &str, msg: TaskMessage) {
+        let q = self.queue(queue);
+        q.restored.push(msg);
+        q.len.fetch_add(1, Ordering::AcqRel);
+        self.unacked.fetch_sub(1, Ordering::AcqRel);
+        q.notify.notify();
+    }
+
+    pub(crate) fn settled(&self) {
+        self.unacked.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Messages waiting in `queue`.
+    pub fn len(&self, queue: &str) -> usize {
+        self.queues.read().unwrap_or_else(|p| p.into_inner()).get(queue).map_or(0, |q| q.len.load(Ordering::Acquire))
+    }
+
+    /// Delivered but not yet acked or rejected, over all queues.
+    pub fn unacked(&self) -> usize {
+        self.unacked.load(Ordering::Acquire)
+    }
+
+    /// A consumer of `queues`, served round-robin.
+    pub fn consumer(self: &Arc<Self>, queues: &[String]) -> MemoryConsumer {
+        MemoryConsumer {
+            broker: self.clone(),
+            queues: queues.iter().map(|n| (Arc::<str>::from(n.as_str()), self.queue(n))).collect(),
+            next: 0,
+        }
+    }
+}
+
+/// One shard's consumer of the in-process broker.
+pub struct MemoryConsumer {
+    broker: Arc<MemoryBroker>,
+    queues: Vec<(Arc<str>, Arc<MemQueue>)>,
+    next: usize,
+}
+
+impl MemoryConsumer {
+    /// Takes up to `max` messages without waiting, rotating over the queues.
+    pub fn try_fetch(&mut self, max: usize) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let n = self.queues.len();
+        let mut idle = 0;
+        while out.len() < max && idle < n {
+            let (name, q) = &self.queues[self.next % n];
+            match q.pop() {
+                Some(message) => {
+                    idle = 0;
+                    self.broker.unacked.fetch_add(1, Ordering::AcqRel);
+                    out.push(Delivery {
+                        info: DeliveryInfo {
+                            exchange: String::new(),
+                            routing_key: name.to_string(),
+                            redelivered: message.headers.extra.contains_key("redelivered"),
+                        },
+                        message,
+                        queue: name.clone(),
+                        target: AckTarget::Memory(self.broker.clone()),
+                    });
+                }
+                None => {
+                    idle += 1;
+                    self.next = self.next.wrapping_add(1);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits for at least one message, then takes up to `max`.
+    pub async fn fetch(&mut self, max: usize) -> Vec<Delivery> {
+        loop {
+            let seen: Vec<u64> = self.queues.iter().map(|(_, q)| q.notify.epoch()).collect();
+            let got = self.try_fetch(max);
+            if !got.is_empty() {
+                return got;
+            }
+            let queues = self.queues.clone();
+            Notify::any_changed(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Headers, Properties};
+
+    fn msg(id: &str, priority: u8) -> TaskMessage {
+        let props = Properties { priority, ..Properties::default() };
+        TaskMessage::json(Headers::new("t", id), props, "[[], {}, null]")
+    }
+
+    #[test]
+    fn fifo_within_a_priority_and_lower_numbers_first() {
+        let b = MemoryBroker::new();
+        b.publish("q", msg("a", 5));
+        b.publish("q", msg("b", 0));
+        b.publish("q", msg("c", 0));
+        let mut c = b.consumer(&["q".into()]);
+        let ids: Vec<String> = c.try_fetch(10).into_iter().map(|d| d.message.headers.id).collect();
+        assert_eq!(ids, ["b", "c", "a"]);
+        assert_eq!(b.unacked(), 3);
+    }
+
+    #[test]
+    fn requeued_messages_come_back_first_and_marked() {
+        let b = MemoryBroker::new();
+        b.publish("q", msg("a", 0));
+        b.publish("q", msg("b", 0));
+        let mut c = b.consumer(&["q".into()]);
+        let d = c.try_fetch(1).pop().unwrap();
+        d.requeue();
+        let first = c.try_fetch(1).pop().unwrap();
+        assert_eq!(first.message.headers.id, "a");
+        assert!(first.info.redelivered);
+        let (_, settle) = first.into_parts();
+        settle.ack();
+        assert_eq!(b.unacked(), 0);
+        assert_eq!(b.len("q"), 1);
+    }
+}

@@ -1,0 +1,41 @@
+//! The start-up banner, laid out like Celery's so operators recognise it.
+
+/// Renders the banner.
+#[allow(clippy::too_many_arguments)]
+pub fn banner(
+    app: &str,
+    nodename: &str,
+    broker: &str,
+    backend: &str,
+    shards: usize,
+    prefetch: u32,
+    queues: &[String],
+    tasks: &[&str],
+) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let sys = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+    let art = [
+        format!(" -------------- {nodename} v{version} (celeriac)"),
+        format!("--- ***** ----- {sys}"),
+        "-- ******* ---- ".to_string(),
+        "- *** --- * --- ".to_string(),
+        "- ** ---------- [config]".to_string(),
+        format!("- ** ---------- .> app:         {app}"),
+        format!("- ** ---------- .> transport:   {broker}"),
+        format!("- ** ---------- .> results:     {backend}"),
+        format!("- *** --- * --- .> concurrency: {shards} (thread-per-core shards, prefetch {prefetch}/shard)"),
+        "-- ******* ---- .> task events: OFF".to_string(),
+        "--- ***** ----- ".to_string(),
+        " -------------- [queues]".to_string(),
+    ];
+    let mut out = art.join("\n");
+    out.push('\n');
+    for q in queues {
+        out.push_str(&format!("                .> {q:<16} exchange={q}(direct) key={q}\n"));
+    }
+    out.push_str("\n[tasks]\n");
+    for t in tasks {
+        out.push_str(&format!("  . {t}\n"));
+    }
+    out
+}

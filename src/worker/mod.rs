@@ -1,0 +1,20 @@
+//! Layer 6: the sharded worker. One shard per CPU, each with its own broker consumer, decoder,
+//! run queue and result writer; idle shards steal reserved-but-not-started deliveries from busy
+//! ones (bounded batches, lock-free deques, explicit wake-ups).
+//!
+//! Life of a delivery on a shard: consumer → local run queue (reserved, unacked) → start: decode,
+//! look up, extract arguments, call → ack (early by default, after the result with acks_late) →
+//! store the result.
+
+mod banner;
+mod control;
+mod execute;
+mod nodename;
+mod pool;
+mod shard;
+mod steal;
+
+pub use banner::banner;
+pub use control::{Phase, ShutdownMode};
+pub use nodename::expand_nodename;
+pub use pool::{WorkerBuilder, WorkerHandle, WorkerStats};

@@ -1,0 +1,291 @@
+//! Building, starting and stopping a worker: the shared state of all shards, the shard threads,
+//! and signal handling (first SIGINT/SIGTERM: warm shutdown; second: cold).
+
+use std::any::TypeId;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::protocol::Accept;
+use crate::rt::{self, Notify, ShardHandle};
+use crate::task::{Registry, StateFactory};
+use crate::{Error, Result};
+
+use super::control::Lifecycle;
+use super::steal::StealSet;
+use super::{expand_nodename, Phase, ShutdownMode};
+
+/// Counters over the worker's life.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+    pub rejected: AtomicU64,
+    pub stolen: AtomicU64,
+    pub per_shard: Vec<AtomicU64>,
+}
+
+/// A snapshot of the worker's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Tasks run to an outcome (success or failure).
+    pub processed: u64,
+    /// Of those, failures.
+    pub failed: u64,
+    /// Messages rejected: undecodable, disallowed content, unregistered task.
+    pub rejected: u64,
+    /// Deliveries moved from one shard's reserved queue to another's.
+    pub stolen: u64,
+    /// Tasks processed by each shard.
+    pub per_shard: Vec<u64>,
+}
+
+/// What every shard shares, frozen at start (config, registry) or atomic (lifecycle, counters).
+pub(crate) struct WorkerShared {
+    pub registry: Arc<Registry>,
+    pub client: Client,
+    pub accept: Accept,
+    pub acks_late: bool,
+    pub ignore_result: bool,
+    pub result_extended: bool,
+    pub hostname: Arc<str>,
+    pub queues: Vec<String>,
+    /// Per-shard prefetch: reserved deliveries and concurrently running bodies.
+    pub prefetch: usize,
+    pub lifecycle: Lifecycle,
+    pub steal: StealSet,
+    pub stats: Counters,
+    pub state_factories: Vec<(TypeId, StateFactory)>,
+    pub started: AtomicUsize,
+    pub started_notify: Notify,
+}
+
+/// Configures a worker; made by [`App::worker`](crate::App::worker).
+pub struct WorkerBuilder {
+    registry: Arc<Registry>,
+    client: Client,
+    config: Config,
+    accept: Accept,
+    state_factories: Vec<(TypeId, StateFactory)>,
+    app_name: String,
+    concurrency: Option<usize>,
+    queues: Option<Vec<String>>,
+    hostname: Option<String>,
+    stealing: bool,
+}
+
+impl WorkerBuilder {
+    pub(crate) fn new(
+        app_name: String,
+        registry: Arc<Registry>,
+        client: Client,
+        config: Config,
+        accept: Accept,
+        state_factories: Vec<(TypeId, StateFactory)>,
+    ) -> Self {
+        WorkerBuilder {
+            registry,
+            client,
+            concurrency: config.worker_concurrency,
+            config,
+            accept,
+            state_factories,
+            app_name,
+            queues: None,
+            hostname: None,
+            stealing: true,
+        }
+    }
+
+    /// Number of shards (`-c`); default: the CPUs this process may use.
+    pub fn concurrency(mut self, shards: usize) -> Self {
+        self.concurrency = Some(shards);
+        self
+    }
+
+    /// Queues to consume (`-Q a,b`); default: `task_default_queue`.
+    pub fn queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Node name pattern (`-n w1@%h`); default `celery@%h`.
+    pub fn hostname(mut self, pattern: &str) -> Self {
+        self.hostname = Some(pattern.to_owned());
+        self
+    }
+
+    /// `worker_prefetch_multiplier`.
+    pub fn prefetch_multiplier(mut self, n: u32) -> Self {
+        self.config.worker_prefetch_multiplier = n.max(1);
+        self
+    }
+
+    /// Turns cross-shard stealing off (for measuring what it buys).
+    pub fn stealing(mut self, on: bool) -> Self {
+        self.stealing = on;
+        self
+    }
+
+    /// The node name this worker will use.
+    pub fn nodename(&self) -> String {
+        expand_nodename(self.hostname.as_deref().unwrap_or("celery@%h"), &crate::hostname())
+    }
+
+    /// The shard count this worker will use.
+    pub fn shard_count(&self) -> usize {
+        self.concurrency.unwrap_or_else(|| rt::cpus().len()).max(1)
+    }
+
+    /// The queues this worker will consume.
+    pub fn queue_names(&self) -> Vec<String> {
+        self.queues.clone().unwrap_or_else(|| vec![self.config.task_default_queue.clone()])
+    }
+
+    /// Celery's start-up banner for this worker.
+    pub fn banner(&self) -> String {
+        super::banner(
+            &self.app_name,
+            &self.nodename(),
+            self.client.broker().url(),
+            self.client.backend().url(),
+            self.shard_count(),
+            self.config.worker_prefetch_multiplier,
+            &self.queue_names(),
+            &self.registry.names(),
+        )
+    }
+
+    /// Starts the shards; returns once every shard is consuming.
+    pub fn start(self) -> Result<WorkerHandle> {
+        let n = self.shard_count();
+        let queues = self.queue_names();
+        if queues.is_empty() || queues.iter().any(String::is_empty) {
+            return Err(Error::Config(crate::config::ConfigError::Invalid {
+                setting: "queues",
+                reason: "a worker needs at least one non-empty queue name".into(),
+            }));
+        }
+        let (steal, locals) = StealSet::new(n, self.stealing);
+        let shared = Arc::new(WorkerShared {
+            hostname: Arc::from(self.nodename()),
+            registry: self.registry,
+            client: self.client,
+            accept: self.accept,
+            acks_late: self.config.task_acks_late,
+            ignore_result: self.config.task_ignore_result,
+            result_extended: self.config.result_extended,
+            queues,
+            prefetch: self.config.worker_prefetch_multiplier as usize,
+            lifecycle: Lifecycle::new(),
+            steal,
+            stats: Counters { per_shard: (0..n).map(|_| AtomicU64::new(0)).collect(), ..Counters::default() },
+            state_factories: self.state_factories,
+            started: AtomicUsize::new(0),
+            started_notify: Notify::new(),
+        });
+        let locals = Arc::new(Mutex::new(locals.into_iter().map(Some).collect::<Vec<_>>()));
+        let s2 = shared.clone();
+        let shards = rt::start_shards(n, "celeriac-shard", move |i| {
+            let shared = s2.clone();
+            let local = locals.lock().unwrap_or_else(|p| p.into_inner())[i].take().expect("each shard takes its queue once");
+            super::shard::shard_main(shared, i, local)
+        })?;
+        loop {
+            let seen = shared.started_notify.epoch();
+            if shared.started.load(Ordering::Acquire) >= n {
+                break;
+            }
+            rt::block_on(rt::timeout_anywhere(Duration::from_millis(100), shared.started_notify.changed(seen)));
+        }
+        tracing::info!("{} ready.", shared.hostname);
+        Ok(WorkerHandle { shared, shards: Mutex::new(shards) })
+    }
+}
+
+/// A running worker.
+pub struct WorkerHandle {
+    shared: Arc<WorkerShared>,
+    shards: Mutex<Vec<ShardHandle>>,
+}
+
+impl WorkerHandle {
+    /// The node name.
+    pub fn hostname(&self) -> &str {
+        &self.shared.hostname
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.shared.lifecycle.phase()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WorkerStats {
+        let c = &self.shared.stats;
+        WorkerStats {
+            processed: c.processed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            stolen: c.stolen.load(Ordering::Relaxed),
+            per_shard: c.per_shard.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+        }
+    }
+
+    /// Begins a shutdown without waiting for it.
+    pub fn request_shutdown(&self, mode: ShutdownMode) {
+        self.shared.lifecycle.advance(mode);
+        for w in &self.shared.steal.wake {
+            w.notify();
+        }
+    }
+
+    /// Warm shutdown: stop consuming, finish running tasks, return reserved ones; waits for the
+    /// shards to stop.
+    pub fn shutdown(self) {
+        self.request_shutdown(ShutdownMode::Warm);
+        self.join();
+    }
+
+    /// Waits for every shard to stop (after a shutdown was requested).
+    pub fn join(self) {
+        let shards = std::mem::take(&mut *self.shards.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, s) in shards.into_iter().enumerate() {
+            if let Err(e) = s.join() {
+                tracing::error!("shard {i} stopped abnormally: {e}");
+            }
+        }
+        tracing::info!("{}: shut down ({:?}).", self.shared.hostname, self.stats());
+    }
+
+    /// Runs until SIGINT or SIGTERM: the first starts a warm shutdown, a second makes it cold.
+    pub fn run_until_signal(self) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let shared = self.shared.clone();
+        let watcher = std::thread::Builder::new().name("celeriac-signals".into()).spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                let mode = if seen == 1 { ShutdownMode::Warm } else { ShutdownMode::Cold };
+                let how = if seen == 1 { "warm shutdown (MainProcess)" } else { "cold shutdown (MainProcess)" };
+                eprintln!("\nworker: {how} after signal {sig}");
+                shared.lifecycle.advance(mode);
+                for w in &shared.steal.wake {
+                    w.notify();
+                }
+            }
+        })?;
+        self.join();
+        handle.close();
+        let _ = watcher.join();
+        Ok(())
+    }
+}

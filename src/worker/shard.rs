@@ -1,0 +1,144 @@
+//! One shard's life: a consumer task that keeps the local run queue filled up to the prefetch
+//! limit, a runner that starts deliveries (stealing when idle), and the warm-shutdown drain.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_deque::Worker as LocalQueue;
+
+use crate::rt;
+use crate::task::ShardLocals;
+use crate::transport::Delivery;
+
+use super::execute::{self, ShardCtx};
+use super::pool::WorkerShared;
+use super::Phase;
+
+pub(crate) async fn shard_main(shared: Arc<WorkerShared>, index: usize, local: LocalQueue<Delivery>) {
+    let sh = Rc::new(ShardCtx {
+        index,
+        locals: ShardLocals::build(&shared.state_factories, index),
+        shared,
+        running: std::cell::Cell::new(0),
+        held: std::cell::Cell::new(0),
+    });
+    let local = Rc::new(local);
+    let consumer = glommio::spawn_local(consume(sh.clone(), local.clone()));
+    sh.shared.started.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    sh.shared.started_notify.notify();
+    run(&sh, &local).await;
+    consumer.await;
+    drain(&sh, &local).await;
+}
+
+/// Keeps the local queue filled: reserved (not started) deliveries stay at or under the
+/// per-shard prefetch; with acks_late, running ones count too (they are unacked).
+async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) {
+    let shared = &sh.shared;
+    let wake = &shared.steal.wake[sh.index];
+    let mut consumer = shared.client.broker().consumer(&shared.queues);
+    let mut backoff = Duration::from_millis(50);
+    while shared.lifecycle.is_running() {
+        let seen = wake.epoch();
+        let unacked_running = if shared.acks_late { sh.running.get() } else { 0 };
+        let room = shared.prefetch.saturating_sub(local.len() + unacked_running);
+        if room == 0 {
+            wake.changed(seen).await;
+            continue;
+        }
+        let fetched = futures_lite::future::or(consumer.fetch(room), async {
+            wake.changed(seen).await;
+            Ok(Vec::new())
+        })
+        .await;
+        match fetched {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                backoff = Duration::from_millis(50);
+                for d in batch {
+                    if shared.lifecycle.is_running() {
+                        local.push(d);
+                    } else {
+                        d.requeue();
+                    }
+                }
+                wake.notify();
+                shared.steal.offer(sh.index);
+            }
+            Err(e) => {
+                tracing::warn!("shard {}: consumer error: {e}; retrying in {backoff:?}", sh.index);
+                rt::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Starts deliveries while there is room; steals when the local queue is empty.
+async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
+    let shared = &sh.shared;
+    let wake = &shared.steal.wake[sh.index];
+    let max_running = shared.prefetch;
+    while shared.lifecycle.is_running() {
+        let seen = wake.epoch();
+        if sh.running.get() >= max_running {
+            wake.changed(seen).await;
+            continue;
+        }
+        let next = local.pop().or_else(|| {
+            let d = shared.steal.steal_into(sh.index, local)?;
+            shared.stats.stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            Some(d)
+        });
+        match next {
+            Some(d) => {
+                if !local.is_empty() {
+                    shared.steal.offer(sh.index);
+                }
+                // A slot in the prefetch window opened: let the consumer fetch.
+                wake.notify();
+                execute::start(sh, d);
+                rt::yield_now().await;
+            }
+            None => {
+                shared.steal.set_idle(sh.index, true);
+                if let Some(d) = shared.steal.steal_into(sh.index, local) {
+                    shared.steal.set_idle(sh.index, false);
+                    shared.stats.stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    execute::start(sh, d);
+                    continue;
+                }
+                wake.changed(seen).await;
+                shared.steal.set_idle(sh.index, false);
+            }
+        }
+    }
+}
+
+/// Warm shutdown: wait for running bodies, then return every reserved delivery to the broker.
+/// Cold shutdown: return reserved deliveries at once.
+async fn drain(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
+    let shared = &sh.shared;
+    let wake = &shared.steal.wake[sh.index];
+    let mut returned = 0usize;
+    while let Some(d) = local.pop() {
+        d.requeue();
+        returned += 1;
+    }
+    loop {
+        let seen = wake.epoch();
+        if (sh.running.get() == 0 && sh.held.get() == 0) || shared.lifecycle.phase() == Phase::Cold {
+            break;
+        }
+        wake.changed(seen).await;
+    }
+    // Deliveries stolen into our queue while we waited.
+    while let Some(d) = local.pop() {
+        d.requeue();
+        returned += 1;
+    }
+    if returned > 0 {
+        tracing::info!("shard {}: returned {returned} reserved task(s) to the broker", sh.index);
+    }
+}
