@@ -49,15 +49,6 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
         return reject_unregistered(sh, &msg.headers, settle);
     };
     let now = Utc::now();
-    if let Some(exp) = msg.headers.expires.as_deref().and_then(parse_datetime) {
-        if exp <= now {
-            tracing::info!("Discarding revoked task: {}[{}] (expired)", msg.headers.task, msg.headers.id);
-            let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "expired");
-            store(sh, &entry, &msg.headers, None, State::Revoked, exc.to_value(), None);
-            settle.ack();
-            return;
-        }
-    }
     if let Some(eta) = msg.headers.eta.as_deref().and_then(parse_datetime) {
         let wait = (eta.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO);
         if !wait.is_zero() {
@@ -98,6 +89,16 @@ fn hold_until(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, settle
 
 fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: crate::protocol::DecodedBody, settle: Settle) {
     let shared = &sh.shared;
+    // Expiry is checked when the task is about to run (after any ETA wait), as Celery does.
+    if let Some(exp) = msg.headers.expires.as_deref().and_then(parse_datetime) {
+        if exp <= Utc::now() {
+            tracing::info!("Discarding revoked task: {}[{}] (expired)", msg.headers.task, msg.headers.id);
+            let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "expired");
+            store(sh, &entry, &msg.headers, None, State::Revoked, exc.to_value(), None);
+            settle.ack();
+            return;
+        }
+    }
     let parsed = match body.parse() {
         Ok(p) => p,
         Err(e) => return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e),

@@ -247,21 +247,23 @@ impl WorkerHandle {
     }
 
     /// Warm shutdown: stop consuming, finish running tasks, return reserved ones; waits for the
-    /// shards to stop.
-    pub fn shutdown(self) {
+    /// shards to stop and returns the final counters.
+    pub fn shutdown(self) -> WorkerStats {
         self.request_shutdown(ShutdownMode::Warm);
-        self.join();
+        self.join()
     }
 
-    /// Waits for every shard to stop (after a shutdown was requested).
-    pub fn join(self) {
+    /// Waits for every shard to stop (after a shutdown was requested); the final counters.
+    pub fn join(self) -> WorkerStats {
         let shards = std::mem::take(&mut *self.shards.lock().unwrap_or_else(|p| p.into_inner()));
         for (i, s) in shards.into_iter().enumerate() {
             if let Err(e) = s.join() {
                 tracing::error!("shard {i} stopped abnormally: {e}");
             }
         }
-        tracing::info!("{}: shut down ({:?}).", self.shared.hostname, self.stats());
+        let stats = self.stats();
+        tracing::info!("{}: shut down ({stats:?}).", self.shared.hostname);
+        stats
     }
 
     /// Runs until SIGINT or SIGTERM: the first starts a warm shutdown, a second makes it cold.
@@ -283,7 +285,7 @@ impl WorkerHandle {
                 }
             }
         })?;
-        self.join();
+        let _ = self.join();
         handle.close();
         let _ = watcher.join();
         Ok(())

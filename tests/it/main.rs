@@ -1,0 +1,6 @@
+//! celeriac's one integration-test binary (ripgrep-style): end-to-end behaviour on the embedded
+//! memory broker, and golden fixtures captured from Python Celery 5.7.
+
+mod fixtures;
+mod memory;
+mod support;
