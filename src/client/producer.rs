@@ -111,11 +111,11 @@ impl Client {
         h.shadow = o.shadow.clone();
         h.eta = eta.map(|t| format_datetime(&t.fixed_offset()));
         h.expires = expires.map(|t| format_datetime(&t.fixed_offset()));
-        h.timelimit = (o.time_limit, o.soft_time_limit);
+        h.set_time_limits(o.time_limit, o.soft_time_limit);
         h.argsrepr = Some(truncate(tuple_repr(args)));
         h.kwargsrepr = Some(truncate(protocol::py_repr(&Value::Object(kwargs.clone()))));
         h.origin = Some(self.inner.origin.clone());
-        h.ignore_result = o.ignore_result.unwrap_or(self.inner.ignore_result);
+        h.ignore_result = Some(o.ignore_result.unwrap_or(self.inner.ignore_result));
         h.extra = o.headers.clone();
 
         let props = Properties {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use super::{Accept, Compression, ContentType, ProtocolError, Signature};
 
@@ -38,11 +38,11 @@ pub struct Headers {
     pub group: Option<String>,
     #[serde(default)]
     pub group_index: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub retries: u32,
-    /// `[hard, soft]` seconds (hard first, whatever protocol.rst says).
+    /// `[hard, soft]` seconds (hard first, whatever protocol.rst says), int or float as sent.
     #[serde(default)]
-    pub timelimit: (Option<f64>, Option<f64>),
+    pub timelimit: (Option<Number>, Option<Number>),
     #[serde(default)]
     pub root_id: Option<String>,
     #[serde(default)]
@@ -53,9 +53,10 @@ pub struct Headers {
     pub kwargsrepr: Option<String>,
     #[serde(default)]
     pub origin: Option<String>,
+    /// `null` when sent through `send_task` without the option.
     #[serde(default)]
-    pub ignore_result: bool,
-    #[serde(default)]
+    pub ignore_result: Option<bool>,
+    #[serde(default, deserialize_with = "null_is_default")]
     pub replaced_task_nesting: u32,
     #[serde(default)]
     pub stamped_headers: Option<Vec<String>>,
@@ -69,11 +70,37 @@ pub struct Headers {
     pub extra: Map<String, Value>,
 }
 
+fn null_is_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 fn lang_py() -> String {
     "py".to_owned()
 }
 
 impl Headers {
+    /// Whether the sender asked for no result.
+    pub fn ignores_result(&self) -> bool {
+        self.ignore_result.unwrap_or(false)
+    }
+
+    /// `(hard, soft)` time limits in seconds.
+    pub fn time_limits(&self) -> (Option<f64>, Option<f64>) {
+        (self.timelimit.0.as_ref().and_then(Number::as_f64), self.timelimit.1.as_ref().and_then(Number::as_f64))
+    }
+
+    /// Sets `(hard, soft)` time limits; whole seconds are written as integers, as Python does.
+    pub fn set_time_limits(&mut self, hard: Option<f64>, soft: Option<f64>) {
+        fn num(s: f64) -> Option<Number> {
+            if s.fract() == 0.0 && s.abs() < 1e15 {
+                Some(Number::from(s as i64))
+            } else {
+                Number::from_f64(s)
+            }
+        }
+        self.timelimit = (hard.and_then(num), soft.and_then(num));
+    }
+
     /// Headers for a new task `task` with id `id`, every other field at Celery's default.
     pub fn new(task: impl Into<String>, id: impl Into<String>) -> Self {
         let id = id.into();
@@ -93,7 +120,7 @@ impl Headers {
             argsrepr: None,
             kwargsrepr: None,
             origin: None,
-            ignore_result: false,
+            ignore_result: Some(false),
             replaced_task_nesting: 0,
             stamped_headers: None,
             stamps: Map::new(),
@@ -295,7 +322,7 @@ impl DecodedBody {
             #[serde(default)]
             expires: Option<String>,
             #[serde(default)]
-            timelimit: Option<(Option<f64>, Option<f64>)>,
+            timelimit: Option<(Option<Number>, Option<Number>)>,
         }
         let v1: V1 = serde_json::from_slice(&self.json)
             .map_err(|e| ProtocolError::Malformed(format!("no task header, and the body is not a v1 task dict: {e}")))?;

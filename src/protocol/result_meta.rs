@@ -13,8 +13,9 @@ pub struct ResultMeta {
     /// The return value, an exception dict (FAILURE/RETRY/REVOKED) or custom meta (`update_state`).
     pub result: Value,
     pub traceback: Option<String>,
+    /// Result tuples of subtasks; Celery writes `null` when the meta was stored without a request.
     #[serde(default)]
-    pub children: Vec<Value>,
+    pub children: Option<Vec<Value>>,
     /// ISO-8601 with `+00:00` for ready states, `null` otherwise.
     pub date_done: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +46,7 @@ impl ResultMeta {
             status,
             result,
             traceback: None,
-            children: Vec::new(),
+            children: Some(Vec::new()),
             date_done,
             group_id: None,
             parent_id: None,

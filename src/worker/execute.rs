@@ -200,7 +200,7 @@ fn store_with(
     traceback: Option<String>,
 ) {
     let shared = &sh.shared;
-    if h.ignore_result || entry.options.ignore_result.unwrap_or(shared.ignore_result) {
+    if h.ignores_result() || entry.options.ignore_result.unwrap_or(shared.ignore_result) {
         return;
     }
     store_meta(sh, h, extended, queue, state, result, traceback);
@@ -243,7 +243,7 @@ fn reject_malformed(sh: &ShardCtx, h: &Headers, content_type: &str, settle: Sett
         settle.queue.as_ref()
     );
     sh.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-    if !h.id.is_empty() && !h.ignore_result {
+    if !h.id.is_empty() && !h.ignores_result() {
         let (module, ty) = match e {
             ProtocolError::ContentDisallowed { .. } => ("kombu.exceptions", "ContentDisallowed"),
             _ => ("kombu.exceptions", "DecodeError"),
@@ -263,7 +263,7 @@ fn reject_unregistered(sh: &ShardCtx, h: &Headers, settle: Settle) {
         h.id
     );
     sh.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-    if !h.ignore_result {
+    if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
         store_meta(sh, h, None, None, State::Failure, exc.to_value(), None);
