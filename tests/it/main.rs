@@ -2,5 +2,6 @@
 //! memory broker, and golden fixtures captured from Python Celery 5.7.
 
 mod fixtures;
+mod fuzz;
 mod memory;
 mod support;
