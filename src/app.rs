@@ -7,11 +7,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::backend::{Backend, MemoryBackend};
+use crate::backend::{Backend, MemoryBackend, RedisBackend};
 use crate::client::{AsyncResult, Client, Router, SendOptions, TaskRef, TypedResult};
 use crate::config::{Config, Settings, Url};
 use crate::task::{Handler, Registry, StateFactory, TaskEntry, TaskOptions};
-use crate::transport::{Broker, MemoryBroker};
+use crate::transport::{Broker, MemoryBroker, RedisBroker};
 use crate::worker::WorkerBuilder;
 use crate::{Error, Result};
 
@@ -202,12 +202,18 @@ impl AppBuilder {
         for t in self.tasks {
             registry.insert(t.map_err(Error::Registration)?).map_err(Error::Registration)?;
         }
-        let broker = match settings.broker {
+        let broker = match &settings.broker {
             Url::Memory => Broker::Memory(MemoryBroker::new()),
+            Url::Redis(u) => Broker::Redis(RedisBroker::new(u.clone(), config.broker_transport_options.clone())),
         };
-        let backend = match settings.backend {
+        let backend = match &settings.backend {
             None => Backend::Disabled,
             Some(Url::Memory) => Backend::Memory(MemoryBackend::new()),
+            Some(Url::Redis(u)) => Backend::Redis(RedisBackend::new(
+                u.clone(),
+                config.result_backend_transport_options.key_prefix(),
+                settings.result_expires,
+            )),
         };
         let router = Router::new(config.task_routes.clone(), config.task_default_queue.clone());
         let client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);

@@ -20,11 +20,16 @@ struct Slot {
 pub struct MemoryBackend {
     stripes: Vec<Mutex<HashMap<String, Slot>>>,
     hasher: RandomState,
+    groups: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Default for MemoryBackend {
     fn default() -> Self {
-        MemoryBackend { stripes: (0..STRIPES).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
+        MemoryBackend {
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            groups: Mutex::default(),
+        }
     }
 }
 
@@ -72,6 +77,14 @@ impl MemoryBackend {
 
     pub(crate) fn forget(&self, id: &str) {
         self.stripe(id).remove(id);
+    }
+
+    pub(crate) fn save_group(&self, group_id: &str, ids: &[String]) {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(group_id.to_owned(), ids.to_vec());
+    }
+
+    pub(crate) fn restore_group(&self, group_id: &str) -> Option<Vec<String>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).get(group_id).cloned()
     }
 }
 

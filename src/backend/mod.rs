@@ -1,12 +1,17 @@
 //! Layer 3: result backends. A [`Backend`] stores result metas by task id and lets clients wait
 //! for a ready state without polling.
 //!
-//! Available: `memory://` (in-process) and disabled (Celery's default: no results).
+//! Available: `memory://` (in-process), `redis://` (Celery's layout) and disabled (Celery's
+//! default: no results).
 
 mod memory;
+mod redis;
 
+pub use self::redis::RedisBackend;
 pub use memory::MemoryBackend;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +23,7 @@ pub enum Backend {
     /// No `result_backend` configured: nothing is stored; waiting on a result is an error.
     Disabled,
     Memory(Arc<MemoryBackend>),
+    Redis(Arc<RedisBackend>),
 }
 
 /// A result-store operation failed.
@@ -28,17 +34,28 @@ pub enum BackendError {
     Disabled,
     #[error("result backend connection lost: {0}")]
     ConnectionLost(String),
+    #[error("a stored result cannot be read: {0}")]
+    Corrupt(String),
+}
+
+/// The outcome of a store: done already (in-process backends) or a write in flight on this
+/// shard's pipelined connection.
+pub enum Stored {
+    Done(Result<(), BackendError>),
+    Pending(Pin<Box<dyn Future<Output = Result<(), BackendError>>>>),
 }
 
 impl Backend {
-    /// Stores `meta`; an existing SUCCESS is never overwritten (as Celery checks before writing).
-    pub fn store(&self, meta: ResultMeta) -> Result<(), BackendError> {
+    /// Stores `meta` from a worker shard; an existing SUCCESS is never overwritten (as Celery
+    /// checks before writing).
+    pub fn store(&self, meta: ResultMeta) -> Stored {
         match self {
-            Backend::Disabled => Ok(()),
+            Backend::Disabled => Stored::Done(Ok(())),
             Backend::Memory(b) => {
                 b.store(meta);
-                Ok(())
+                Stored::Done(Ok(()))
             }
+            Backend::Redis(b) => Stored::Pending(Box::pin(b.store_local(&meta))),
         }
     }
 
@@ -47,26 +64,28 @@ impl Backend {
         match self {
             Backend::Disabled => Err(BackendError::Disabled),
             Backend::Memory(b) => Ok(b.get(task_id)),
+            Backend::Redis(b) => b.get(task_id),
         }
     }
 
     /// Waits until `task_id` reaches a ready state; `None` on timeout.
     pub fn wait_blocking(&self, task_id: &str, timeout: Duration) -> Result<Option<ResultMeta>, BackendError> {
-        match self {
-            Backend::Disabled => Err(BackendError::Disabled),
-            Backend::Memory(b) => Ok(b.waiter(task_id).recv_timeout(timeout).ok()),
-        }
+        let rx = match self {
+            Backend::Disabled => return Err(BackendError::Disabled),
+            Backend::Memory(b) => b.waiter(task_id),
+            Backend::Redis(b) => b.waiter(task_id),
+        };
+        Ok(rx.recv_timeout(timeout).ok())
     }
 
     /// Waits, from any executor, until `task_id` reaches a ready state; `None` on timeout.
     pub async fn wait(&self, task_id: &str, timeout: Duration) -> Result<Option<ResultMeta>, BackendError> {
-        match self {
-            Backend::Disabled => Err(BackendError::Disabled),
-            Backend::Memory(b) => {
-                let rx = b.waiter(task_id);
-                Ok(crate::rt::timeout_anywhere(timeout, rx.recv_async()).await.and_then(Result::ok))
-            }
-        }
+        let rx = match self {
+            Backend::Disabled => return Err(BackendError::Disabled),
+            Backend::Memory(b) => b.waiter(task_id),
+            Backend::Redis(b) => b.waiter_async(task_id).await,
+        };
+        Ok(crate::rt::timeout_anywhere(timeout, rx.recv_async()).await.and_then(Result::ok))
     }
 
     /// Deletes the stored result.
@@ -77,6 +96,28 @@ impl Backend {
                 b.forget(task_id);
                 Ok(())
             }
+            Backend::Redis(b) => b.forget(task_id),
+        }
+    }
+
+    /// Saves a group's member ids (`GroupResult.save()`).
+    pub fn save_group(&self, group_id: &str, task_ids: &[String]) -> Result<(), BackendError> {
+        match self {
+            Backend::Disabled => Err(BackendError::Disabled),
+            Backend::Memory(b) => {
+                b.save_group(group_id, task_ids);
+                Ok(())
+            }
+            Backend::Redis(b) => b.save_group(group_id, task_ids),
+        }
+    }
+
+    /// Restores a saved group's member ids (`GroupResult.restore()`).
+    pub fn restore_group(&self, group_id: &str) -> Result<Option<Vec<String>>, BackendError> {
+        match self {
+            Backend::Disabled => Err(BackendError::Disabled),
+            Backend::Memory(b) => Ok(b.restore_group(group_id)),
+            Backend::Redis(b) => b.restore_group(group_id),
         }
     }
 
@@ -85,11 +126,12 @@ impl Backend {
         !matches!(self, Backend::Disabled)
     }
 
-    /// The URL, for banners and logs.
-    pub fn url(&self) -> &str {
+    /// The URL, for banners and logs (passwords hidden).
+    pub fn url(&self) -> String {
         match self {
-            Backend::Disabled => "disabled://",
-            Backend::Memory(_) => "memory://",
+            Backend::Disabled => "disabled://".to_owned(),
+            Backend::Memory(_) => "memory://".to_owned(),
+            Backend::Redis(b) => b.url.redacted(),
         }
     }
 }

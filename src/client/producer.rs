@@ -69,6 +69,22 @@ impl Client {
         Ok(AsyncResult::new(id, self.clone()))
     }
 
+    /// As [`send_task_with`](Self::send_task_with), without blocking a thread while the broker
+    /// takes the message: await it from any executor (tokio, glommio, `block_on`).
+    pub async fn send_task_async(
+        &self,
+        name: &str,
+        args: impl Serialize,
+        kwargs: Map<String, Value>,
+        options: &SendOptions,
+    ) -> Result<AsyncResult> {
+        let args = args_list(name, args)?;
+        let (msg, queue) = self.build(name, &args, &kwargs, options)?;
+        let id = msg.headers.id.clone();
+        self.inner.broker.publish_async(&queue, msg).await?;
+        Ok(AsyncResult::new(id, self.clone()))
+    }
+
     /// `task.delay(*args)` through a typed handle.
     pub fn delay<A: Serialize, R>(&self, task: &TaskRef<A, R>, args: A) -> Result<TypedResult<R>> {
         Ok(TypedResult::new(self.send_task(task.name(), args)?))

@@ -51,7 +51,10 @@ where
             .preempt_timer(Duration::from_millis(1))
             .io_memory(1 << 20)
             .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
-            .spawn(move || main(i))
+            .spawn(move || {
+                super::mark_executor();
+                main(i)
+            })
             .map_err(|e| std::io::Error::other(format!("starting shard {i}: {e}")))?;
         handles.push(ShardHandle { inner: h });
     }

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use crate::protocol::{DeliveryInfo, TaskMessage};
 
+use super::redis::RedisAck;
 use super::MemoryBroker;
 
 /// Who settles the delivery.
 #[derive(Debug)]
 pub(crate) enum AckTarget {
     Memory(Arc<MemoryBroker>),
+    Redis(RedisAck),
 }
 
 /// A task message handed to a worker, unacked until settled.
@@ -51,6 +53,7 @@ impl Settle {
     pub fn ack(self) {
         match self.target {
             AckTarget::Memory(b) => b.settled(),
+            AckTarget::Redis(r) => r.ack(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Settle {
         msg.headers.extra.insert("redelivered".into(), serde_json::Value::Bool(true));
         match self.target {
             AckTarget::Memory(b) => b.restore(&self.queue, msg),
+            AckTarget::Redis(r) => r.requeue(),
         }
     }
 }

@@ -2,13 +2,16 @@
 //! each worker shard opens its own [`Consumer`] from it. Transports are a closed set, so they are
 //! an enum (static dispatch on the hot path) rather than trait objects.
 //!
-//! Available: `memory://` (in-process). Redis and AMQP plug in as further variants.
+//! Available: `memory://` (in-process) and `redis://` (kombu's layout). AMQP plugs in as a
+//! further variant.
 
 mod delivery;
 mod memory;
+pub mod redis;
 
 pub use delivery::{Delivery, Settle};
 pub use memory::{MemoryBroker, MemoryConsumer};
+pub use redis::{RedisBroker, RedisConsumer};
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ pub fn priority_bucket(priority: u8) -> usize {
 #[derive(Clone, Debug)]
 pub enum Broker {
     Memory(Arc<MemoryBroker>),
+    Redis(Arc<RedisBroker>),
 }
 
 impl Broker {
@@ -37,6 +41,18 @@ impl Broker {
                 b.publish(queue, msg);
                 Ok(())
             }
+            Broker::Redis(b) => b.publish(queue, &msg),
+        }
+    }
+
+    /// Publishes without blocking a thread: the future runs on any executor.
+    pub fn publish_async(&self, queue: &str, msg: TaskMessage) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransportError>> + Send>> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish(queue, msg);
+                Box::pin(std::future::ready(Ok(())))
+            }
+            Broker::Redis(b) => Box::pin(b.publish_async(queue, &msg)),
         }
     }
 
@@ -44,20 +60,23 @@ impl Broker {
     pub fn consumer(&self, queues: &[String]) -> Consumer {
         match self {
             Broker::Memory(b) => Consumer::Memory(b.consumer(queues)),
+            Broker::Redis(b) => Consumer::Redis(b.consumer(queues)),
         }
     }
 
     /// Messages waiting in `queue` (all priorities).
-    pub fn queue_len(&self, queue: &str) -> usize {
+    pub fn queue_len(&self, queue: &str) -> Result<usize, TransportError> {
         match self {
-            Broker::Memory(b) => b.len(queue),
+            Broker::Memory(b) => Ok(b.len(queue)),
+            Broker::Redis(b) => b.queue_len(queue),
         }
     }
 
     /// The URL this broker was opened from, for banners and logs.
-    pub fn url(&self) -> &str {
+    pub fn url(&self) -> String {
         match self {
-            Broker::Memory(_) => "memory://",
+            Broker::Memory(_) => "memory://".to_owned(),
+            Broker::Redis(b) => b.url.redacted(),
         }
     }
 }
@@ -65,6 +84,7 @@ impl Broker {
 /// One shard's consumer.
 pub enum Consumer {
     Memory(MemoryConsumer),
+    Redis(RedisConsumer),
 }
 
 impl Consumer {
@@ -73,13 +93,23 @@ impl Consumer {
     pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
         match self {
             Consumer::Memory(c) => Ok(c.fetch(max).await),
+            Consumer::Redis(c) => c.fetch(max).await,
         }
     }
 
-    /// Takes up to `max` deliveries without waiting.
-    pub fn try_fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
+    /// Stops consuming: deliveries still arriving are returned (to be requeued), and every
+    /// settlement queued on this shard is flushed to the broker.
+    pub async fn close(&mut self) -> Vec<Delivery> {
         match self {
-            Consumer::Memory(c) => Ok(c.try_fetch(max)),
+            Consumer::Memory(_) => Vec::new(),
+            Consumer::Redis(c) => c.close().await,
+        }
+    }
+
+    /// Waits until settlements queued on this shard reached the broker.
+    pub async fn flush(&self) {
+        if let Consumer::Redis(c) = self {
+            c.flush().await;
         }
     }
 }
@@ -90,6 +120,8 @@ impl Consumer {
 pub enum TransportError {
     #[error("broker connection lost: {0}")]
     ConnectionLost(String),
+    #[error("broker refused a command: {0}")]
+    Server(String),
 }
 
 #[cfg(test)]

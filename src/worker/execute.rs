@@ -14,6 +14,7 @@ use futures_lite::FutureExt;
 use serde_json::{json, Value};
 
 use crate::protocol::{json::parse_datetime, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage};
+use crate::backend::Stored;
 use crate::rt;
 use crate::task::{panic_error, Call, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError};
 use crate::transport::{Delivery, Settle};
@@ -29,6 +30,8 @@ pub(crate) struct ShardCtx {
     pub running: Cell<usize>,
     /// ETA tasks held unacked on this shard's timers (outside prefetch, as Celery does).
     pub held: Cell<usize>,
+    /// Result writes in flight (acks_late deliveries wait for theirs).
+    pub storing: Cell<usize>,
 }
 
 impl ShardCtx {
@@ -94,8 +97,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: crate::
         if exp <= Utc::now() {
             tracing::info!("Discarding revoked task: {}[{}] (expired)", msg.headers.task, msg.headers.id);
             let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "expired");
-            store(sh, &entry, &msg.headers, None, State::Revoked, exc.to_value(), None);
-            settle.ack();
+            store(sh, &entry, &msg.headers, State::Revoked, exc.to_value(), settle);
             return;
         }
     }
@@ -141,7 +143,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: crate::
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    sh: &ShardCtx,
+    sh: &Rc<ShardCtx>,
     entry: &TaskEntry,
     ctx: &TaskCtx,
     outcome: Outcome,
@@ -153,22 +155,19 @@ fn finish(
     let took = started.elapsed().as_secs_f64();
     let h = ctx.headers();
     let stats = &sh.shared.stats;
+    stats.processed.fetch_add(1, Ordering::Relaxed);
+    stats.per_shard[sh.index].fetch_add(1, Ordering::Relaxed);
     match outcome {
         Outcome::Success(v) => {
             tracing::debug!("Task {}[{}] succeeded in {took:.6}s", h.task, h.id);
-            store_with(sh, entry, h, extended, queue, State::Success, v, None);
+            store_with(sh, entry, h, extended, queue, State::Success, v, None, settle);
         }
         Outcome::Failure(e) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
             let tb = e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&sh.shared.hostname, h, &e));
-            store_with(sh, entry, h, extended, queue, State::Failure, e.exception().to_value(), Some(tb));
+            store_with(sh, entry, h, extended, queue, State::Failure, e.exception().to_value(), Some(tb), settle);
         }
-    }
-    stats.processed.fetch_add(1, Ordering::Relaxed);
-    stats.per_shard[sh.index].fetch_add(1, Ordering::Relaxed);
-    if let Some(s) = settle {
-        s.ack();
     }
 }
 
@@ -184,13 +183,15 @@ fn synthetic_traceback(hostname: &str, h: &Headers, e: &TaskError) -> String {
     )
 }
 
-fn store(sh: &ShardCtx, entry: &TaskEntry, h: &Headers, extended: Option<(Value, Value)>, state: State, result: Value, tb: Option<String>) {
-    store_with(sh, entry, h, extended, None, state, result, tb)
+fn store(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers, state: State, result: Value, settle: Settle) {
+    store_with(sh, entry, h, None, None, state, result, None, Some(settle))
 }
 
+/// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
+/// the write is done: with acks_late a message is acked only after its result is stored.
 #[allow(clippy::too_many_arguments)]
 fn store_with(
-    sh: &ShardCtx,
+    sh: &Rc<ShardCtx>,
     entry: &TaskEntry,
     h: &Headers,
     extended: Option<(Value, Value)>,
@@ -198,22 +199,28 @@ fn store_with(
     state: State,
     result: Value,
     traceback: Option<String>,
+    settle: Option<Settle>,
 ) {
     let shared = &sh.shared;
     if h.ignores_result() || entry.options.ignore_result.unwrap_or(shared.ignore_result) {
+        if let Some(s) = settle {
+            s.ack();
+        }
         return;
     }
-    store_meta(sh, h, extended, queue, state, result, traceback);
+    store_meta(sh, h, extended, queue, state, result, traceback, settle);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn store_meta(
-    sh: &ShardCtx,
+    sh: &Rc<ShardCtx>,
     h: &Headers,
     extended: Option<(Value, Value)>,
     queue: Option<String>,
     state: State,
     result: Value,
     traceback: Option<String>,
+    settle: Option<Settle>,
 ) {
     let shared = &sh.shared;
     let mut meta = ResultMeta::new(&h.id, state, result);
@@ -228,14 +235,36 @@ fn store_meta(
         meta.retries = Some(h.retries);
         meta.queue = queue;
     }
-    if let Err(e) = shared.client.backend().store(meta) {
-        tracing::error!("Cannot store the result of {}[{}]: {e}", h.task, h.id);
+    let what = format!("{}[{}]", h.task, h.id);
+    match shared.client.backend().store(meta) {
+        Stored::Done(r) => {
+            if let Err(e) = r {
+                tracing::error!("Cannot store the result of {what}: {e}");
+            }
+            if let Some(s) = settle {
+                s.ack();
+            }
+        }
+        Stored::Pending(write) => {
+            sh.storing.set(sh.storing.get() + 1);
+            let sh = sh.clone();
+            rt::spawn_local(async move {
+                if let Err(e) = write.await {
+                    tracing::error!("Cannot store the result of {what}: {e}");
+                }
+                if let Some(s) = settle {
+                    s.ack();
+                }
+                sh.storing.set(sh.storing.get() - 1);
+                sh.wake();
+            });
+        }
     }
 }
 
 /// A message we cannot decode: logged with its name and id, rejected without requeue (it would
 /// fail again), and, when its id is known, marked FAILURE so a waiting client fails fast.
-fn reject_malformed(sh: &ShardCtx, h: &Headers, content_type: &str, settle: Settle, e: ProtocolError) {
+fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: Settle, e: ProtocolError) {
     let task = if h.task.is_empty() { "<unknown>" } else { &h.task };
     let id = if h.id.is_empty() { "<no id>" } else { &h.id };
     tracing::error!(
@@ -249,14 +278,15 @@ fn reject_malformed(sh: &ShardCtx, h: &Headers, content_type: &str, settle: Sett
             _ => ("kombu.exceptions", "DecodeError"),
         };
         let exc = ExceptionInfo::new(module, ty, e.to_string());
-        store_meta(sh, h, None, None, State::Failure, exc.to_value(), None);
+        store_meta(sh, h, None, None, State::Failure, exc.to_value(), None, Some(settle));
+        return;
     }
     settle.reject();
 }
 
 /// An unknown task name: reported the way Celery does (error log, FAILURE `NotRegistered`,
 /// message rejected without requeue).
-fn reject_unregistered(sh: &ShardCtx, h: &Headers, settle: Settle) {
+fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
     tracing::error!(
         "Received unregistered task of type {:?} (id {}). The message has been ignored and discarded.",
         h.task,
@@ -266,7 +296,8 @@ fn reject_unregistered(sh: &ShardCtx, h: &Headers, settle: Settle) {
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
-        store_meta(sh, h, None, None, State::Failure, exc.to_value(), None);
+        store_meta(sh, h, None, None, State::Failure, exc.to_value(), None, Some(settle));
+        return;
     }
     settle.reject();
 }

@@ -153,8 +153,8 @@ impl WorkerBuilder {
         super::banner(
             &self.app_name,
             &self.nodename(),
-            self.client.broker().url(),
-            self.client.backend().url(),
+            &self.client.broker().url(),
+            &self.client.backend().url(),
             self.shard_count(),
             self.config.worker_prefetch_multiplier,
             &self.queue_names(),

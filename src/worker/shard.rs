@@ -9,7 +9,7 @@ use crossbeam_deque::Worker as LocalQueue;
 
 use crate::rt;
 use crate::task::ShardLocals;
-use crate::transport::Delivery;
+use crate::transport::{Consumer, Delivery};
 
 use super::execute::{self, ShardCtx};
 use super::pool::WorkerShared;
@@ -22,19 +22,21 @@ pub(crate) async fn shard_main(shared: Arc<WorkerShared>, index: usize, local: L
         shared,
         running: std::cell::Cell::new(0),
         held: std::cell::Cell::new(0),
+        storing: std::cell::Cell::new(0),
     });
     let local = Rc::new(local);
     let consumer = glommio::spawn_local(consume(sh.clone(), local.clone()));
+    // consume() hands its consumer back when it stops, for the shutdown drain.
     sh.shared.started.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     sh.shared.started_notify.notify();
     run(&sh, &local).await;
-    consumer.await;
-    drain(&sh, &local).await;
+    let mut consumer = consumer.await;
+    drain(&sh, &local, &mut consumer).await;
 }
 
 /// Keeps the local queue filled: reserved (not started) deliveries stay at or under the
 /// per-shard prefetch; with acks_late, running ones count too (they are unacked).
-async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) {
+async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer {
     let shared = &sh.shared;
     let wake = &shared.steal.wake[sh.index];
     let mut consumer = shared.client.broker().consumer(&shared.queues);
@@ -73,6 +75,7 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) {
             }
         }
     }
+    consumer
 }
 
 /// Starts deliveries while there is room; steals when the local queue is empty.
@@ -118,17 +121,22 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
 
 /// Warm shutdown: wait for running bodies, then return every reserved delivery to the broker.
 /// Cold shutdown: return reserved deliveries at once.
-async fn drain(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
+async fn drain(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>, consumer: &mut Consumer) {
     let shared = &sh.shared;
     let wake = &shared.steal.wake[sh.index];
     let mut returned = 0usize;
+    for d in consumer.close().await {
+        d.requeue();
+        returned += 1;
+    }
     while let Some(d) = local.pop() {
         d.requeue();
         returned += 1;
     }
     loop {
         let seen = wake.epoch();
-        if (sh.running.get() == 0 && sh.held.get() == 0) || shared.lifecycle.phase() == Phase::Cold {
+        let busy = sh.running.get() + sh.held.get() + sh.storing.get();
+        if busy == 0 || shared.lifecycle.phase() == Phase::Cold {
             break;
         }
         wake.changed(seen).await;
@@ -138,6 +146,9 @@ async fn drain(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
         d.requeue();
         returned += 1;
     }
+    // Every ack, result write and requeue queued on this shard reaches the broker before the
+    // shard's executor ends.
+    consumer.flush().await;
     if returned > 0 {
         tracing::info!("shard {}: returned {returned} reserved task(s) to the broker", sh.index);
     }

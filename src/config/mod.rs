@@ -2,6 +2,12 @@
 //! variables Celery reads. Everything is checked once, at start ([`Config::validate`]), so a bad
 //! URL or setting fails with a message a person understands instead of at the first task.
 
+mod redis_options;
+mod redis_url;
+
+pub use redis_options::TransportOptions;
+pub use redis_url::{RedisAddr, RedisUrl};
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,6 +20,8 @@ use crate::protocol::{Accept, Compression, ContentType};
 pub enum Url {
     /// `memory://`: in-process, no server (the embedded default).
     Memory,
+    /// `redis://`, `redis+socket://`.
+    Redis(RedisUrl),
 }
 
 impl Url {
@@ -26,15 +34,18 @@ impl Url {
         })?;
         match scheme {
             "memory" => Ok(Url::Memory),
-            "redis" | "rediss" | "redis+socket" | "amqp" | "amqps" | "pyamqp" | "rpc" => Err(ConfigError::Url {
+            "redis" | "rediss" | "redis+socket" | "unix" => RedisUrl::parse(url)
+                .map(Url::Redis)
+                .map_err(|reason| ConfigError::Url { setting: what, url: url.to_owned(), reason }),
+            "amqp" | "amqps" | "pyamqp" | "rpc" => Err(ConfigError::Url {
                 setting: what,
                 url: url.to_owned(),
-                reason: format!("the {scheme}:// transport is not in this build of celeriac yet; use memory://"),
+                reason: format!("the {scheme}:// transport is not in this build of celeriac yet; use memory:// or redis://"),
             }),
             other => Err(ConfigError::Url {
                 setting: what,
                 url: url.to_owned(),
-                reason: format!("unknown scheme {other:?}; celeriac knows memory://"),
+                reason: format!("unknown scheme {other:?}; celeriac knows memory:// and redis://"),
             }),
         }
     }
@@ -76,6 +87,29 @@ pub struct Config {
     pub worker_concurrency: Option<usize>,
     pub timezone: String,
     pub enable_utc: bool,
+    /// kombu transport options for the broker (Redis: visibility_timeout, global_keyprefix, …).
+    pub broker_transport_options: TransportOptions,
+    /// Result backend options; Redis honours `global_keyprefix`.
+    pub result_backend_transport_options: ResultTransportOptions,
+}
+
+/// `result_backend_transport_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResultTransportOptions {
+    pub global_keyprefix: String,
+}
+
+impl ResultTransportOptions {
+    /// The key prefix as Celery applies it: `_` appended unless it already ends in one of `:_-.`.
+    pub fn key_prefix(&self) -> String {
+        let p = &self.global_keyprefix;
+        if p.is_empty() || p.ends_with([':', '_', '-', '.']) {
+            p.clone()
+        } else {
+            format!("{p}_")
+        }
+    }
 }
 
 impl Default for Config {
@@ -97,6 +131,8 @@ impl Default for Config {
             worker_concurrency: None,
             timezone: "UTC".into(),
             enable_utc: true,
+            broker_transport_options: TransportOptions::default(),
+            result_backend_transport_options: ResultTransportOptions::default(),
         }
     }
 }
@@ -180,6 +216,9 @@ impl Config {
                 return Err(ConfigError::Invalid { setting: "task_routes", reason: format!("route {:?} has an empty queue", r.pattern) });
             }
         }
+        self.broker_transport_options
+            .validate()
+            .map_err(|reason| ConfigError::Invalid { setting: "broker_transport_options", reason })?;
         Ok(Settings {
             broker: Url::parse("broker_url", &self.broker_url)?,
             backend: self.result_backend.as_deref().map(|u| Url::parse("result_backend", u)).transpose()?,
@@ -230,6 +269,8 @@ mod tests {
         let c = Config { broker_url: "memroy://".into(), ..Config::default() };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("broker_url") && err.contains("memroy"), "{err}");
+        let c = Config { broker_url: "redis://localhost:notaport".into(), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("port"));
         let c = Config { broker_url: "localhost".into(), ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().contains("scheme://"));
         let c = Config { task_serializer: "jsn".into(), ..Config::default() };

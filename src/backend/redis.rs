@@ -1,0 +1,238 @@
+//! The Redis result backend (`celery/backends/redis.py`): `celery-task-meta-<id>` written as
+//! SETEX + PUBLISH on the same name (never over an existing SUCCESS), read by GET, awaited by
+//! SUBSCRIBE (then GET once the subscription is confirmed, so nothing published in between is
+//! missed). Group results live at `celery-taskset-meta-<id>`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::protocol::{ResultMeta, ResultTuple};
+use crate::rt::{self, IoThread};
+use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl};
+
+use super::BackendError;
+
+/// Stores a meta unless a SUCCESS is already there; SETEX (or SET without expiry) and PUBLISH.
+const STORE_LUA: &str = "local cur = redis.call('GET', KEYS[1]) \
+    if cur and string.find(cur, '\"status\": *\"SUCCESS\"') then return 0 end \
+    if tonumber(ARGV[2]) > 0 then redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1]) end \
+    redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1";
+
+fn lost(e: RedisError) -> BackendError {
+    BackendError::ConnectionLost(e.to_string())
+}
+
+/// A Redis result store.
+#[derive(Debug)]
+pub struct RedisBackend {
+    pub url: RedisUrl,
+    prefix: String,
+    expires: Option<Duration>,
+}
+
+impl RedisBackend {
+    pub fn new(url: RedisUrl, prefix: String, expires: Option<Duration>) -> Arc<Self> {
+        Arc::new(RedisBackend { url, prefix, expires })
+    }
+
+    /// `celery-task-meta-<id>` under the configured prefix.
+    pub fn key(&self, task_id: &str) -> String {
+        format!("{}celery-task-meta-{task_id}", self.prefix)
+    }
+
+    fn group_key(&self, group_id: &str) -> String {
+        format!("{}celery-taskset-meta-{group_id}", self.prefix)
+    }
+
+    /// Stores `meta` from an executor thread through its pipelined writer; retries for up to a
+    /// minute while Redis is unreachable, so a restart does not lose results.
+    pub fn store_local(&self, meta: &ResultMeta) -> impl Future<Output = Result<(), BackendError>> + 'static {
+        let key = self.key(&meta.task_id);
+        let body = serde_json::to_vec(meta).expect("result metas are JSON values");
+        let ttl = self.expires.map_or(0, |d| d.as_secs()).to_string();
+        let url = self.url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut wait = Duration::from_millis(50);
+            loop {
+                let w = writer(&url);
+                match w.call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key.as_bytes(), &body, ttl.as_bytes()]).await {
+                    Ok(_) => return Ok(()),
+                    Err(RedisError::ConnectionLost(e)) if Instant::now() < deadline => {
+                        tracing::debug!("storing {key}: {e}; retrying");
+                        rt::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => return Err(lost(e)),
+                }
+            }
+        }
+    }
+
+    fn run<T: Send + 'static, F: Future<Output = T> + 'static>(&self, f: impl FnOnce(RedisUrl) -> F + Send + 'static) -> T {
+        let url = self.url.clone();
+        rt::block_on(IoThread::global().run(move || f(url)))
+    }
+
+    /// GETs and decodes the meta of `task_id`.
+    pub fn get(&self, task_id: &str) -> Result<Option<ResultMeta>, BackendError> {
+        let key = self.key(task_id);
+        self.run(move |url| async move { get_meta(&writer(&url), &key).await })
+    }
+
+    /// Deletes the stored result.
+    pub fn forget(&self, task_id: &str) -> Result<(), BackendError> {
+        let key = self.key(task_id);
+        self.run(move |url| async move { writer(&url).call(&[b"DEL", key.as_bytes()]).await.map(|_| ()).map_err(lost) })
+    }
+
+    /// A receiver that yields the meta once `task_id` is ready.
+    pub fn waiter(&self, task_id: &str) -> flume::Receiver<ResultMeta> {
+        let (tx, rx) = flume::bounded(1);
+        let key = self.key(task_id);
+        self.run(move |url| async move { listener(&url).register(key, tx) });
+        rx
+    }
+
+    /// As [`waiter`](Self::waiter), without blocking a thread.
+    pub async fn waiter_async(&self, task_id: &str) -> flume::Receiver<ResultMeta> {
+        let (tx, rx) = flume::bounded(1);
+        let (key, url) = (self.key(task_id), self.url.clone());
+        IoThread::global().run(move || async move { listener(&url).register(key, tx) }).await;
+        rx
+    }
+
+    /// `GroupResult.save()`: the group id and member ids as a result tuple.
+    pub fn save_group(&self, group_id: &str, task_ids: &[String]) -> Result<(), BackendError> {
+        let tuple = ResultTuple {
+            id: group_id.to_owned(),
+            parent: None,
+            children: Some(task_ids.iter().map(ResultTuple::task).collect()),
+        };
+        let body = serde_json::to_vec(&json!({"result": tuple.to_value()})).expect("JSON");
+        let key = self.group_key(group_id);
+        let ttl = self.expires.map_or(0, |d| d.as_secs()).to_string();
+        self.run(move |url| async move {
+            writer(&url).call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key.as_bytes(), &body, ttl.as_bytes()]).await.map(|_| ()).map_err(lost)
+        })
+    }
+
+    /// `GroupResult.restore()`: the member ids, if the group was saved.
+    pub fn restore_group(&self, group_id: &str) -> Result<Option<Vec<String>>, BackendError> {
+        let key = self.group_key(group_id);
+        let raw = self.run(move |url| async move {
+            let f = writer(&url).call(&[b"GET", key.as_bytes()]).await.map_err(lost)?;
+            Ok::<_, BackendError>(frame_bytes(&f).map(<[u8]>::to_vec))
+        })?;
+        let Some(raw) = raw else { return Ok(None) };
+        let v: Value = serde_json::from_slice(&raw).map_err(|e| BackendError::Corrupt(e.to_string()))?;
+        let t = ResultTuple::from_value(&v["result"]).ok_or_else(|| BackendError::Corrupt("group result shape".into()))?;
+        Ok(Some(t.children.unwrap_or_default().into_iter().map(|c| c.id).collect()))
+    }
+}
+
+async fn get_meta(conn: &Connection, key: &str) -> Result<Option<ResultMeta>, BackendError> {
+    let f = conn.call(&[b"GET", key.as_bytes()]).await.map_err(lost)?;
+    match frame_bytes(&f) {
+        None => Ok(None),
+        Some(raw) => serde_json::from_slice(raw).map(Some).map_err(|e| BackendError::Corrupt(format!("{key}: {e}"))),
+    }
+}
+
+/// Result waiters of one Redis server on the I/O executor: one subscriber connection for all.
+struct Listener {
+    url: RedisUrl,
+    sub: RefCell<Option<Connection>>,
+    waiters: RefCell<HashMap<String, Vec<flume::Sender<ResultMeta>>>>,
+}
+
+thread_local! {
+    static LISTENERS: RefCell<HashMap<RedisUrl, Rc<Listener>>> = RefCell::new(HashMap::new());
+}
+
+fn listener(url: &RedisUrl) -> Rc<Listener> {
+    LISTENERS.with(|l| {
+        l.borrow_mut()
+            .entry(url.clone())
+            .or_insert_with(|| {
+                let lis = Rc::new(Listener { url: url.clone(), sub: RefCell::new(None), waiters: RefCell::new(HashMap::new()) });
+                let weak: Weak<Listener> = Rc::downgrade(&lis);
+                let conn = Connection::open_subscriber(url.clone(), "results", move |frame| {
+                    if let Some(l) = weak.upgrade() {
+                        l.on_push(frame);
+                    }
+                });
+                let weak = Rc::downgrade(&lis);
+                conn.on_connect(move |c| {
+                    // After a reconnect: subscribe again to everything still awaited (the GET
+                    // after each confirmation catches results stored while we were away).
+                    if let Some(l) = weak.upgrade() {
+                        for key in l.waiters.borrow().keys() {
+                            c.send(&[b"SUBSCRIBE", key.as_bytes()]);
+                        }
+                    }
+                });
+                *lis.sub.borrow_mut() = Some(conn);
+                lis
+            })
+            .clone()
+    })
+}
+
+impl Listener {
+    fn sub(&self) -> Connection {
+        self.sub.borrow().clone().expect("set at creation")
+    }
+
+    fn register(self: &Rc<Self>, key: String, tx: flume::Sender<ResultMeta>) {
+        let mut w = self.waiters.borrow_mut();
+        match w.get_mut(&key) {
+            Some(list) => list.push(tx),
+            None => {
+                self.sub().send(&[b"SUBSCRIBE", key.as_bytes()]);
+                w.insert(key, vec![tx]);
+            }
+        }
+    }
+
+    fn on_push(self: &Rc<Self>, frame: BytesFrame) {
+        let BytesFrame::Array(parts) = frame else { return };
+        let kind = parts.first().and_then(frame_bytes).unwrap_or(b"");
+        let channel = parts.get(1).and_then(frame_bytes).map(|c| String::from_utf8_lossy(c).into_owned());
+        match (kind, channel) {
+            (b"message", Some(key)) => {
+                if let Some(meta) = parts.get(2).and_then(frame_bytes).and_then(|d| serde_json::from_slice::<ResultMeta>(d).ok()) {
+                    self.deliver(&key, meta);
+                }
+            }
+            (b"subscribe", Some(key)) => {
+                // Subscribed: now read the key once, for results stored before this point.
+                let me = self.clone();
+                rt::spawn_local(async move {
+                    if let Ok(Some(meta)) = get_meta(&writer(&me.url), &key).await {
+                        me.deliver(&key, meta);
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&self, key: &str, meta: ResultMeta) {
+        if !meta.status.is_ready() {
+            return;
+        }
+        if let Some(list) = self.waiters.borrow_mut().remove(key) {
+            for tx in list {
+                let _ = tx.try_send(meta.clone());
+            }
+            self.sub().send(&[b"UNSUBSCRIBE", key.as_bytes()]);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! A dedicated I/O executor for work that starts outside any shard: a client on a plain thread
+//! or inside tokio hands jobs to it and awaits (or blocks on) the answer. Jobs run on one glommio
+//! executor, so they use the same shard-local connections as worker shards do.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// The process's client I/O executor, started on first use.
+pub struct IoThread {
+    tx: flume::Sender<Job>,
+}
+
+impl IoThread {
+    /// The shared instance.
+    pub fn global() -> &'static IoThread {
+        static IO: OnceLock<IoThread> = OnceLock::new();
+        IO.get_or_init(|| {
+            let (tx, rx) = flume::unbounded::<Job>();
+            LocalExecutorBuilder::new(Placement::Unbound)
+                .name("celeriac-io")
+                .preempt_timer(std::time::Duration::from_millis(1))
+                .io_memory(1 << 20)
+                .spawn(move || async move {
+                    super::mark_executor();
+                    while let Ok(job) = rx.recv_async().await {
+                        glommio::spawn_local(job()).detach();
+                    }
+                })
+                .expect("starting the celeriac-io executor");
+            IoThread { tx }
+        })
+    }
+
+    /// Runs `f()` on the I/O executor; the returned future (usable from any executor) yields its
+    /// output.
+    pub fn run<F, Fut, T>(&self, f: F) -> impl Future<Output = T> + Send + 'static
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (done_tx, done_rx) = flume::bounded::<T>(1);
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let out = f().await;
+                let _ = done_tx.send(out);
+            })
+        });
+        let sent = self.tx.send(job).is_ok();
+        async move {
+            assert!(sent, "the celeriac-io executor stopped");
+            done_rx.recv_async().await.expect("an I/O job was dropped before it finished")
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! kombu's Redis transport: publish (LPUSH of the JSON envelope), consume (BLMPOP over the
+//! priority lists in kombu's order, up to the prefetch room per round trip), the unacked
+//! bookkeeping (`unacked` hash, `unacked_index` zset), acks, requeues, and the visibility-timeout
+//! restore under `unacked_mutex`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::protocol::{DeliveryInfo, Envelope, Headers, TaskMessage};
+use crate::rt::{self, IoThread};
+use crate::transport::delivery::AckTarget;
+use crate::transport::{Delivery, TransportError};
+
+use super::connection::frame_bytes;
+use super::{writer, BytesFrame, Connection, Keys, RedisError, RedisUrl, TransportOptions};
+
+/// Atomically takes a message out of the unacked bookkeeping and pushes it back to its queue
+/// (consumed next). Returns 0 when the tag was already settled by someone else.
+const RESTORE_LUA: &str = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
+    redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('RPUSH', KEYS[3], ARGV[2]) return 1 end return 0";
+
+/// Takes the payload of one unacked tag atomically (for the visibility restore).
+const TAKE_LUA: &str = "local p = redis.call('HGET', KEYS[1], ARGV[1]) if not p then return false end \
+    redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) return p";
+
+/// redis-py's lock release: delete only if we still hold it.
+const UNLOCK_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+fn lost(e: RedisError) -> TransportError {
+    TransportError::ConnectionLost(e.to_string())
+}
+
+/// A Redis broker: shared by clients and shards (`Send + Sync`).
+#[derive(Debug)]
+pub struct RedisBroker {
+    pub url: RedisUrl,
+    pub keys: Keys,
+    declared: Mutex<HashSet<String>>,
+}
+
+impl RedisBroker {
+    pub fn new(url: RedisUrl, opts: TransportOptions) -> Arc<Self> {
+        Arc::new(RedisBroker { url, keys: Keys::new(opts), declared: Mutex::new(HashSet::new()) })
+    }
+
+    /// The envelope kombu would push for `msg` on `queue`.
+    pub fn envelope(queue: &str, msg: &TaskMessage) -> Vec<u8> {
+        let info = DeliveryInfo { exchange: String::new(), routing_key: queue.to_owned(), redelivered: false };
+        Envelope::from_task(msg, info, uuid::Uuid::new_v4().to_string()).encode()
+    }
+
+    /// Registers `queue`'s binding the way Celery declares a queue (`Queue(q, Exchange(q), q)`),
+    /// once per process, so Python tooling routes to it.
+    fn declare(&self, conn: &Connection, queue: &str) {
+        let fresh = self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_owned());
+        if fresh {
+            let member = self.keys.binding_member(queue, queue);
+            conn.send(&[b"SADD", self.keys.binding_key(queue).as_bytes(), member.as_bytes()]);
+            conn.send(&[b"SADD", self.keys.binding_permanent_key(queue).as_bytes(), member.as_bytes()]);
+        }
+    }
+
+    /// LPUSHes an envelope from an executor thread and waits for Redis to take it.
+    async fn push(self: Arc<Self>, queue: String, priority: u8, envelope: Vec<u8>) -> Result<(), TransportError> {
+        let conn = writer(&self.url);
+        self.declare(&conn, &queue);
+        let key = self.keys.queue_key(&queue, priority);
+        conn.call(&[b"LPUSH", key.as_bytes(), &envelope]).await.map(|_| ()).map_err(lost)
+    }
+
+    /// Publishes `msg` to `queue` from any thread; waits until Redis has it.
+    pub fn publish(self: &Arc<Self>, queue: &str, msg: &TaskMessage) -> Result<(), TransportError> {
+        let env = Self::envelope(queue, msg);
+        let (b, q, p) = (self.clone(), queue.to_owned(), msg.properties.priority);
+        if rt::on_executor() {
+            // On a shard (a task sending a subtask): queue it on the shard's pipelined writer.
+            rt::spawn_local(async move {
+                if let Err(e) = b.push(q, p, env).await {
+                    tracing::error!("publishing to redis failed: {e}");
+                }
+            });
+            return Ok(());
+        }
+        rt::block_on(IoThread::global().run(move || b.push(q, p, env)))
+    }
+
+    /// Publishes from any executor without blocking a thread.
+    pub fn publish_async(self: &Arc<Self>, queue: &str, msg: &TaskMessage) -> impl Future<Output = Result<(), TransportError>> + Send + 'static {
+        let env = Self::envelope(queue, msg);
+        let (b, q, p) = (self.clone(), queue.to_owned(), msg.properties.priority);
+        IoThread::global().run(move || b.push(q, p, env))
+    }
+
+    /// Messages waiting in `queue` over all priority buckets.
+    pub fn queue_len(self: &Arc<Self>, queue: &str) -> Result<usize, TransportError> {
+        let b = self.clone();
+        let keys = b.keys.pop_order(&[queue.to_owned()]);
+        rt::block_on(IoThread::global().run(move || async move {
+            let conn = writer(&b.url);
+            let mut total = 0;
+            for k in keys {
+                if let BytesFrame::Integer(n) = conn.call(&[b"LLEN", k.as_bytes()]).await.map_err(lost)? {
+                    total += n as usize;
+                }
+            }
+            Ok(total)
+        }))
+    }
+
+    /// Opens a consumer of `queues` on the current shard (its own connection for blocking pops).
+    pub fn consumer(self: &Arc<Self>, queues: &[String]) -> RedisConsumer {
+        let vt = self.keys.opts.visibility();
+        RedisConsumer {
+            broker: self.clone(),
+            fetch: Connection::open(self.url.clone(), "fetch"),
+            queues: queues.to_vec(),
+            pending: None,
+            last_restore: Instant::now() - vt,
+            restore_every: (vt / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)),
+            token: uuid::Uuid::new_v4().to_string(),
+            declared: false,
+        }
+    }
+
+    /// Restores one unacked tag to its queue (consumed next), marked redelivered. Fire and forget
+    /// on the shard's writer; returns at once.
+    fn requeue_raw(&self, tag: &str, queue: &str, priority: u8, raw: &[u8]) {
+        let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
+        let conn = writer(&self.url);
+        conn.send(&[
+            b"EVAL",
+            RESTORE_LUA.as_bytes(),
+            b"3",
+            self.keys.unacked().as_bytes(),
+            self.keys.unacked_index().as_bytes(),
+            self.keys.queue_key(queue, priority).as_bytes(),
+            tag.as_bytes(),
+            &marked,
+        ]);
+    }
+}
+
+/// Sets `headers.redelivered` and `properties.delivery_info.redelivered`, as kombu does when it
+/// restores a message.
+fn mark_redelivered(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(raw).ok()?;
+    v.get_mut("headers")?.as_object_mut()?.insert("redelivered".into(), Value::Bool(true));
+    v.get_mut("properties")?.get_mut("delivery_info")?.as_object_mut()?.insert("redelivered".into(), Value::Bool(true));
+    serde_json::to_vec(&v).ok()
+}
+
+/// The settlement data of one Redis delivery.
+#[derive(Debug)]
+pub struct RedisAck {
+    broker: Arc<RedisBroker>,
+    tag: String,
+    queue: String,
+    priority: u8,
+    raw: Bytes,
+}
+
+impl RedisAck {
+    /// Acknowledges: removes the tag from the unacked bookkeeping (pipelined on this shard).
+    pub(crate) fn ack(self) {
+        let conn = writer(&self.broker.url);
+        let k = &self.broker.keys;
+        conn.send(&[b"ZREM", k.unacked_index().as_bytes(), self.tag.as_bytes()]);
+        conn.send(&[b"HDEL", k.unacked().as_bytes(), self.tag.as_bytes()]);
+    }
+
+    /// Returns the message to its queue, consumed next, marked redelivered.
+    pub(crate) fn requeue(self) {
+        self.broker.requeue_raw(&self.tag, &self.queue, self.priority, &self.raw);
+    }
+}
+
+type Pending = Pin<Box<dyn Future<Output = Result<BytesFrame, RedisError>>>>;
+
+/// One shard's Redis consumer. Cancel-safe: a blocking pop in flight survives a dropped
+/// `fetch` call and is picked up by the next one, so no popped message is ever dropped.
+pub struct RedisConsumer {
+    broker: Arc<RedisBroker>,
+    fetch: Connection,
+    queues: Vec<String>,
+    pending: Option<Pending>,
+    last_restore: Instant,
+    restore_every: Duration,
+    token: String,
+    declared: bool,
+}
+
+impl RedisConsumer {
+    /// Waits up to a second for messages; returns up to `max` (empty on timeout).
+    pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
+        if !self.declared {
+            let conn = writer(&self.broker.url);
+            for q in &self.queues {
+                self.broker.declare(&conn, q);
+            }
+            self.declared = true;
+        }
+        if self.pending.is_none() && self.last_restore.elapsed() >= self.restore_every {
+            self.last_restore = Instant::now();
+            if let Err(e) = self.restore_visible().await {
+                tracing::debug!("visibility restore skipped: {e}");
+            }
+        }
+        if self.pending.is_none() {
+            let keys = self.broker.keys.pop_order(&self.queues);
+            let (n, count) = (keys.len().to_string(), max.max(1).to_string());
+            let mut args: Vec<&[u8]> = vec![b"BLMPOP", b"1", n.as_bytes()];
+            args.extend(keys.iter().map(|k| k.as_bytes()));
+            args.extend([b"RIGHT".as_slice(), b"COUNT", count.as_bytes()]);
+            self.pending = Some(Box::pin(self.fetch.call(&args)));
+        }
+        let reply = self.pending.as_mut().expect("set above").await;
+        self.pending = None;
+        match reply {
+            Ok(BytesFrame::Null) => Ok(Vec::new()),
+            Ok(BytesFrame::Array(mut kv)) if kv.len() == 2 => {
+                let items = kv.pop();
+                let key = kv.pop();
+                match (key.as_ref().and_then(frame_bytes), items) {
+                    (Some(key), Some(BytesFrame::Array(items))) => Ok(self.accept(&String::from_utf8_lossy(key), items)),
+                    _ => Err(TransportError::ConnectionLost("BLMPOP: unexpected reply shape".into())),
+                }
+            }
+            Ok(other) => Err(TransportError::ConnectionLost(format!("BLMPOP: unexpected reply {other:?}"))),
+            Err(RedisError::Server(e)) => Err(TransportError::Server(e)),
+            Err(e) => Err(lost(e)),
+        }
+    }
+
+    fn accept(&mut self, key: &str, items: Vec<BytesFrame>) -> Vec<Delivery> {
+        let queue = self.broker.keys.queue_of(key);
+        if self.broker.keys.opts.queue_order_strategy == "round_robin" && self.queues.len() > 1 {
+            if let Some(i) = self.queues.iter().position(|q| *q == queue) {
+                let q = self.queues.remove(i);
+                self.queues.push(q);
+            }
+        }
+        let conn = writer(&self.broker.url);
+        let now = unix_now().to_string();
+        let qname: Arc<str> = Arc::from(queue.as_str());
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(raw) = frame_bytes(&item).map(Bytes::copy_from_slice) else { continue };
+            let env = match Envelope::<Headers>::decode(&raw) {
+                Ok(e) => e,
+                Err(e) => {
+                    let shown = String::from_utf8_lossy(&raw[..raw.len().min(120)]).into_owned();
+                    tracing::error!("discarding a garbage entry from queue {queue:?}: {e}; entry starts {shown:?}");
+                    continue;
+                }
+            };
+            let tag = env.delivery_tag().to_owned();
+            let info = env.delivery_info().clone();
+            // [envelope, exchange, routing_key], the envelope exactly as received.
+            let stash = match std::str::from_utf8(&raw).ok().and_then(|s| RawValue::from_string(s.to_owned()).ok()) {
+                Some(rv) => serde_json::to_vec(&(rv, &info.exchange, &info.routing_key)).unwrap_or_default(),
+                None => continue,
+            };
+            conn.send(&[b"HSET", self.broker.keys.unacked().as_bytes(), tag.as_bytes(), &stash]);
+            conn.send(&[b"ZADD", self.broker.keys.unacked_index().as_bytes(), now.as_bytes(), tag.as_bytes()]);
+            let message = match env.into_task() {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!("discarding an entry of queue {queue:?} with an undecodable body: {e}");
+                    RedisAck { broker: self.broker.clone(), tag, queue: queue.clone(), priority: 0, raw }.ack();
+                    continue;
+                }
+            };
+            let redelivered = info.redelivered || message.headers.extra.get("redelivered") == Some(&Value::Bool(true));
+            let priority = message.properties.priority;
+            out.push(Delivery {
+                message,
+                info: DeliveryInfo { redelivered, ..info },
+                queue: qname.clone(),
+                target: AckTarget::Redis(RedisAck { broker: self.broker.clone(), tag, queue: queue.clone(), priority, raw }),
+            });
+        }
+        out
+    }
+
+    /// kombu's `restore_visible`: messages unacked for longer than the visibility timeout go back
+    /// to their queues, under `unacked_mutex` so one consumer does it at a time.
+    async fn restore_visible(&mut self) -> Result<usize, RedisError> {
+        let conn = writer(&self.broker.url);
+        let k = self.broker.keys.clone();
+        let got = conn.call(&[b"SET", k.unacked_mutex().as_bytes(), self.token.as_bytes(), b"NX", b"PX", b"300000"]).await?;
+        if matches!(got, BytesFrame::Null) {
+            return Ok(0);
+        }
+        let ceiling = format!("{:.6}", unix_now() - k.opts.visibility_timeout as f64);
+        let mut restored = 0;
+        let reply = conn
+            .call(&[b"ZRANGE", k.unacked_index().as_bytes(), ceiling.as_bytes(), b"0", b"BYSCORE", b"REV", b"LIMIT", b"0", b"10"])
+            .await;
+        if let Ok(BytesFrame::Array(tags)) = reply {
+            for tag in tags.iter().filter_map(frame_bytes) {
+                let taken = conn
+                    .call(&[b"EVAL", TAKE_LUA.as_bytes(), b"2", k.unacked().as_bytes(), k.unacked_index().as_bytes(), tag])
+                    .await?;
+                let Some(payload) = frame_bytes(&taken) else { continue };
+                let Ok((env, exchange, rk)) = serde_json::from_slice::<(Box<RawValue>, String, String)>(payload) else {
+                    tracing::error!("unacked entry {} is not [envelope, exchange, routing_key]; dropped", String::from_utf8_lossy(tag));
+                    continue;
+                };
+                let queue = if exchange.is_empty() { rk.clone() } else { self.bound_queue(&conn, &exchange, &rk).await.unwrap_or(rk.clone()) };
+                let raw = env.get().as_bytes();
+                let priority = serde_json::from_str::<Value>(env.get()).ok().and_then(|v| v["properties"]["priority"].as_u64()).unwrap_or(0) as u8;
+                let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
+                conn.call(&[b"RPUSH", k.queue_key(&queue, priority).as_bytes(), &marked]).await?;
+                restored += 1;
+            }
+        }
+        conn.send(&[b"EVAL", UNLOCK_LUA.as_bytes(), b"1", k.unacked_mutex().as_bytes(), self.token.as_bytes()]);
+        if restored > 0 {
+            tracing::warn!("restored {restored} unacked message(s) older than the visibility timeout");
+        }
+        Ok(restored)
+    }
+
+    async fn bound_queue(&self, conn: &Connection, exchange: &str, rk: &str) -> Option<String> {
+        let sep = &self.broker.keys.opts.sep;
+        match conn.call(&[b"SMEMBERS", self.broker.keys.binding_key(exchange).as_bytes()]).await.ok()? {
+            BytesFrame::Array(members) => members.iter().filter_map(frame_bytes).find_map(|m| {
+                let m = String::from_utf8_lossy(m);
+                let mut parts = m.split(sep.as_str());
+                let (r, _, q) = (parts.next()?, parts.next()?, parts.next()?);
+                (r == rk).then(|| q.to_owned())
+            }),
+            _ => None,
+        }
+    }
+
+    /// Waits until settlements queued on this shard reached Redis.
+    pub async fn flush(&self) {
+        flush(&self.broker.url).await
+    }
+
+    /// At shutdown: finishes a blocking pop still in flight (its messages are returned to the
+    /// caller to requeue) and waits until every queued ack and requeue reached Redis.
+    pub async fn close(&mut self) -> Vec<Delivery> {
+        let mut leftover = Vec::new();
+        if self.pending.is_some() {
+            if let Ok(batch) = self.fetch(usize::MAX).await {
+                leftover = batch;
+            }
+        }
+        self.fetch.close();
+        leftover
+    }
+}
+
+/// Waits until every command queued so far on this shard's writer to `url` got its reply.
+pub async fn flush(url: &RedisUrl) {
+    let _ = writer(url).call(&[b"PING"]).await;
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
