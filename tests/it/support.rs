@@ -45,3 +45,105 @@ pub fn base(name: &str) -> AppBuilder {
         .task("t.whoami", ["tag"], whoami)
         .task("t.hog", ["ms"], hog)
 }
+
+/// A real redis-server on a free loopback port, in its own directory, stopped by PID on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("celeriac-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = RedisServer { port, dir, child: None };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let bin = std::env::var("CELERIAC_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(&bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir", self.dir.to_str().unwrap(), "--daemonize", "no", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): run scripts/test.sh, which installs redis-server"));
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops the server (SIGTERM: it writes its append-only file) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_kill(c.id(), 15);
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops and starts the server on the same port and data directory.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Sends a signal to a PID (the test's own children only).
+pub fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// Runs one Redis command from the test thread (through celeriac's I/O executor).
+pub fn redis_cmd(url: &str, args: &[&str]) -> celeriac::transport::redis::BytesFrame {
+    let url = celeriac::transport::redis::RedisUrl::parse(url).unwrap();
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    celeriac::rt::block_on(celeriac::rt::IoThread::global().run(move || async move {
+        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        celeriac::transport::redis::writer(&url).call(&refs).await.expect("redis command")
+    }))
+}
+
+pub fn frame_str(f: &celeriac::transport::redis::BytesFrame) -> Option<String> {
+    celeriac::transport::redis::frame_bytes(f).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+pub fn frame_list(f: &celeriac::transport::redis::BytesFrame) -> Vec<String> {
+    match f {
+        celeriac::transport::redis::BytesFrame::Array(items) => items.iter().filter_map(frame_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn frame_int(f: &celeriac::transport::redis::BytesFrame) -> i64 {
+    match f {
+        celeriac::transport::redis::BytesFrame::Integer(n) => *n,
+        other => panic!("expected an integer reply, got {other:?}"),
+    }
+}
+
+/// An app like [`base`] on a Redis server.
+pub fn on_redis(name: &str, server: &RedisServer) -> AppBuilder {
+    base(name).broker(&server.url()).result_backend(&server.url())
+}

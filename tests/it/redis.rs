@@ -1,0 +1,223 @@
+//! The Redis broker and result backend against a real redis-server (issue 4): kombu's layout,
+//! batching, acks, restore after a crash, a Redis restart, garbage entries.
+
+use std::time::{Duration, Instant};
+
+use celeriac::protocol::{Envelope, Headers};
+use celeriac::{SendOptions, State, TaskRef};
+use serde_json::{json, Map, Value};
+
+use crate::support::*;
+
+const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("t.add");
+
+#[test]
+fn round_trip_and_keys_are_kombus() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = on_redis("t", &server).build().unwrap();
+    let client = app.client();
+    // published with no worker running: the envelope sits in the list as kombu writes it
+    let r = client.send_task_with("t.add", (4, 4), Map::new(), &SendOptions::new().header("x-custom", "v")).unwrap();
+    let raw = frame_list(&redis_cmd(&url, &["LRANGE", "celery", "0", "-1"]));
+    assert_eq!(raw.len(), 1);
+    let env = Envelope::<Headers>::decode(raw[0].as_bytes()).unwrap();
+    assert_eq!(env.delivery_info().routing_key, "celery");
+    assert_eq!(env.headers().id, r.id());
+    assert_eq!(env.headers().extra["x-custom"], "v");
+    let v: Value = serde_json::from_str(&raw[0]).unwrap();
+    assert_eq!(v["properties"]["body_encoding"], "base64");
+    assert_eq!(v["content-type"], "application/json");
+    assert!(frame_list(&redis_cmd(&url, &["SMEMBERS", "_kombu.binding.celery"])).contains(&"celery\x06\x16\x06\x16celery".to_owned()));
+    assert_eq!(r.state().unwrap(), State::Pending);
+
+    let w = app.worker().concurrency(2).start().unwrap();
+    assert_eq!(r.get::<i64>(T).unwrap(), 8);
+    assert_eq!(ADD.delay(&client, (20, 22)).unwrap().get(T).unwrap(), 42);
+    let meta: Value = serde_json::from_str(&frame_str(&redis_cmd(&url, &["GET", &format!("celery-task-meta-{}", r.id())])).unwrap()).unwrap();
+    assert_eq!((meta["status"].as_str(), meta["result"].as_i64()), (Some("SUCCESS"), Some(8)));
+    let ttl = frame_int(&redis_cmd(&url, &["TTL", &format!("celery-task-meta-{}", r.id())]));
+    assert!(ttl > 86_000 && ttl <= 86_400, "result_expires applied: {ttl}");
+    let stats = w.shutdown();
+    assert_eq!(stats.processed, 2);
+    // every ack reached Redis
+    assert_eq!(frame_int(&redis_cmd(&url, &["HLEN", "unacked"])), 0);
+    assert_eq!(frame_int(&redis_cmd(&url, &["ZCARD", "unacked_index"])), 0);
+}
+
+#[test]
+fn a_burst_is_fetched_in_batches_and_every_result_arrives() {
+    let server = RedisServer::start();
+    let app = on_redis("t", &server).configure(|c| c.worker_prefetch_multiplier = 32).build().unwrap();
+    let client = app.client();
+    let rs: Vec<_> = (0..3000).map(|i| ADD.delay(&client, (i, i)).unwrap()).collect();
+    assert_eq!(client.broker().queue_len("celery").unwrap(), 3000);
+    let w = app.worker().concurrency(2).start().unwrap();
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get(T).unwrap(), 2 * i as i64);
+    }
+    let stats = w.shutdown();
+    assert_eq!(stats.processed, 3000);
+    assert!(stats.per_shard.iter().all(|n| *n > 0), "{stats:?}");
+}
+
+#[test]
+fn priorities_go_to_kombus_lists_and_lower_numbers_run_first() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = on_redis("t", &server).build().unwrap();
+    let client = app.client();
+    let order: Vec<_> = [9u8, 0, 5, 0]
+        .iter()
+        .map(|p| client.send_task_with("t.whoami", (format!("p{p}"),), Map::new(), &SendOptions::new().priority(*p)).unwrap())
+        .collect();
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery"])), 2);
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery\x06\x163"])), 1);
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery\x06\x169"])), 1);
+    let w = app.worker().concurrency(1).prefetch_multiplier(1).start().unwrap();
+    for r in &order {
+        r.get::<Value>(T).unwrap();
+    }
+    w.shutdown();
+    let done = |r: &celeriac::AsyncResult| {
+        let key = format!("celery-task-meta-{}", r.id());
+        let meta: Value = serde_json::from_str(&frame_str(&redis_cmd(&url, &["GET", &key])).unwrap()).unwrap();
+        meta["date_done"].as_str().unwrap().to_owned()
+    };
+    assert!(done(&order[1]) <= done(&order[2]) && done(&order[2]) <= done(&order[0]), "0 before 5 before 9");
+}
+
+#[test]
+fn several_queues_and_routes() {
+    let server = RedisServer::start();
+    let app = on_redis("t", &server)
+        .configure(|c| c.task_routes = vec![celeriac::config::Route { pattern: "t.whoami".into(), queue: "hipri".into(), routing_key: None, priority: None }])
+        .build()
+        .unwrap();
+    let client = app.client();
+    let routed = client.send_task("t.whoami", ("x",)).unwrap();
+    let plain = ADD.delay(&client, (1, 2)).unwrap();
+    let other = client.send_task_with("t.add", (2, 2), Map::new(), &SendOptions::new().queue("bulk")).unwrap();
+    assert_eq!(client.broker().queue_len("hipri").unwrap(), 1);
+    let w = app.worker().concurrency(1).queues(["celery", "hipri", "bulk"]).start().unwrap();
+    let (_, _, _, tag): (String, String, usize, String) = routed.get(T).unwrap();
+    assert_eq!(tag, "x");
+    assert_eq!(plain.get(T).unwrap(), 3);
+    assert_eq!(other.get::<i64>(T).unwrap(), 4);
+    let g = "9d5e4b39-0000-4000-8000-000000000000";
+    client.backend().save_group(g, &[plain.id().to_owned(), other.id().to_owned()]).unwrap();
+    assert_eq!(client.backend().restore_group(g).unwrap().unwrap(), vec![plain.id().to_owned(), other.id().to_owned()]);
+    w.shutdown();
+}
+
+#[test]
+fn garbage_on_the_queue_is_logged_and_discarded() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = on_redis("t", &server).build().unwrap();
+    redis_cmd(&url, &["LPUSH", "celery", "this is not json"]);
+    redis_cmd(&url, &["LPUSH", "celery", r#"{"body": "!!!", "headers": {}}"#]);
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&app.client(), (1, 1)).unwrap().get(T).unwrap(), 2);
+    w.shutdown();
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery"])), 0);
+    assert_eq!(frame_int(&redis_cmd(&url, &["HLEN", "unacked"])), 0);
+}
+
+#[test]
+fn warm_shutdown_returns_reserved_messages_to_redis() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = on_redis("t", &server).build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(1).prefetch_multiplier(2).start().unwrap();
+    let rs: Vec<_> = (0..10).map(|_| client.send_task("t.sleep", (300,)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(150));
+    w.shutdown();
+    let done = rs.iter().filter(|r| r.ready().unwrap()).count();
+    let waiting = client.broker().queue_len("celery").unwrap();
+    assert_eq!(done + waiting, 10, "done {done}, waiting {waiting}");
+    assert_eq!(frame_int(&redis_cmd(&url, &["HLEN", "unacked"])), 0, "nothing left unacked");
+    let redelivered = frame_list(&redis_cmd(&url, &["LRANGE", "celery", "0", "-1"]))
+        .iter()
+        .filter(|e| serde_json::from_str::<Value>(e).unwrap()["headers"]["redelivered"] == json!(true))
+        .count();
+    assert!(redelivered > 0, "returned messages are marked redelivered");
+    let w2 = app.worker().concurrency(1).start().unwrap();
+    for r in &rs {
+        assert_eq!(r.get::<u64>(T).unwrap(), 300);
+    }
+    w2.shutdown();
+}
+
+#[test]
+fn unacked_messages_of_a_dead_consumer_are_restored_after_the_visibility_timeout() {
+    // Simulate a crashed worker: take messages the way a consumer does (pop + unacked stash)
+    // and never ack them; a worker with a 1 s visibility timeout must restore and run them.
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = on_redis("t", &server).configure(|c| c.broker_transport_options.visibility_timeout = 1).build().unwrap();
+    let client = app.client();
+    let rs: Vec<_> = (0..5).map(|i| ADD.delay(&client, (i, 100)).unwrap()).collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    for raw in frame_list(&redis_cmd(&url, &["LRANGE", "celery", "0", "-1"])) {
+        let tag = serde_json::from_str::<Value>(&raw).unwrap()["properties"]["delivery_tag"].as_str().unwrap().to_owned();
+        let stash = format!("[{raw}, \"\", \"celery\"]");
+        redis_cmd(&url, &["HSET", "unacked", &tag, &stash]);
+        redis_cmd(&url, &["ZADD", "unacked_index", &format!("{:.3}", now - 5.0), &tag]);
+    }
+    redis_cmd(&url, &["DEL", "celery"]);
+    let started = Instant::now();
+    let w = app.worker().concurrency(1).start().unwrap();
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get(T).unwrap(), i as i64 + 100);
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+    w.shutdown();
+    assert_eq!(frame_int(&redis_cmd(&url, &["HLEN", "unacked"])), 0);
+}
+
+#[test]
+fn redis_restart_loses_nothing_with_acks_late() {
+    let mut server = RedisServer::start();
+    let app = on_redis("t", &server).configure(|c| c.task_acks_late = true).build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().unwrap();
+    let first: Vec<_> = (0..200).map(|_| client.send_task("t.sleep", (5,)).unwrap()).collect();
+    // clients already waiting in get() when Redis goes away
+    let waiters: Vec<_> = first.iter().take(20).cloned().map(|r| std::thread::spawn(move || r.get::<u64>(Duration::from_secs(40)))).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    server.restart(Duration::from_millis(500));
+    let second: Vec<_> = (0..50)
+        .map(|_| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match client.send_task("t.sleep", (1,)) {
+                    Ok(r) => break r,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => panic!("publishing after the restart: {e}"),
+                }
+            }
+        })
+        .collect();
+    for r in first.iter().chain(&second) {
+        r.get::<u64>(Duration::from_secs(40)).unwrap_or_else(|e| panic!("{}: {e}", r.id()));
+    }
+    for h in waiters {
+        assert_eq!(h.join().unwrap().unwrap(), 5, "a get() waiting across the restart got its result");
+    }
+    w.shutdown();
+}
+
+#[test]
+fn an_unreachable_redis_is_a_clear_error_not_a_hang() {
+    let port = free_port();
+    let app = celeriac::App::builder("t").use_env(false).broker(&format!("redis://127.0.0.1:{port}/0")).build().unwrap();
+    let started = Instant::now();
+    let err = app.send_task("t.add", (1, 1)).unwrap_err().to_string();
+    assert!(err.contains("127.0.0.1") && err.contains(&port.to_string()), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
