@@ -9,6 +9,9 @@
 //! def xsum(numbers): return sum(numbers)
 //! ```
 //!
+//! plus `proj.tasks.sleep(seconds)` (an async sleep that returns `seconds`), for tests that need
+//! a task that takes time.
+//!
 //! Same task names, parameter names and behaviour, so Python clients call it unchanged:
 //! `cargo run --release --example proj -- worker -l info -n w1@%h`.
 
@@ -28,12 +31,18 @@ fn xsum(numbers: Vec<i64>) -> i64 {
     numbers.iter().sum()
 }
 
+async fn sleep(seconds: f64) -> f64 {
+    celeriac::rt::sleep(std::time::Duration::from_secs_f64(seconds.max(0.0))).await;
+    seconds
+}
+
 fn main() -> ExitCode {
     celeriac::cli::run(
         App::builder("proj")
             .result_backend("memory://")
             .task("proj.tasks.add", ["x", "y"], add)
             .task("proj.tasks.mul", ["x", "y"], mul)
-            .task("proj.tasks.xsum", ["numbers"], xsum),
+            .task("proj.tasks.xsum", ["numbers"], xsum)
+            .task("proj.tasks.sleep", ["seconds"], sleep),
     )
 }

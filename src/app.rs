@@ -117,7 +117,7 @@ impl AppBuilder {
         self.configure(move |c| c.result_backend = Some(url))
     }
 
-    /// Replaces the whole configuration (the file, overrides and environment still apply on top).
+    /// Replaces the whole configuration in code (the file, environment and flags apply on top).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -129,7 +129,7 @@ impl AppBuilder {
         self
     }
 
-    /// Changes settings in code; applied after the file, before the environment.
+    /// Changes settings in code; the file, the environment and flags apply over them.
     pub fn configure(mut self, f: impl FnOnce(&mut Config) + 'static) -> Self {
         self.overrides.push(Box::new(f));
         self
@@ -178,12 +178,13 @@ impl AppBuilder {
 
     /// Builds with command-line flags applied last (they win over the environment).
     pub(crate) fn build_with_flags(self, broker: Option<String>, backend: Option<String>, prefetch: Option<u32>) -> Result<App> {
-        let mut config = match &self.config_file {
-            Some(p) => Config::from_toml_file(p)?,
-            None => self.config,
-        };
+        // Precedence, lowest first: code, the TOML file, the environment, command-line flags.
+        let mut config = self.config;
         for f in self.overrides {
             f(&mut config);
+        }
+        if let Some(p) = &self.config_file {
+            config = config.merge_toml_file(p)?;
         }
         if self.use_env {
             config.apply_env();

@@ -79,8 +79,8 @@ pub struct Config {
     pub task_routes: Vec<Route>,
     pub task_ignore_result: bool,
     pub task_acks_late: bool,
-    /// Seconds; `None` keeps results forever.
-    pub result_expires: Option<u64>,
+    /// Seconds results are kept; 0 keeps them forever.
+    pub result_expires: u64,
     pub result_extended: bool,
     pub worker_prefetch_multiplier: u32,
     /// Shards; `None` = the CPUs this process may use.
@@ -125,7 +125,7 @@ impl Default for Config {
             task_routes: Vec::new(),
             task_ignore_result: false,
             task_acks_late: false,
-            result_expires: Some(86_400),
+            result_expires: 86_400,
             result_extended: false,
             worker_prefetch_multiplier: 4,
             worker_concurrency: None,
@@ -170,6 +170,17 @@ impl Config {
             ConfigError::File { reason, .. } => ConfigError::File { path: path.display().to_string(), reason },
             other => other,
         })
+    }
+
+    /// Applies the settings a TOML file names over this configuration (keys it does not name
+    /// keep their current values); unknown keys are errors.
+    pub fn merge_toml_file(&self, path: &Path) -> Result<Self, ConfigError> {
+        let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+        let mut base = toml::Table::try_from(self).map_err(|e| file_err(e.to_string()))?;
+        merge(&mut base, overlay);
+        base.try_into().map_err(|e: toml::de::Error| file_err(e.to_string()))
     }
 
     /// Parses TOML text.
@@ -232,8 +243,19 @@ impl Config {
                 .map(Compression::from_name)
                 .transpose()
                 .map_err(|e| ConfigError::Invalid { setting: "task_compression", reason: e.to_string() })?,
-            result_expires: self.result_expires.filter(|s| *s > 0).map(Duration::from_secs),
+            result_expires: (self.result_expires > 0).then(|| Duration::from_secs(self.result_expires)),
         })
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! memory broker, and golden fixtures captured from Python Celery 5.7.
 
 mod fixtures;
+mod interop;
 mod fuzz;
 mod memory;
 mod redis;

@@ -86,7 +86,7 @@ impl RedisServer {
     /// Stops the server (SIGTERM: it writes its append-only file) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            unsafe_kill(c.id(), 15);
+            send_signal(c.id(), 15);
             let _ = c.wait();
         }
     }
@@ -111,8 +111,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Sends a signal to a PID (the test's own children only).
-pub fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+pub fn send_signal(pid: u32, sig: i32) {
+    let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(std::process::Stdio::null()).status();
 }
 
 /// Runs one Redis command from the test thread (through celeriac's I/O executor).

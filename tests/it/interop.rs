@@ -1,0 +1,235 @@
+//! Interop with real Python Celery 5.7 over a real Redis (issue 4): Python client → celeriac
+//! worker, celeriac client → Python worker, both workers on one queue, and unacked messages of
+//! a killed worker restored by a worker of the other kind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use celeriac::{App, Error, TaskRef};
+use serde_json::json;
+
+use crate::support::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let py = crate::fixtures::python();
+    py.parent().unwrap().join(name)
+}
+
+/// examples/proj, built by `cargo test` beside this test binary.
+fn proj_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("examples/proj");
+    assert!(p.exists(), "{} is missing (cargo test builds examples)", p.display());
+    p
+}
+
+/// A child process with its output in a log file; killed by PID on drop.
+struct Proc {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, name: &str) -> Proc {
+        let log = std::env::temp_dir().join(format!("celeriac-{name}-{}-{}.log", std::process::id(), free_port()));
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { child: Some(child), log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self, sig: i32) {
+        if let Some(mut c) = self.child.take() {
+            send_signal(c.id(), sig);
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            send_signal(c.id(), 15);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if matches!(c.try_wait(), Ok(None)) {
+                send_signal(c.id(), 9);
+            }
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn celeriac_worker(server: &RedisServer, config: Option<&Path>, name: &str) -> Proc {
+    let mut cmd = Command::new(proj_bin());
+    cmd.args(["worker", "-b", &server.url(), "--result-backend", &server.url(), "-c", "2", "-l", "info", "-n", &format!("{name}@%h")]);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.env_remove("CELERY_BROKER_URL").env_remove("CELERY_RESULT_BACKEND");
+    let p = Proc::spawn(cmd, name);
+    p.wait_for("ready.", Duration::from_secs(20));
+    p
+}
+
+fn python_worker(server: &RedisServer, env: &[(&str, &str)], name: &str) -> Proc {
+    let mut cmd = Command::new(venv_bin("celery"));
+    cmd.current_dir(root().join("tests/python"))
+        .args(["-A", "pyproj", "worker", "-P", "solo", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"])
+        .args(["-n", &format!("{name}@%h")])
+        .env("CELERY_BROKER_URL", server.url())
+        .env("CELERY_RESULT_BACKEND", server.url());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let p = Proc::spawn(cmd, name);
+    p.wait_for("ready.", Duration::from_secs(30));
+    p
+}
+
+fn client_app(server: &RedisServer) -> App {
+    App::builder("interop").use_env(false).broker(&server.url()).result_backend(&server.url()).build().unwrap()
+}
+
+#[test]
+fn python_client_calls_a_celeriac_worker() {
+    let server = RedisServer::start();
+    let _worker = celeriac_worker(&server, None, "rs1");
+    let out = Command::new(crate::fixtures::python())
+        .current_dir(root().join("tests/python"))
+        .arg("client_checks.py")
+        .env("CELERY_BROKER_URL", server.url())
+        .env("CELERY_RESULT_BACKEND", server.url())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "Python client checks failed:\n{text}\nworker log:\n{}", _worker.output());
+    assert!(text.contains("all python client checks passed"), "{text}");
+}
+
+#[test]
+fn celeriac_client_calls_a_python_worker() {
+    const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");
+    const XSUM: TaskRef<(Vec<i64>,), i64> = TaskRef::new("proj.tasks.xsum");
+    let server = RedisServer::start();
+    let _py = python_worker(&server, &[], "py1");
+    let app = client_app(&server);
+    let client = app.client();
+    assert_eq!(ADD.delay(&client, (4, 4)).unwrap().get(T).unwrap(), 8);
+    assert_eq!(XSUM.delay(&client, (vec![1, 2, 3],)).unwrap().get(T).unwrap(), 6);
+    let mut kw = serde_json::Map::new();
+    kw.insert("y".into(), json!(5));
+    let r = client.send_task_with("proj.tasks.add", (1,), kw, &Default::default()).unwrap();
+    assert_eq!(r.get::<i64>(T).unwrap(), 6);
+    match client.send_task("proj.tasks.fail", ("boom",)).unwrap().get::<i64>(T) {
+        Err(Error::TaskFailed(f)) => {
+            assert_eq!((f.exception.exc_type.as_str(), f.exception.exc_module.as_str()), ("ValueError", "builtins"));
+            assert_eq!(f.exception.message(), "boom");
+            assert!(f.traceback.unwrap().contains("ValueError: boom"));
+        }
+        other => panic!("expected a ValueError from Python, got {other:?}"),
+    }
+    // the Python worker sleeps in solo mode: a short timeout is an error, not a hang
+    let slow = client.send_task("proj.tasks.sleep", (1,)).unwrap();
+    assert!(matches!(slow.get::<f64>(Duration::from_millis(100)), Err(Error::Timeout { .. })));
+    assert_eq!(slow.get::<f64>(T).unwrap(), 1.0);
+}
+
+#[test]
+fn mixed_fleet_runs_each_task_exactly_once() {
+    const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");
+    let server = RedisServer::start();
+    let py = python_worker(&server, &[], "py2");
+    let app = App::builder("proj")
+        .use_env(false)
+        .broker(&server.url())
+        .result_backend(&server.url())
+        .task("proj.tasks.add", ["x", "y"], |x: i64, y: i64| x + y)
+        .build()
+        .unwrap();
+    let client = app.client();
+    let n = 2000;
+    let rs: Vec<_> = (0..n).map(|i| ADD.delay(&client, (i, 1)).unwrap()).collect();
+    let w = app.worker().concurrency(2).start().unwrap();
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get(T).unwrap(), i as i64 + 1);
+    }
+    let ours = w.shutdown().processed;
+    std::thread::sleep(Duration::from_millis(300));
+    let theirs = py.output().matches("succeeded in").count() as u64;
+    assert!(ours > 0 && theirs > 0, "both workers took tasks: celeriac {ours}, python {theirs}");
+    assert_eq!(ours + theirs, n as u64, "each task ran exactly once (celeriac {ours} + python {theirs})");
+}
+
+fn wait_unacked(url: &str, at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while frame_int(&redis_cmd(url, &["HLEN", "unacked"])) < at_least {
+        assert!(Instant::now() < deadline, "the worker never held {at_least} unacked messages");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn python_restores_what_a_killed_celeriac_worker_left_unacked() {
+    let server = RedisServer::start();
+    let cfg = std::env::temp_dir().join(format!("celeriac-interop-{}.toml", free_port()));
+    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 2\n").unwrap();
+    let mut rs_worker = celeriac_worker(&server, Some(&cfg), "rs2");
+    let client = client_app(&server).client();
+    let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (1,)).unwrap()).collect();
+    wait_unacked(&server.url(), 6);
+    rs_worker.kill(9);
+    let _py = python_worker(&server, &[("PYPROJ_VISIBILITY", "2")], "py3");
+    for r in &rs {
+        assert_eq!(r.get::<f64>(Duration::from_secs(40)).unwrap(), 1.0);
+    }
+    let _ = std::fs::remove_file(cfg);
+}
+
+#[test]
+fn celeriac_restores_what_a_killed_python_worker_left_unacked() {
+    let server = RedisServer::start();
+    let mut py = python_worker(&server, &[("PYPROJ_ACKS_LATE", "1"), ("PYPROJ_PREFETCH", "4")], "py4");
+    let client = client_app(&server).client();
+    let rs: Vec<_> = (0..4).map(|_| client.send_task("proj.tasks.sleep", (2,)).unwrap()).collect();
+    // A solo Python worker runs one task inside its event loop: it holds what it took unacked.
+    wait_unacked(&server.url(), 1);
+    py.kill(9);
+    assert!(frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])) >= 1);
+    let app = App::builder("proj")
+        .use_env(false)
+        .broker(&server.url())
+        .result_backend(&server.url())
+        .configure(|c| c.broker_transport_options.visibility_timeout = 2)
+        .task("proj.tasks.sleep", ["seconds"], |s: f64| async move {
+            celeriac::rt::sleep(Duration::from_secs_f64(s)).await;
+            s
+        })
+        .build()
+        .unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    for r in &rs {
+        assert_eq!(r.get::<f64>(Duration::from_secs(40)).unwrap(), 2.0);
+    }
+    w.shutdown();
+}

@@ -1,0 +1,49 @@
+"""The Celery tutorial's project in Python, the reference side of the interop tests.
+
+Broker and backend come from CELERY_BROKER_URL / CELERY_RESULT_BACKEND. Task names and
+parameters match celeriac's examples/proj.rs.
+"""
+import os
+import time
+
+from celery import Celery
+
+app = Celery("proj")
+app.conf.update(
+    broker_url=os.environ["CELERY_BROKER_URL"],
+    result_backend=os.environ["CELERY_RESULT_BACKEND"],
+    task_acks_late=os.environ.get("PYPROJ_ACKS_LATE") == "1",
+    worker_prefetch_multiplier=int(os.environ.get("PYPROJ_PREFETCH", "4")),
+    broker_transport_options={
+        "visibility_timeout": int(os.environ.get("PYPROJ_VISIBILITY", "3600")),
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    },
+    worker_hijack_root_logger=False,
+)
+
+
+@app.task(name="proj.tasks.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="proj.tasks.mul")
+def mul(x, y):
+    return x * y
+
+
+@app.task(name="proj.tasks.xsum")
+def xsum(numbers):
+    return sum(numbers)
+
+
+@app.task(name="proj.tasks.sleep")
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="proj.tasks.fail")
+def fail(message):
+    raise ValueError(message)
