@@ -233,3 +233,20 @@ fn celeriac_restores_what_a_killed_python_worker_left_unacked() {
     }
     w.shutdown();
 }
+
+#[test]
+fn a_celeriac_worker_restores_what_a_killed_celeriac_worker_left_unacked() {
+    let server = RedisServer::start();
+    let cfg = std::env::temp_dir().join(format!("celeriac-interop-{}.toml", free_port()));
+    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 2\n").unwrap();
+    let mut first = celeriac_worker(&server, Some(&cfg), "rs3");
+    let client = client_app(&server).client();
+    let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (1,)).unwrap()).collect();
+    wait_unacked(&server.url(), 6);
+    first.kill(9);
+    let _second = celeriac_worker(&server, Some(&cfg), "rs4");
+    for r in &rs {
+        assert_eq!(r.get::<f64>(Duration::from_secs(30)).unwrap(), 1.0);
+    }
+    let _ = std::fs::remove_file(cfg);
+}

@@ -3,7 +3,9 @@
 //! bookkeeping (`unacked` hash, `unacked_index` zset), acks, requeues, and the visibility-timeout
 //! restore under `unacked_mutex`.
 
+use std::cell::Cell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -125,6 +127,7 @@ impl RedisBroker {
             last_restore: Instant::now() - vt,
             restore_every: (vt / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)),
             token: uuid::Uuid::new_v4().to_string(),
+            restoring: Rc::new(Cell::new(false)),
             declared: false,
         }
     }
@@ -193,6 +196,7 @@ pub struct RedisConsumer {
     last_restore: Instant,
     restore_every: Duration,
     token: String,
+    restoring: Rc<Cell<bool>>,
     declared: bool,
 }
 
@@ -206,11 +210,18 @@ impl RedisConsumer {
             }
             self.declared = true;
         }
-        if self.pending.is_none() && self.last_restore.elapsed() >= self.restore_every {
+        if self.last_restore.elapsed() >= self.restore_every && !self.restoring.get() {
+            // A task of its own: a dropped fetch() must not abandon a restore halfway (and
+            // leave the mutex held).
             self.last_restore = Instant::now();
-            if let Err(e) = self.restore_visible().await {
-                tracing::debug!("visibility restore skipped: {e}");
-            }
+            self.restoring.set(true);
+            let (broker, token, flag) = (self.broker.clone(), self.token.clone(), self.restoring.clone());
+            rt::spawn_local(async move {
+                if let Err(e) = restore_visible(&broker, &token).await {
+                    tracing::debug!("visibility restore skipped: {e}");
+                }
+                flag.set(false);
+            });
         }
         if self.pending.is_none() {
             let keys = self.broker.keys.pop_order(&self.queues);
@@ -289,58 +300,6 @@ impl RedisConsumer {
         out
     }
 
-    /// kombu's `restore_visible`: messages unacked for longer than the visibility timeout go back
-    /// to their queues, under `unacked_mutex` so one consumer does it at a time.
-    async fn restore_visible(&mut self) -> Result<usize, RedisError> {
-        let conn = writer(&self.broker.url);
-        let k = self.broker.keys.clone();
-        let got = conn.call(&[b"SET", k.unacked_mutex().as_bytes(), self.token.as_bytes(), b"NX", b"PX", b"300000"]).await?;
-        if matches!(got, BytesFrame::Null) {
-            return Ok(0);
-        }
-        let ceiling = format!("{:.6}", unix_now() - k.opts.visibility_timeout as f64);
-        let mut restored = 0;
-        let reply = conn
-            .call(&[b"ZRANGE", k.unacked_index().as_bytes(), ceiling.as_bytes(), b"0", b"BYSCORE", b"REV", b"LIMIT", b"0", b"10"])
-            .await;
-        if let Ok(BytesFrame::Array(tags)) = reply {
-            for tag in tags.iter().filter_map(frame_bytes) {
-                let taken = conn
-                    .call(&[b"EVAL", TAKE_LUA.as_bytes(), b"2", k.unacked().as_bytes(), k.unacked_index().as_bytes(), tag])
-                    .await?;
-                let Some(payload) = frame_bytes(&taken) else { continue };
-                let Ok((env, exchange, rk)) = serde_json::from_slice::<(Box<RawValue>, String, String)>(payload) else {
-                    tracing::error!("unacked entry {} is not [envelope, exchange, routing_key]; dropped", String::from_utf8_lossy(tag));
-                    continue;
-                };
-                let queue = if exchange.is_empty() { rk.clone() } else { self.bound_queue(&conn, &exchange, &rk).await.unwrap_or(rk.clone()) };
-                let raw = env.get().as_bytes();
-                let priority = serde_json::from_str::<Value>(env.get()).ok().and_then(|v| v["properties"]["priority"].as_u64()).unwrap_or(0) as u8;
-                let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
-                conn.call(&[b"RPUSH", k.queue_key(&queue, priority).as_bytes(), &marked]).await?;
-                restored += 1;
-            }
-        }
-        conn.send(&[b"EVAL", UNLOCK_LUA.as_bytes(), b"1", k.unacked_mutex().as_bytes(), self.token.as_bytes()]);
-        if restored > 0 {
-            tracing::warn!("restored {restored} unacked message(s) older than the visibility timeout");
-        }
-        Ok(restored)
-    }
-
-    async fn bound_queue(&self, conn: &Connection, exchange: &str, rk: &str) -> Option<String> {
-        let sep = &self.broker.keys.opts.sep;
-        match conn.call(&[b"SMEMBERS", self.broker.keys.binding_key(exchange).as_bytes()]).await.ok()? {
-            BytesFrame::Array(members) => members.iter().filter_map(frame_bytes).find_map(|m| {
-                let m = String::from_utf8_lossy(m);
-                let mut parts = m.split(sep.as_str());
-                let (r, _, q) = (parts.next()?, parts.next()?, parts.next()?);
-                (r == rk).then(|| q.to_owned())
-            }),
-            _ => None,
-        }
-    }
-
     /// Waits until settlements queued on this shard reached Redis.
     pub async fn flush(&self) {
         flush(&self.broker.url).await
@@ -357,6 +316,62 @@ impl RedisConsumer {
         }
         self.fetch.close();
         leftover
+    }
+}
+
+/// kombu's `restore_visible`: messages unacked for longer than the visibility timeout go back to
+/// their queues, under `unacked_mutex` so one consumer in the fleet does it at a time.
+async fn restore_visible(broker: &RedisBroker, token: &str) -> Result<usize, RedisError> {
+    let conn = writer(&broker.url);
+    let k = &broker.keys;
+    let got = conn.call(&[b"SET", k.unacked_mutex().as_bytes(), token.as_bytes(), b"NX", b"PX", b"300000"]).await?;
+    if matches!(got, BytesFrame::Null) {
+        return Ok(0);
+    }
+    let restored = restore_locked(broker, &conn).await;
+    conn.send(&[b"EVAL", UNLOCK_LUA.as_bytes(), b"1", k.unacked_mutex().as_bytes(), token.as_bytes()]);
+    let restored = restored?;
+    if restored > 0 {
+        tracing::warn!("restored {restored} unacked message(s) older than the visibility timeout");
+    }
+    Ok(restored)
+}
+
+async fn restore_locked(broker: &RedisBroker, conn: &Connection) -> Result<usize, RedisError> {
+    let k = &broker.keys;
+    let ceiling = format!("{:.6}", unix_now() - k.opts.visibility_timeout as f64);
+    let mut restored = 0;
+    let reply = conn
+        .call(&[b"ZRANGE", k.unacked_index().as_bytes(), ceiling.as_bytes(), b"0", b"BYSCORE", b"REV", b"LIMIT", b"0", b"10"])
+        .await?;
+    let BytesFrame::Array(tags) = reply else { return Ok(0) };
+    for tag in tags.iter().filter_map(frame_bytes) {
+        let taken = conn.call(&[b"EVAL", TAKE_LUA.as_bytes(), b"2", k.unacked().as_bytes(), k.unacked_index().as_bytes(), tag]).await?;
+        let Some(payload) = frame_bytes(&taken) else { continue };
+        let Ok((env, exchange, rk)) = serde_json::from_slice::<(Box<RawValue>, String, String)>(payload) else {
+            tracing::error!("unacked entry {} is not [envelope, exchange, routing_key]; dropped", String::from_utf8_lossy(tag));
+            continue;
+        };
+        let queue = if exchange.is_empty() { rk.clone() } else { bound_queue(broker, conn, &exchange, &rk).await.unwrap_or(rk.clone()) };
+        let raw = env.get().as_bytes();
+        let priority = serde_json::from_str::<Value>(env.get()).ok().and_then(|v| v["properties"]["priority"].as_u64()).unwrap_or(0) as u8;
+        let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
+        conn.call(&[b"RPUSH", k.queue_key(&queue, priority).as_bytes(), &marked]).await?;
+        restored += 1;
+    }
+    Ok(restored)
+}
+
+async fn bound_queue(broker: &RedisBroker, conn: &Connection, exchange: &str, rk: &str) -> Option<String> {
+    let sep = &broker.keys.opts.sep;
+    match conn.call(&[b"SMEMBERS", broker.keys.binding_key(exchange).as_bytes()]).await.ok()? {
+        BytesFrame::Array(members) => members.iter().filter_map(frame_bytes).find_map(|m| {
+            let m = String::from_utf8_lossy(m);
+            let mut parts = m.split(sep.as_str());
+            let (r, _, q) = (parts.next()?, parts.next()?, parts.next()?);
+            (r == rk).then(|| q.to_owned())
+        }),
+        _ => None,
     }
 }
 
