@@ -250,3 +250,81 @@ fn a_celeriac_worker_restores_what_a_killed_celeriac_worker_left_unacked() {
     }
     let _ = std::fs::remove_file(cfg);
 }
+
+#[test]
+fn a_second_signal_turns_a_warm_shutdown_cold() {
+    let server = RedisServer::start();
+    let mut worker = celeriac_worker(&server, None, "rs5");
+    let client = client_app(&server).client();
+    let r = client.send_task("proj.tasks.sleep", (30,)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])) == 0 && worker.output().is_empty() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = worker.child.as_ref().unwrap().id();
+    send_signal(pid, 15);
+    worker.wait_for("warm shutdown", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(matches!(worker.child.as_mut().unwrap().try_wait(), Ok(None)), "a warm shutdown waits for the running task");
+    let cold = Instant::now();
+    send_signal(pid, 15);
+    worker.child.as_mut().unwrap().wait().unwrap();
+    assert!(cold.elapsed() < Duration::from_secs(5), "the second signal stops the worker at once");
+    assert!(worker.output().contains("cold shutdown"), "{}", worker.output());
+    assert!(!r.ready().unwrap(), "the 30 s task was abandoned, not finished");
+}
+
+#[test]
+fn fanout_publish_and_psubscribe_speak_kombus_channels() {
+    use celeriac::protocol::{ControlRequest, DeliveryInfo, Envelope, Event, Properties};
+    let server = RedisServer::start();
+    let app = client_app(&server);
+    let celeriac::transport::Broker::Redis(broker) = app.client().broker().clone() else { unreachable!() };
+    // Python's `celery inspect ping` arrives on the pidbox fanout channel.
+    let sub = broker.subscribe_fanout("celery.pidbox", "");
+    let out = Command::new(venv_bin("celery"))
+        .current_dir(root().join("tests/python"))
+        .args(["-A", "pyproj", "inspect", "ping", "-t", "0.5"])
+        .env("CELERY_BROKER_URL", server.url())
+        .env("CELERY_RESULT_BACKEND", server.url())
+        .output()
+        .unwrap();
+    let _ = out;
+    let (channel, raw) = sub.recv_timeout(Duration::from_secs(10)).expect("the ping request");
+    assert_eq!(channel, "/0.celery.pidbox");
+    let env = Envelope::<serde_json::Map<String, serde_json::Value>>::decode(&raw).unwrap();
+    let req: ControlRequest = serde_json::from_slice(&env.body().unwrap()).unwrap();
+    assert_eq!(req.method, "ping");
+
+    // A worker-heartbeat we publish reaches a kombu consumer of Celery's event exchange.
+    let mut py = Command::new(crate::fixtures::python());
+    py.current_dir(root().join("tests/python")).arg("event_listener.py").env("CELERY_BROKER_URL", server.url()).env("CELERY_RESULT_BACKEND", server.url());
+    let listener = Proc::spawn(py, "evrecv");
+    let event = Event {
+        kind: "worker-heartbeat".into(),
+        hostname: "rs@test".into(),
+        timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64(),
+        utcoffset: 0.0,
+        pid: std::process::id(),
+        clock: 1,
+        fields: serde_json::from_value(json!({"freq": 2.0, "active": 0, "processed": 0, "sw_ident": "celeriac", "sw_ver": "0.1.0", "sw_sys": "Linux"})).unwrap(),
+    };
+    let body = serde_json::to_vec(&event).unwrap();
+    let mut headers = serde_json::Map::new();
+    headers.insert("hostname".into(), json!("rs@test"));
+    let info = DeliveryInfo { exchange: "celeryev".into(), routing_key: "worker.heartbeat".into(), redelivered: false };
+    let env = Envelope::new(headers, Properties { delivery_mode: 1, ..Properties::default() }, "application/json", "utf-8", &body, info, uuid_like());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !listener.output().contains("worker-heartbeat") {
+        assert!(Instant::now() < deadline, "Python never saw the event:\n{}", listener.output());
+        broker.publish_fanout("celeryev", "worker.heartbeat", env.encode()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(listener.output().contains("rs@test"), "{}", listener.output());
+}
+
+fn uuid_like() -> String {
+    format!("{:032x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}

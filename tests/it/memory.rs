@@ -337,3 +337,30 @@ fn bad_configuration_fails_at_build_with_a_clear_message() {
     let err = no_backend.send_task("t.one", (1,)).unwrap().get::<i64>(T).unwrap_err().to_string();
     assert!(err.contains("result_backend"), "{err}");
 }
+
+#[test]
+fn blocking_tasks_run_off_the_shard_and_do_not_stall_it() {
+    fn crunch(ms: u64) -> String {
+        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+    fn shard_thread() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+    let app = base("t")
+        .task("t.crunch", ["ms"], celeriac::blocking(crunch))
+        .task("t.where", [], shard_thread)
+        .build()
+        .unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    let slow = app.send_task("t.crunch", (400,)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // while the blocking body sleeps, the same shard keeps serving quick tasks
+    let started = Instant::now();
+    let here: String = app.send_task("t.where", ()).unwrap().get(T).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(300), "the shard was not stalled");
+    assert!(here.starts_with("celeriac-shard-0"), "{here}");
+    let pool: String = slow.get(T).unwrap();
+    assert!(!pool.starts_with("celeriac-shard"), "the blocking body ran on {pool:?}");
+    w.shutdown();
+}

@@ -116,6 +116,61 @@ impl RedisBroker {
         }))
     }
 
+    /// Publishes `envelope` on a fanout exchange (kombu: `PUBLISH /<db>.<exchange>[/<rk>]`).
+    /// Best effort, as in kombu: nobody subscribed means nobody receives it. From any thread.
+    pub fn publish_fanout(self: &Arc<Self>, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
+        let channel = self.keys.fanout_channel(self.url.db, exchange, routing_key);
+        let url = self.url.clone();
+        let job = move || async move { writer(&url).call(&[b"PUBLISH", channel.as_bytes(), &envelope]).await.map(|_| ()).map_err(lost) };
+        if rt::on_executor() {
+            rt::spawn_local(async move {
+                if let Err(e) = job().await {
+                    tracing::warn!("fanout publish failed: {e}");
+                }
+            });
+            return Ok(());
+        }
+        rt::block_on(IoThread::global().run(job))
+    }
+
+    /// Subscribes to a fanout exchange the way kombu binds a queue to it: `PSUBSCRIBE` of
+    /// `/<db>.<exchange>` (empty `routing_pattern`) or `/<db>.<exchange>/<pattern>` with AMQP's
+    /// `#` as `*`. Returns once Redis confirmed the subscription; it survives reconnects and ends
+    /// when the returned handle is dropped.
+    pub fn subscribe_fanout(self: &Arc<Self>, exchange: &str, routing_pattern: &str) -> FanoutSubscription {
+        let pattern = self.keys.fanout_channel(self.url.db, exchange, &routing_pattern.replace('#', "*"));
+        let (tx, rx) = flume::unbounded();
+        let url = self.url.clone();
+        let id = rt::block_on(IoThread::global().run(move || async move {
+            let (confirmed_tx, confirmed_rx) = flume::bounded::<()>(1);
+            let conn = Connection::open_subscriber(url, "fanout", move |frame| {
+                let BytesFrame::Array(parts) = frame else { return };
+                match parts.first().and_then(frame_bytes) {
+                    Some(b"pmessage") if parts.len() == 4 => {
+                        let channel = frame_bytes(&parts[2]).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default();
+                        if let Some(data) = frame_bytes(&parts[3]) {
+                            let _ = tx.send((channel, data.to_vec()));
+                        }
+                    }
+                    Some(b"psubscribe") => {
+                        let _ = confirmed_tx.try_send(());
+                    }
+                    _ => {}
+                }
+            });
+            let p = pattern.clone();
+            conn.on_connect(move |c| c.send(&[b"PSUBSCRIBE", p.as_bytes()]));
+            let _ = confirmed_rx.recv_async().await;
+            SUBSCRIPTIONS.with(|s| {
+                let mut s = s.borrow_mut();
+                let id = s.keys().max().map_or(1, |m| m + 1);
+                s.insert(id, conn);
+                id
+            })
+        }));
+        FanoutSubscription { rx, id }
+    }
+
     /// Opens a consumer of `queues` on the current shard (its own connection for blocking pops).
     pub fn consumer(self: &Arc<Self>, queues: &[String]) -> RedisConsumer {
         let vt = self.keys.opts.visibility();
@@ -147,6 +202,41 @@ impl RedisBroker {
             tag.as_bytes(),
             &marked,
         ]);
+    }
+}
+
+thread_local! {
+    /// Fanout subscriber connections owned by the I/O executor, by subscription id.
+    static SUBSCRIPTIONS: std::cell::RefCell<std::collections::HashMap<u64, Connection>> = Default::default();
+}
+
+/// A live fanout subscription (see [`RedisBroker::subscribe_fanout`]).
+pub struct FanoutSubscription {
+    rx: flume::Receiver<(String, Vec<u8>)>,
+    id: u64,
+}
+
+impl FanoutSubscription {
+    /// The next `(channel, envelope)`, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<(String, Vec<u8>)> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next `(channel, envelope)`, from any executor.
+    pub async fn recv_async(&self) -> Option<(String, Vec<u8>)> {
+        self.rx.recv_async().await.ok()
+    }
+}
+
+impl Drop for FanoutSubscription {
+    fn drop(&mut self) {
+        let id = self.id;
+        // The job is queued at once; nobody needs to wait for it.
+        drop(IoThread::global().run(move || async move {
+            if let Some(c) = SUBSCRIPTIONS.with(|s| s.borrow_mut().remove(&id)) {
+                c.close();
+            }
+        }));
     }
 }
 

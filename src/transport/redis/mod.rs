@@ -6,7 +6,7 @@ mod connection;
 mod kombu;
 mod local;
 
-pub use broker::{flush, RedisAck, RedisBroker, RedisConsumer};
+pub use broker::{flush, FanoutSubscription, RedisAck, RedisBroker, RedisConsumer};
 pub use connection::{frame_bytes, Connection, RedisError};
 pub use kombu::{Keys, TransportOptions, SEP};
 pub use local::writer;
