@@ -203,6 +203,13 @@ impl AppBuilder {
         for t in self.tasks {
             registry.insert(t.map_err(Error::Registration)?).map_err(Error::Registration)?;
         }
+        for (setting, url) in [("broker_url", Some(&settings.broker)), ("result_backend", settings.backend.as_ref())] {
+            if let Some(Url::Redis(u)) = url {
+                crate::transport::redis::check_tls(u).map_err(|reason| {
+                    Error::Config(crate::config::ConfigError::Url { setting, url: u.redacted(), reason })
+                })?;
+            }
+        }
         let broker = match &settings.broker {
             Url::Memory => Broker::Memory(MemoryBroker::new()),
             Url::Redis(u) => Broker::Redis(RedisBroker::new(u.clone(), config.broker_transport_options.clone())),

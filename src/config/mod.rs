@@ -6,7 +6,7 @@ mod redis_options;
 mod redis_url;
 
 pub use redis_options::TransportOptions;
-pub use redis_url::{RedisAddr, RedisUrl};
+pub use redis_url::{RedisAddr, RedisUrl, TlsOptions};
 
 use std::path::Path;
 use std::time::Duration;

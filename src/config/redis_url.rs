@@ -1,6 +1,7 @@
 //! Redis URLs as kombu and redis-py read them: `redis://[user:pass@]host[:port][/db]`,
-//! `redis+socket:///path/to.sock[?virtual_host=db]`, and `rediss://` (TLS, refused with a clear
-//! message: not in this build yet).
+//! `redis+socket:///path/to.sock[?virtual_host=db]`, and `rediss://…` (TLS) with redis-py's
+//! query options `ssl_cert_reqs` (`required` by default, `optional`, `none`), `ssl_ca_certs`,
+//! `ssl_certfile`, `ssl_keyfile`.
 
 use std::fmt;
 
@@ -11,6 +12,21 @@ pub struct RedisUrl {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    /// `Some` for `rediss://`.
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS settings of a `rediss://` URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+    /// Verify the server certificate (`ssl_cert_reqs=required`, the default). `none` turns
+    /// verification off: for test set-ups only.
+    pub verify: bool,
+    /// PEM file of trusted CAs; the system's roots when absent.
+    pub ca_certs: Option<String>,
+    /// Client certificate and key (PEM), for servers that require client authentication.
+    pub certfile: Option<String>,
+    pub keyfile: Option<String>,
 }
 
 /// TCP host and port, or a Unix socket path.
@@ -44,6 +60,31 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+fn tls_options(query: &str) -> Result<TlsOptions, String> {
+    let mut t = TlsOptions { verify: true, ..TlsOptions::default() };
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = pct_decode(v);
+        match k {
+            "ssl_cert_reqs" => {
+                t.verify = match v.to_ascii_lowercase().as_str() {
+                    "required" | "cert_required" | "optional" | "cert_optional" => true,
+                    "none" | "cert_none" => false,
+                    other => return Err(format!("ssl_cert_reqs={other:?}: use required, optional or none")),
+                }
+            }
+            "ssl_ca_certs" => t.ca_certs = Some(v),
+            "ssl_certfile" => t.certfile = Some(v),
+            "ssl_keyfile" => t.keyfile = Some(v),
+            _ => {}
+        }
+    }
+    if t.certfile.is_some() != t.keyfile.is_some() {
+        return Err("ssl_certfile and ssl_keyfile go together".into());
+    }
+    Ok(t)
+}
+
 impl RedisUrl {
     /// Parses a URL; the error says what is wrong in words.
     pub fn parse(url: &str) -> Result<Self, String> {
@@ -61,12 +102,14 @@ impl RedisUrl {
                         db = v.parse().map_err(|_| format!("database {v:?} is not a number"))?;
                     }
                 }
-                return Ok(RedisUrl { addr: RedisAddr::Unix(path.to_owned()), username: None, password: None, db });
+                return Ok(RedisUrl { addr: RedisAddr::Unix(path.to_owned()), username: None, password: None, db, tls: None });
             }
-            "rediss" => return Err("rediss:// (TLS) is not in this build of celeriac yet; use redis:// or redis+socket://".into()),
+            "rediss" => {}
             other => return Err(format!("not a Redis URL scheme: {other:?}")),
         }
-        let rest = rest.split(['?', '#']).next().unwrap_or("");
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let rest = rest.split('#').next().unwrap_or("");
+        let tls = if scheme == "rediss" { Some(tls_options(query)?) } else { None };
         let (auth, hostpart) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
@@ -99,7 +142,7 @@ impl RedisUrl {
                 None => (None, Some(pct_decode(a))),
             },
         };
-        Ok(RedisUrl { addr: RedisAddr::Tcp(host, port), username, password, db })
+        Ok(RedisUrl { addr: RedisAddr::Tcp(host, port), username, password, db, tls })
     }
 
     /// The URL with the password hidden, for banners and logs.
@@ -109,8 +152,9 @@ impl RedisUrl {
             (None, Some(_)) => ":**@".to_owned(),
             _ => String::new(),
         };
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
         match &self.addr {
-            RedisAddr::Tcp(h, p) => format!("redis://{auth}{h}:{p}/{}", self.db),
+            RedisAddr::Tcp(h, p) => format!("{scheme}://{auth}{h}:{p}/{}", self.db),
             RedisAddr::Unix(path) => format!("redis+socket://{path}?virtual_host={}", self.db),
         }
     }
@@ -133,7 +177,11 @@ mod tests {
         assert_eq!((u.addr, u.db), (RedisAddr::Unix("/tmp/r.sock".into()), 3));
         assert!(RedisUrl::parse("redis://localhost:port").unwrap_err().contains("port"));
         assert!(RedisUrl::parse("redis://localhost/x").unwrap_err().contains("database"));
-        assert!(RedisUrl::parse("rediss://h").unwrap_err().contains("TLS"));
+        let t = RedisUrl::parse("rediss://h:6380/1?ssl_cert_reqs=none&ssl_ca_certs=%2Fca.pem").unwrap();
+        assert_eq!(t.tls, Some(TlsOptions { verify: false, ca_certs: Some("/ca.pem".into()), certfile: None, keyfile: None }));
+        assert!(RedisUrl::parse("rediss://h").unwrap().tls.unwrap().verify);
+        assert!(RedisUrl::parse("rediss://h?ssl_cert_reqs=maybe").unwrap_err().contains("ssl_cert_reqs"));
+        assert!(RedisUrl::parse("rediss://h?ssl_certfile=a").unwrap_err().contains("together"));
         assert_eq!(RedisUrl::parse("redis://u:pw@h:1/2").unwrap().redacted(), "redis://u:**@h:1/2");
     }
 }

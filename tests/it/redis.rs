@@ -221,3 +221,28 @@ fn an_unreachable_redis_is_a_clear_error_not_a_hang() {
     assert!(err.contains("127.0.0.1") && err.contains(&port.to_string()), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn rediss_with_a_trusted_ca_and_with_verification_off() {
+    let server = RedisServer::start_tls();
+    let ca = server.ca_file();
+    let url = format!("rediss://127.0.0.1:{}/0?ssl_ca_certs={}", server.port, ca.display());
+    let app = base("t").broker(&url).result_backend(&url).build().unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&app.client(), (2, 3)).unwrap().get(T).unwrap(), 5);
+    w.shutdown();
+
+    let loose = format!("rediss://127.0.0.1:{}/0?ssl_cert_reqs=none", server.port);
+    let app = base("t").broker(&loose).result_backend(&loose).build().unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&app.client(), (3, 3)).unwrap().get(T).unwrap(), 6);
+    w.shutdown();
+
+    // the system roots do not trust a self-signed certificate: an error, not a hang
+    let strict = format!("rediss://127.0.0.1:{}/0", server.port);
+    let app = celeriac::App::builder("t").use_env(false).broker(&strict).build().unwrap();
+    assert!(app.send_task("t.add", (1, 1)).is_err());
+    // a CA file that does not exist fails at build time, naming the setting
+    let err = celeriac::App::builder("t").use_env(false).broker(&format!("{strict}?ssl_ca_certs=/nonexistent.pem")).build().err().unwrap().to_string();
+    assert!(err.contains("ssl_ca_certs") && err.contains("broker_url"), "{err}");
+}

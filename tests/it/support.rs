@@ -51,6 +51,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: std::path::PathBuf,
     child: Option<std::process::Child>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -58,15 +59,56 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("celeriac-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut s = RedisServer { port, dir, child: None };
+        let mut s = RedisServer { port, dir, child: None, tls: false };
         s.spawn();
         s
     }
 
+    /// A TLS-only server with a fresh self-signed certificate (`ca.pem` in its directory).
+    pub fn start_tls() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("celeriac-redis-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A CA and a server certificate it signs (webpki refuses a self-signed end entity).
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        let openssl = |args: &[&str]| {
+            let ok = std::process::Command::new("openssl")
+                .current_dir(&dir)
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl (Debian package openssl) makes the test certificates");
+            assert!(ok.success(), "openssl {args:?} failed");
+        };
+        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=celeriac-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "server.csr"]);
+        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "cert.pem"]);
+        let mut s = RedisServer { port, dir, child: None, tls: true };
+        s.spawn();
+        s
+    }
+
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
     fn spawn(&mut self) {
         let bin = std::env::var("CELERIAC_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(&bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+        let mut cmd = std::process::Command::new(&bin);
+        if self.tls {
+            let (cert, key) = (self.dir.join("cert.pem"), self.dir.join("key.pem"));
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join("ca.pem"));
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always", "--dir", self.dir.to_str().unwrap(), "--daemonize", "no", "--loglevel", "warning"])
             .stdout(std::process::Stdio::null())
             .spawn()

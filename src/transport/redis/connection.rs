@@ -25,7 +25,7 @@ use super::{RedisAddr, RedisUrl};
 /// A Redis command failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisError {
-    #[error("connection to {0} lost")]
+    #[error("connection to {0}")]
     ConnectionLost(String),
     #[error("redis error: {0}")]
     Server(String),
@@ -57,6 +57,8 @@ struct Inner {
     subscriber: bool,
     on_connect: RefCell<Option<ConnectHook>>,
     connects: Cell<u64>,
+    /// Why the last connection attempt failed or the last connection ended.
+    last_error: RefCell<String>,
 }
 
 /// A shard-local Redis connection handle; clones share the connection.
@@ -90,6 +92,7 @@ impl Connection {
                 push: RefCell::new(push),
                 on_connect: RefCell::new(None),
                 connects: Cell::new(0),
+                last_error: RefCell::new("lost".to_owned()),
             }),
         };
         rt::spawn_local(drive(c.clone()));
@@ -139,18 +142,18 @@ impl Connection {
         self.encode(args);
         self.inner.waiters.borrow_mut().push_back(Waiter::Reply(tx));
         self.inner.wake.notify();
-        let who = self.inner.url.redacted();
+        let inner = self.inner.clone();
         async move {
             match rx.recv_async().await {
                 Ok(Ok(BytesFrame::Error(e))) => Err(RedisError::Server(e.to_string())),
                 Ok(r) => r,
-                Err(_) => Err(RedisError::ConnectionLost(who)),
+                Err(_) => Err(RedisError::ConnectionLost(format!("{}: {}", inner.url.redacted(), inner.last_error.borrow()))),
             }
         }
     }
 
     fn fail_all(&self) {
-        let lost = RedisError::ConnectionLost(self.inner.url.redacted());
+        let lost = RedisError::ConnectionLost(format!("{}: {}", self.inner.url.redacted(), self.inner.last_error.borrow()));
         self.inner.outbox.borrow_mut().clear();
         for w in self.inner.waiters.borrow_mut().drain(..) {
             if let Waiter::Reply(tx) = w {
@@ -165,7 +168,14 @@ async fn connect(url: &RedisUrl) -> std::io::Result<Box<dyn Io>> {
         RedisAddr::Tcp(host, port) => {
             let s = rt::net::TcpStream::connect((host.as_str(), *port)).await.map_err(|e| std::io::Error::other(e.to_string()))?;
             let _ = s.set_nodelay(true);
-            Box::new(s)
+            match &url.tls {
+                None => Box::new(s),
+                Some(t) => {
+                    let config = super::tls::client_config(t).map_err(std::io::Error::other)?;
+                    let name = super::tls::server_name(host).map_err(std::io::Error::other)?;
+                    Box::new(futures_rustls::TlsConnector::from(config).connect(name, s).await?)
+                }
+            }
         }
         RedisAddr::Unix(path) => Box::new(rt::net::UnixStream::connect(path).await.map_err(|e| std::io::Error::other(e.to_string()))?),
     })
@@ -244,12 +254,14 @@ async fn drive(c: Connection) {
                 let (r, w) = futures_lite::io::split(io);
                 let why = futures_lite::future::or(read_loop(&c, r), write_loop(&c, w)).await;
                 inner.up.set(false);
+                *inner.last_error.borrow_mut() = format!("connection lost: {why}");
                 if !inner.closed.get() {
                     tracing::warn!("redis {} ({}): connection lost: {why}", inner.url.redacted(), inner.role);
                 }
                 c.fail_all();
             }
             Err(e) => {
+                *inner.last_error.borrow_mut() = format!("cannot connect: {e}");
                 failures += 1;
                 if failures == 1 || failures % 20 == 0 {
                     tracing::warn!("redis {} ({}): cannot connect: {e}; retrying", inner.url.redacted(), inner.role);

@@ -5,11 +5,21 @@ mod broker;
 mod connection;
 mod kombu;
 mod local;
+mod tls;
 
 pub use broker::{flush, FanoutSubscription, RedisAck, RedisBroker, RedisConsumer};
 pub use connection::{frame_bytes, Connection, RedisError};
 pub use kombu::{Keys, TransportOptions, SEP};
 pub use local::writer;
+
+/// Checks a `rediss://` URL's TLS files at start, so a wrong path fails `build()` instead of the
+/// first connection.
+pub fn check_tls(url: &RedisUrl) -> Result<(), String> {
+    match &url.tls {
+        Some(t) => tls::client_config(t).map(|_| ()),
+        None => Ok(()),
+    }
+}
 
 pub use crate::config::{RedisAddr, RedisUrl};
 pub use redis_protocol::resp2::types::BytesFrame;
