@@ -5,7 +5,9 @@
 //! `cargo bench --bench protocol`. "decode" = envelope JSON → headers → accept check → body
 //! parse with args/kwargs as borrowed raw slices (what a worker does per message).
 
-use celeriac::protocol::{Accept, ContentType, DeliveryInfo, Embed, Envelope, Headers, Properties, Signature, TaskMessage};
+use celeriac::protocol::{
+    Accept, ContentType, DeliveryInfo, Embed, Envelope, Headers, Properties, Signature, TaskMessage,
+};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Map, Value};
 
@@ -20,8 +22,15 @@ fn message(ct: ContentType, args: Vec<Value>, embed: Embed) -> TaskMessage {
 fn cases() -> Vec<(&'static str, TaskMessage)> {
     let chain = Embed {
         chain: Some(vec![
-            Signature { options: json!({"task_id": "6b868e6d-0000-4000-8000-000000000000"}).as_object().unwrap().clone(), immutable: true, ..Signature::new("proj.tasks.add", vec![json!(100), json!(100)]) },
-            Signature { options: json!({"task_id": "6337c391-0000-4000-8000-000000000000"}).as_object().unwrap().clone(), ..Signature::new("proj.tasks.add", vec![json!(10)]) },
+            Signature {
+                options: json!({"task_id": "6b868e6d-0000-4000-8000-000000000000"}).as_object().unwrap().clone(),
+                immutable: true,
+                ..Signature::new("proj.tasks.add", vec![json!(100), json!(100)])
+            },
+            Signature {
+                options: json!({"task_id": "6337c391-0000-4000-8000-000000000000"}).as_object().unwrap().clone(),
+                ..Signature::new("proj.tasks.add", vec![json!(10)])
+            },
         ]),
         ..Embed::default()
     };
@@ -68,7 +77,9 @@ fn bench(c: &mut Criterion) {
         let (args, kwargs, embed) = (parsed.args_value(), parsed.kwargs_value(), parsed.embed.clone());
         g.bench_function(name, |b| {
             b.iter(|| {
-                let m = TaskMessage::encode(msg.headers.clone(), msg.properties.clone(), ct, None, &args, &kwargs, &embed).unwrap();
+                let m =
+                    TaskMessage::encode(msg.headers.clone(), msg.properties.clone(), ct, None, &args, &kwargs, &embed)
+                        .unwrap();
                 black_box(Envelope::from_task(&m, info.clone(), "89ac4ab5-ecad-40f9-8031-d086dc564158".into()).encode())
             })
         });
@@ -79,7 +90,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("json_parser");
     for (name, msg) in cases().into_iter().filter(|(n, _)| n.ends_with("json")) {
         let body = msg.body.to_vec();
-        g.bench_function(format!("{name}/serde_json"), |b| b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&body)).unwrap())));
+        g.bench_function(format!("{name}/serde_json"), |b| {
+            b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&body)).unwrap()))
+        });
         g.bench_function(format!("{name}/simd_json"), |b| {
             b.iter(|| {
                 let mut buf = body.clone();

@@ -35,7 +35,10 @@ fn main() -> Result<(), celeriac::Error> {
 
     println!("add(4, 4)        = {}", ADD.delay(&client, (4, 4))?.get(t)?);
     println!("mul(8, 8)        = {}", app.send_task("proj.tasks.mul", (8, 8))?.get::<i64>(t)?);
-    println!("xsum([1..=100])  = {}", app.send_task("proj.tasks.xsum", ((1..=100).collect::<Vec<i64>>(),))?.get::<i64>(t)?);
+    println!(
+        "xsum([1..=100])  = {}",
+        app.send_task("proj.tasks.xsum", ((1..=100).collect::<Vec<i64>>(),))?.get::<i64>(t)?
+    );
 
     // Burst: publish 100,000 tasks, then wait for every result.
     let n = 100_000;

@@ -31,13 +31,16 @@ struct AppInner {
     state_factories: Vec<(TypeId, StateFactory)>,
 }
 
+/// A change of settings made in code.
+type ConfigOverride = Box<dyn FnOnce(&mut Config)>;
+
 /// Builds an [`App`]. Every mistake (bad URL, unknown setting, duplicate task, parameter names
 /// that do not match the function) is reported by [`AppBuilder::build`].
 pub struct AppBuilder {
     name: String,
     config: Config,
     config_file: Option<std::path::PathBuf>,
-    overrides: Vec<Box<dyn FnOnce(&mut Config)>>,
+    overrides: Vec<ConfigOverride>,
     use_env: bool,
     tasks: Vec<std::result::Result<TaskEntry, String>>,
     state_factories: Vec<(TypeId, StateFactory)>,
@@ -82,7 +85,13 @@ impl App {
     }
 
     /// Sends task `name` with args, kwargs and options.
-    pub fn send_task_with(&self, name: &str, args: impl Serialize, kwargs: Map<String, Value>, options: &SendOptions) -> Result<AsyncResult> {
+    pub fn send_task_with(
+        &self,
+        name: &str,
+        args: impl Serialize,
+        kwargs: Map<String, Value>,
+        options: &SendOptions,
+    ) -> Result<AsyncResult> {
         self.inner.client.send_task_with(name, args, kwargs, options)
     }
 
@@ -151,7 +160,13 @@ impl AppBuilder {
     }
 
     /// Registers a task with per-task options (`ignore_result`, `acks_late`).
-    pub fn task_with<M, H, const N: usize>(mut self, name: &str, params: [&str; N], options: TaskOptions, handler: H) -> Self
+    pub fn task_with<M, H, const N: usize>(
+        mut self,
+        name: &str,
+        params: [&str; N],
+        options: TaskOptions,
+        handler: H,
+    ) -> Self
     where
         H: Handler<M>,
     {
@@ -177,7 +192,12 @@ impl AppBuilder {
     }
 
     /// Builds with command-line flags applied last (they win over the environment).
-    pub(crate) fn build_with_flags(self, broker: Option<String>, backend: Option<String>, prefetch: Option<u32>) -> Result<App> {
+    pub(crate) fn build_with_flags(
+        self,
+        broker: Option<String>,
+        backend: Option<String>,
+        prefetch: Option<u32>,
+    ) -> Result<App> {
         // Precedence, lowest first: code, the TOML file, the environment, command-line flags.
         let mut config = self.config;
         for f in self.overrides {

@@ -75,7 +75,10 @@ impl RedisBackend {
         }
     }
 
-    fn run<T: Send + 'static, F: Future<Output = T> + 'static>(&self, f: impl FnOnce(RedisUrl) -> F + Send + 'static) -> T {
+    fn run<T: Send + 'static, F: Future<Output = T> + 'static>(
+        &self,
+        f: impl FnOnce(RedisUrl) -> F + Send + 'static,
+    ) -> T {
         let url = self.url.clone();
         rt::block_on(IoThread::global().run(move || f(url)))
     }
@@ -119,7 +122,11 @@ impl RedisBackend {
         let key = self.group_key(group_id);
         let ttl = self.expires.map_or(0, |d| d.as_secs()).to_string();
         self.run(move |url| async move {
-            writer(&url).call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key.as_bytes(), &body, ttl.as_bytes()]).await.map(|_| ()).map_err(lost)
+            writer(&url)
+                .call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key.as_bytes(), &body, ttl.as_bytes()])
+                .await
+                .map(|_| ())
+                .map_err(lost)
         })
     }
 
@@ -132,7 +139,8 @@ impl RedisBackend {
         })?;
         let Some(raw) = raw else { return Ok(None) };
         let v: Value = serde_json::from_slice(&raw).map_err(|e| BackendError::Corrupt(e.to_string()))?;
-        let t = ResultTuple::from_value(&v["result"]).ok_or_else(|| BackendError::Corrupt("group result shape".into()))?;
+        let t =
+            ResultTuple::from_value(&v["result"]).ok_or_else(|| BackendError::Corrupt("group result shape".into()))?;
         Ok(Some(t.children.unwrap_or_default().into_iter().map(|c| c.id).collect()))
     }
 }
@@ -161,7 +169,11 @@ fn listener(url: &RedisUrl) -> Rc<Listener> {
         l.borrow_mut()
             .entry(url.clone())
             .or_insert_with(|| {
-                let lis = Rc::new(Listener { url: url.clone(), sub: RefCell::new(None), waiters: RefCell::new(HashMap::new()) });
+                let lis = Rc::new(Listener {
+                    url: url.clone(),
+                    sub: RefCell::new(None),
+                    waiters: RefCell::new(HashMap::new()),
+                });
                 let weak: Weak<Listener> = Rc::downgrade(&lis);
                 let conn = Connection::open_subscriber(url.clone(), "results", move |frame| {
                     if let Some(l) = weak.upgrade() {
@@ -207,7 +219,9 @@ impl Listener {
         let channel = parts.get(1).and_then(frame_bytes).map(|c| String::from_utf8_lossy(c).into_owned());
         match (kind, channel) {
             (b"message", Some(key)) => {
-                if let Some(meta) = parts.get(2).and_then(frame_bytes).and_then(|d| serde_json::from_slice::<ResultMeta>(d).ok()) {
+                if let Some(meta) =
+                    parts.get(2).and_then(frame_bytes).and_then(|d| serde_json::from_slice::<ResultMeta>(d).ok())
+                {
                     self.deliver(&key, meta);
                 }
             }

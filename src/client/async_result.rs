@@ -103,7 +103,11 @@ impl AsyncResult {
         let meta = meta.ok_or_else(|| Error::Timeout { task_id: self.id.clone(), waited })?;
         if propagate && meta.status.propagates() {
             let exception = meta.exception().unwrap_or_else(|| {
-                ExceptionInfo::new("celery.exceptions", "TaskError", format!("{} with result {}", meta.status, meta.result))
+                ExceptionInfo::new(
+                    "celery.exceptions",
+                    "TaskError",
+                    format!("{} with result {}", meta.status, meta.result),
+                )
             });
             return Err(Error::TaskFailed(Box::new(TaskFailure {
                 task_id: self.id.clone(),
@@ -112,6 +116,7 @@ impl AsyncResult {
                 traceback: meta.traceback,
             })));
         }
-        serde_json::from_value(meta.result).map_err(|e| Error::ResultType { task_id: self.id.clone(), reason: e.to_string() })
+        serde_json::from_value(meta.result)
+            .map_err(|e| Error::ResultType { task_id: self.id.clone(), reason: e.to_string() })
     }
 }

@@ -34,7 +34,13 @@ struct ClientInner {
 }
 
 impl Client {
-    pub(crate) fn new(broker: Broker, backend: Backend, settings: Settings, router: Router, ignore_result: bool) -> Self {
+    pub(crate) fn new(
+        broker: Broker,
+        backend: Backend,
+        settings: Settings,
+        router: Router,
+        ignore_result: bool,
+    ) -> Self {
         let host = crate::hostname();
         Client {
             inner: Arc::new(ClientInner {
@@ -91,7 +97,12 @@ impl Client {
     }
 
     /// `task.apply_async(args, **options)` through a typed handle.
-    pub fn apply_async<A: Serialize, R>(&self, task: &TaskRef<A, R>, args: A, options: &SendOptions) -> Result<TypedResult<R>> {
+    pub fn apply_async<A: Serialize, R>(
+        &self,
+        task: &TaskRef<A, R>,
+        args: A,
+        options: &SendOptions,
+    ) -> Result<TypedResult<R>> {
         Ok(TypedResult::new(self.send_task_with(task.name(), args, Map::new(), options)?))
     }
 
@@ -113,7 +124,13 @@ impl Client {
     }
 
     /// Builds the message exactly as Celery 5.7's `as_task_v2` does, and picks its queue.
-    fn build(&self, name: &str, args: &[Value], kwargs: &Map<String, Value>, o: &SendOptions) -> Result<(TaskMessage, String)> {
+    fn build(
+        &self,
+        name: &str,
+        args: &[Value],
+        kwargs: &Map<String, Value>,
+        o: &SendOptions,
+    ) -> Result<(TaskMessage, String)> {
         let (routed_queue, routed_priority) = self.inner.router.route(name);
         let queue = o.queue.clone().or_else(|| o.routing_key.clone()).unwrap_or_else(|| routed_queue.to_owned());
         let id = o.task_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

@@ -57,7 +57,8 @@ mod tests {
 
     #[test]
     fn exact_then_glob_then_default() {
-        let router = Router::new(vec![r("proj.tasks.add", "adds"), r("proj.*", "proj"), r("*.mul", "never")], "celery".into());
+        let router =
+            Router::new(vec![r("proj.tasks.add", "adds"), r("proj.*", "proj"), r("*.mul", "never")], "celery".into());
         assert_eq!(router.route("proj.tasks.add").0, "adds");
         assert_eq!(router.route("proj.tasks.mul").0, "proj");
         assert_eq!(router.route("other.mul").0, "never");

@@ -40,7 +40,9 @@ impl Url {
             "amqp" | "amqps" | "pyamqp" | "rpc" => Err(ConfigError::Url {
                 setting: what,
                 url: url.to_owned(),
-                reason: format!("the {scheme}:// transport is not in this build of celeriac yet; use memory:// or redis://"),
+                reason: format!(
+                    "the {scheme}:// transport is not in this build of celeriac yet; use memory:// or redis://"
+                ),
             }),
             other => Err(ConfigError::Url {
                 setting: what,
@@ -208,7 +210,10 @@ impl Config {
             ContentType::from_name(name).map_err(|e| ConfigError::Invalid { setting, reason: e.to_string() })
         };
         if self.worker_prefetch_multiplier == 0 {
-            return Err(ConfigError::Invalid { setting: "worker_prefetch_multiplier", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                setting: "worker_prefetch_multiplier",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.worker_concurrency == Some(0) {
             return Err(ConfigError::Invalid { setting: "worker_concurrency", reason: "must be at least 1".into() });
@@ -224,7 +229,10 @@ impl Config {
         }
         for r in &self.task_routes {
             if r.queue.is_empty() {
-                return Err(ConfigError::Invalid { setting: "task_routes", reason: format!("route {:?} has an empty queue", r.pattern) });
+                return Err(ConfigError::Invalid {
+                    setting: "task_routes",
+                    reason: format!("route {:?} has an empty queue", r.pattern),
+                });
             }
         }
         self.broker_transport_options

@@ -41,7 +41,10 @@ impl TransportOptions {
         if self.visibility_timeout == 0 {
             return Err("visibility_timeout must be at least 1 second".into());
         }
-        if self.priority_steps.is_empty() || self.priority_steps[0] != 0 || self.priority_steps.windows(2).any(|w| w[0] >= w[1]) {
+        if self.priority_steps.is_empty()
+            || self.priority_steps[0] != 0
+            || self.priority_steps.windows(2).any(|w| w[0] >= w[1])
+        {
             return Err(format!("priority_steps must start at 0 and increase, got {:?}", self.priority_steps));
         }
         if !matches!(self.queue_order_strategy.as_str(), "round_robin" | "priority" | "sorted") {
@@ -54,4 +57,3 @@ impl TransportOptions {
         Duration::from_secs(self.visibility_timeout)
     }
 }
-

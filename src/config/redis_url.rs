@@ -102,7 +102,13 @@ impl RedisUrl {
                         db = v.parse().map_err(|_| format!("database {v:?} is not a number"))?;
                     }
                 }
-                return Ok(RedisUrl { addr: RedisAddr::Unix(path.to_owned()), username: None, password: None, db, tls: None });
+                return Ok(RedisUrl {
+                    addr: RedisAddr::Unix(path.to_owned()),
+                    username: None,
+                    password: None,
+                    db,
+                    tls: None,
+                });
             }
             "rediss" => {}
             other => return Err(format!("not a Redis URL scheme: {other:?}")),
@@ -131,7 +137,9 @@ impl RedisUrl {
             }
         };
         let port = match port {
-            Some(p) if !p.is_empty() => p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))?,
+            Some(p) if !p.is_empty() => {
+                p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))?
+            }
             _ => 6379,
         };
         let host = if host.is_empty() { "localhost".to_owned() } else { host };
@@ -178,7 +186,10 @@ mod tests {
         assert!(RedisUrl::parse("redis://localhost:port").unwrap_err().contains("port"));
         assert!(RedisUrl::parse("redis://localhost/x").unwrap_err().contains("database"));
         let t = RedisUrl::parse("rediss://h:6380/1?ssl_cert_reqs=none&ssl_ca_certs=%2Fca.pem").unwrap();
-        assert_eq!(t.tls, Some(TlsOptions { verify: false, ca_certs: Some("/ca.pem".into()), certfile: None, keyfile: None }));
+        assert_eq!(
+            t.tls,
+            Some(TlsOptions { verify: false, ca_certs: Some("/ca.pem".into()), certfile: None, keyfile: None })
+        );
         assert!(RedisUrl::parse("rediss://h").unwrap().tls.unwrap().verify);
         assert!(RedisUrl::parse("rediss://h?ssl_cert_reqs=maybe").unwrap_err().contains("ssl_cert_reqs"));
         assert!(RedisUrl::parse("rediss://h?ssl_certfile=a").unwrap_err().contains("together"));

@@ -96,13 +96,11 @@ impl ContentType {
                     .map_err(|e| ProtocolError::encode(mime, e))?;
                 Ok(out)
             }
-            ContentType::Yaml => serde_yaml_ng::to_string(value)
-                .map(String::into_bytes)
-                .map_err(|e| ProtocolError::encode(mime, e)),
-            ContentType::Pickle => {
-                serde_pickle::value_to_vec(&json_to_pickle(value), serde_pickle::SerOptions::new())
-                    .map_err(|e| ProtocolError::encode(mime, e))
+            ContentType::Yaml => {
+                serde_yaml_ng::to_string(value).map(String::into_bytes).map_err(|e| ProtocolError::encode(mime, e))
             }
+            ContentType::Pickle => serde_pickle::value_to_vec(&json_to_pickle(value), serde_pickle::SerOptions::new())
+                .map_err(|e| ProtocolError::encode(mime, e)),
             ContentType::Data => match json::marker_bytes(value) {
                 Some(b) => Ok(b),
                 None => Err(ProtocolError::encode(mime, "application/data carries bytes only")),

@@ -81,9 +81,9 @@ impl<H: Serialize + serde::de::DeserializeOwned> Envelope<H> {
     /// The body bytes, base64-decoded when `body_encoding` says so.
     pub fn body(&self) -> Result<Vec<u8>, ProtocolError> {
         match self.properties.body_encoding.as_deref() {
-            Some("base64") => {
-                B64.decode(&self.body).map_err(|e| ProtocolError::Malformed(format!("envelope body is not base64: {e}")))
-            }
+            Some("base64") => B64
+                .decode(&self.body)
+                .map_err(|e| ProtocolError::Malformed(format!("envelope body is not base64: {e}"))),
             _ => Ok(self.body.clone().into_bytes()),
         }
     }

@@ -36,7 +36,7 @@ impl Event {
     /// Decodes a message body that holds one event or a `task.multi` batch.
     pub fn decode_batch(body: &Value) -> Result<Vec<Event>, serde_json::Error> {
         match body {
-            Value::Array(items) => items.iter().map(|v| Event::deserialize(v)).collect(),
+            Value::Array(items) => items.iter().map(Event::deserialize).collect(),
             other => Ok(vec![Event::deserialize(other)?]),
         }
     }

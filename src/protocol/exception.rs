@@ -20,7 +20,11 @@ fn builtins() -> String {
 impl ExceptionInfo {
     /// An exception of `module.type` with one message argument, e.g. `("builtins", "ValueError", "boom")`.
     pub fn new(module: &str, exc_type: &str, message: impl Into<String>) -> Self {
-        ExceptionInfo { exc_type: exc_type.to_owned(), exc_message: json!([message.into()]), exc_module: module.to_owned() }
+        ExceptionInfo {
+            exc_type: exc_type.to_owned(),
+            exc_message: json!([message.into()]),
+            exc_module: module.to_owned(),
+        }
     }
 
     /// Reads an exception dict; `None` when `v` is not one.
@@ -82,7 +86,10 @@ mod tests {
 
     #[test]
     fn message_and_repr_follow_python() {
-        let e = ExceptionInfo::from_value(&json!({"exc_type": "MyError", "exc_message": ["bad thing", 42], "exc_module": "app2"})).unwrap();
+        let e = ExceptionInfo::from_value(
+            &json!({"exc_type": "MyError", "exc_message": ["bad thing", 42], "exc_module": "app2"}),
+        )
+        .unwrap();
         assert_eq!(e.message(), "('bad thing', 42)");
         assert_eq!(e.repr(), "MyError('bad thing', 42)");
         assert_eq!(ExceptionInfo::new("builtins", "ValueError", "boom").message(), "boom");

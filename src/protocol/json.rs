@@ -212,10 +212,9 @@ mod tests {
             serde_json::to_string(&PyDateTime(dt)).unwrap(),
             r#"{"__type__":"datetime","__value__":"2024-01-02T03:04:05.678901+00:00"}"#
         );
-        let u: PyUuid = serde_json::from_str(
-            r#"{"__type__": "uuid", "__value__": {"hex": "12345678123456781234567812345678"}}"#,
-        )
-        .unwrap();
+        let u: PyUuid =
+            serde_json::from_str(r#"{"__type__": "uuid", "__value__": {"hex": "12345678123456781234567812345678"}}"#)
+                .unwrap();
         assert_eq!(u.0.to_string(), "12345678-1234-5678-1234-567812345678");
         let d: PyDecimal = serde_json::from_str(r#"{"__type__": "decimal", "__value__": "1.10"}"#).unwrap();
         assert_eq!(d.0, "1.10");

@@ -208,7 +208,11 @@ impl TaskMessage {
             encode_json_body(args, kwargs, embed)?
         } else {
             let embed = serde_json::to_value(embed).map_err(|e| ProtocolError::encode(content_type.mime(), e))?;
-            content_type.encode(&Value::Array(vec![Value::from(args.to_vec()), Value::Object(kwargs.clone()), embed]))?
+            content_type.encode(&Value::Array(vec![
+                Value::from(args.to_vec()),
+                Value::Object(kwargs.clone()),
+                embed,
+            ]))?
         };
         if let Some(c) = compression {
             body = c.compress(&body)?;
@@ -283,10 +287,7 @@ impl<'a> Body<'a> {
 
     /// Keyword arguments as an owned object.
     pub fn kwargs_value(&self) -> Map<String, Value> {
-        self.kwargs
-            .iter()
-            .map(|(k, r)| (k.to_string(), serde_json::from_str(r.get()).unwrap_or(Value::Null)))
-            .collect()
+        self.kwargs.iter().map(|(k, r)| (k.to_string(), serde_json::from_str(r.get()).unwrap_or(Value::Null))).collect()
     }
 }
 
@@ -300,7 +301,8 @@ impl DecodedBody {
     /// `args`/`kwargs`/`callbacks`/`errbacks`/`chord` (v1 and hybrid).
     pub fn parse(&self) -> Result<Body<'_>, ProtocolError> {
         let text = std::str::from_utf8(&self.json).map_err(|e| ProtocolError::decode("application/json", e))?;
-        let wire: WireBody<'_> = serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(format!("body: {e}")))?;
+        let wire: WireBody<'_> =
+            serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(format!("body: {e}")))?;
         Ok(Body { args: wire.args, kwargs: wire.kwargs, embed: wire.embed })
     }
 
@@ -324,8 +326,9 @@ impl DecodedBody {
             #[serde(default)]
             timelimit: Option<(Option<Number>, Option<Number>)>,
         }
-        let v1: V1 = serde_json::from_slice(&self.json)
-            .map_err(|e| ProtocolError::Malformed(format!("no task header, and the body is not a v1 task dict: {e}")))?;
+        let v1: V1 = serde_json::from_slice(&self.json).map_err(|e| {
+            ProtocolError::Malformed(format!("no task header, and the body is not a v1 task dict: {e}"))
+        })?;
         headers.task = v1.task;
         headers.root_id.get_or_insert_with(|| v1.id.clone());
         headers.id = v1.id;
@@ -466,7 +469,8 @@ mod tests {
 
     #[test]
     fn unknown_headers_survive_a_round_trip() {
-        let h: Headers = serde_json::from_value(json!({"task": "t", "id": "i", "x-custom": "v", "redelivered": true})).unwrap();
+        let h: Headers =
+            serde_json::from_value(json!({"task": "t", "id": "i", "x-custom": "v", "redelivered": true})).unwrap();
         assert_eq!(h.extra["x-custom"], "v");
         let back = serde_json::to_value(&h).unwrap();
         assert_eq!(back["x-custom"], "v");
@@ -496,7 +500,16 @@ mod tests {
         let accept = Accept::from_names(&["json", "msgpack", "yaml", "pickle"]).unwrap();
         for ct in [ContentType::Json, ContentType::MsgPack, ContentType::Yaml, ContentType::Pickle] {
             for comp in [None, Some(Compression::Zlib), Some(Compression::Zstd)] {
-                let mut m = TaskMessage::encode(Headers::new("t", "i"), Properties::default(), ct, comp, &args, &kwargs, &Embed::default()).unwrap();
+                let mut m = TaskMessage::encode(
+                    Headers::new("t", "i"),
+                    Properties::default(),
+                    ct,
+                    comp,
+                    &args,
+                    &kwargs,
+                    &Embed::default(),
+                )
+                .unwrap();
                 let d = m.decode_body(&accept).unwrap();
                 let b = d.parse().unwrap();
                 assert_eq!(b.args_value(), args, "{ct:?} {comp:?}");

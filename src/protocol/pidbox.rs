@@ -72,7 +72,8 @@ mod tests {
             "pattern": null, "matcher": null, "ticket": "858a6172", "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": "8bfa"}}))
         .unwrap();
         assert!(r.is_for("w1@digest") && !r.is_for("w2@digest"));
-        let glob = ControlRequest { destination: None, pattern: Some("w*@d?gest".into()), matcher: Some("glob".into()), ..r };
+        let glob =
+            ControlRequest { destination: None, pattern: Some("w*@d?gest".into()), matcher: Some("glob".into()), ..r };
         assert!(glob.is_for("w9@digest") && !glob.is_for("x@digest"));
     }
 }

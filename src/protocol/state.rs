@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_sets_match_celery() {
-        for s in ["PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED", "IGNORED", "PROGRESS"] {
+        for s in [
+            "PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED", "REJECTED", "IGNORED",
+            "PROGRESS",
+        ] {
             assert_eq!(State::parse(s).as_str(), s);
         }
         assert!(State::Success.is_ready() && !State::Retry.is_ready());

@@ -8,8 +8,14 @@ use crate::protocol::ExceptionInfo;
 /// Not itself a `std::error::Error`, so the blanket conversion stays coherent (as with anyhow).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskError {
-    pub(crate) exc: ExceptionInfo,
-    pub(crate) traceback: Option<String>,
+    // Boxed: a task's `Result` stays one pointer wide on the success path.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Inner {
+    exc: ExceptionInfo,
+    traceback: Option<String>,
 }
 
 impl TaskError {
@@ -21,7 +27,7 @@ impl TaskError {
     /// An exception of `module.exc_type`; Python imports it if it can, else synthesizes a class of
     /// that name.
     pub fn with_module(module: &str, exc_type: &str, message: impl Into<String>) -> Self {
-        TaskError { exc: ExceptionInfo::new(module, exc_type, message), traceback: None }
+        TaskError { inner: Box::new(Inner { exc: ExceptionInfo::new(module, exc_type, message), traceback: None }) }
     }
 
     /// `ValueError(message)`.
@@ -36,24 +42,24 @@ impl TaskError {
 
     /// Attaches traceback text (shown by Python's `AsyncResult.traceback`).
     pub fn with_traceback(mut self, tb: impl Into<String>) -> Self {
-        self.traceback = Some(tb.into());
+        self.inner.traceback = Some(tb.into());
         self
     }
 
     /// The exception as stored.
     pub fn exception(&self) -> &ExceptionInfo {
-        &self.exc
+        &self.inner.exc
     }
 
     /// The traceback text, if any.
     pub fn traceback(&self) -> Option<&str> {
-        self.traceback.as_deref()
+        self.inner.traceback.as_deref()
     }
 }
 
 impl std::fmt::Display for TaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.exc.exc_type, self.exc.message())
+        write!(f, "{}: {}", self.inner.exc.exc_type, self.inner.exc.message())
     }
 }
 

@@ -42,7 +42,9 @@ impl Invocation<'_> {
         let given = self.body.args.len();
         let task = self.ctx.name();
         if given > n {
-            return Err(TaskError::type_error(format!("{task}() takes {n} positional arguments but {given} were given")));
+            return Err(TaskError::type_error(format!(
+                "{task}() takes {n} positional arguments but {given} were given"
+            )));
         }
         for (k, _) in &self.body.kwargs {
             match self.names.iter().position(|p| p == k) {

@@ -46,7 +46,11 @@ impl Broker {
     }
 
     /// Publishes without blocking a thread: the future runs on any executor.
-    pub fn publish_async(&self, queue: &str, msg: TaskMessage) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransportError>> + Send>> {
+    pub fn publish_async(
+        &self,
+        queue: &str,
+        msg: TaskMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransportError>> + Send>> {
         match self {
             Broker::Memory(b) => {
                 b.publish(queue, msg);

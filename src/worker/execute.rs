@@ -13,8 +13,8 @@ use chrono::Utc;
 use futures_lite::FutureExt;
 use serde_json::{json, Value};
 
-use crate::protocol::{json::parse_datetime, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage};
 use crate::backend::Stored;
+use crate::protocol::{json::parse_datetime, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage};
 use crate::rt;
 use crate::task::{panic_error, Call, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError};
 use crate::transport::{Delivery, Settle};
@@ -165,7 +165,8 @@ fn finish(
         Outcome::Failure(e) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
-            let tb = e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&sh.shared.hostname, h, &e));
+            let tb =
+                e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&sh.shared.hostname, h, &e));
             store_with(sh, entry, h, extended, queue, State::Failure, e.exception().to_value(), Some(tb), settle);
         }
     }
@@ -175,7 +176,11 @@ fn finish(
 /// show (the frames are the worker's, not Python's).
 fn synthetic_traceback(hostname: &str, h: &Headers, e: &TaskError) -> String {
     let exc = e.exception();
-    let qual = if exc.exc_module == "builtins" { exc.exc_type.clone() } else { format!("{}.{}", exc.exc_module, exc.exc_type) };
+    let qual = if exc.exc_module == "builtins" {
+        exc.exc_type.clone()
+    } else {
+        format!("{}.{}", exc.exc_module, exc.exc_type)
+    };
     format!(
         "Traceback (most recent call last):\n  File \"celeriac worker {hostname}\", in {}\n{qual}: {}\n",
         h.task,

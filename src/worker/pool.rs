@@ -194,7 +194,8 @@ impl WorkerBuilder {
         let s2 = shared.clone();
         let shards = rt::start_shards(n, "celeriac-shard", move |i| {
             let shared = s2.clone();
-            let local = locals.lock().unwrap_or_else(|p| p.into_inner())[i].take().expect("each shard takes its queue once");
+            let local =
+                locals.lock().unwrap_or_else(|p| p.into_inner())[i].take().expect("each shard takes its queue once");
             super::shard::shard_main(shared, i, local)
         })?;
         loop {

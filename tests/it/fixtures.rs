@@ -103,8 +103,12 @@ fn captured_options_land_in_the_right_fields() {
     let args = body.parse().unwrap().args_value();
     let when: celeriac::protocol::json::PyDateTime = serde_json::from_value(args[0].clone()).unwrap();
     assert_eq!(when.0.timestamp(), 1704164645);
-    let list: (celeriac::protocol::json::PyDecimal, celeriac::protocol::json::PyUuid, celeriac::protocol::json::PyBytes, celeriac::protocol::json::PyBytes) =
-        serde_json::from_value(args[1].clone()).unwrap();
+    let list: (
+        celeriac::protocol::json::PyDecimal,
+        celeriac::protocol::json::PyUuid,
+        celeriac::protocol::json::PyBytes,
+        celeriac::protocol::json::PyBytes,
+    ) = serde_json::from_value(args[1].clone()).unwrap();
     assert_eq!(list.0 .0, "1.10");
     assert_eq!(list.1 .0.simple().to_string(), "12345678123456781234567812345678");
     assert_eq!(list.2 .0, b"raw");
@@ -131,7 +135,10 @@ fn every_result_fixture_reads_and_writes_back_the_same() {
     assert_eq!(m.status, State::Custom("PROGRESS".into()));
     assert_eq!(m.result, json!({"current": 3, "total": 10}));
     let m: ResultMeta = serde_json::from_slice(&read("result_extended.json")).unwrap();
-    assert_eq!((m.name.as_deref(), m.worker.as_deref(), m.queue.as_deref()), (Some("app2.add"), Some("w1@digest"), Some("celery")));
+    assert_eq!(
+        (m.name.as_deref(), m.worker.as_deref(), m.queue.as_deref()),
+        (Some("app2.add"), Some("w1@digest"), Some("celery"))
+    );
     let m: ResultMeta = serde_json::from_slice(&read("result_failure.json")).unwrap();
     assert!(m.traceback.unwrap().contains("MyError: ('bad thing', 42)"));
 }
@@ -170,7 +177,9 @@ fn events_and_pidbox_fixtures_decode() {
 
 /// The venv with real Celery 5.7 made by scripts/venv.sh. Missing is a failure, not a skip.
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("CELERIAC_PYTHON").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let p = std::env::var_os("CELERIAC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
     assert!(p.exists(), "{} is missing: run scripts/test.sh (it creates the venv with celery==5.7.0)", p.display());
     p
 }
@@ -185,11 +194,22 @@ fn python_kombu_decodes_what_celeriac_encodes() {
     let embed = Embed { callbacks: Some(vec![Signature::new("app2.mul", vec![json!(10)])]), ..Embed::default() };
     let mut cases = Vec::new();
     for ct in [ContentType::Json, ContentType::MsgPack, ContentType::Yaml, ContentType::Pickle] {
-        for comp in [None, Some(Compression::Zlib), Some(Compression::Bzip2), Some(Compression::Lzma), Some(Compression::Zstd), Some(Compression::Brotli)] {
+        for comp in [
+            None,
+            Some(Compression::Zlib),
+            Some(Compression::Bzip2),
+            Some(Compression::Lzma),
+            Some(Compression::Zstd),
+            Some(Compression::Brotli),
+        ] {
             let mut h = Headers::new("app2.add", format!("rt-{ct:?}-{comp:?}"));
             h.extra.insert("x-custom".into(), json!("v"));
             let msg = TaskMessage::encode(h, Properties::default(), ct, comp, &args, &kwargs, &embed).unwrap();
-            let env = Envelope::from_task(&msg, DeliveryInfo { exchange: String::new(), routing_key: "celery".into(), redelivered: false }, "tag".into());
+            let env = Envelope::from_task(
+                &msg,
+                DeliveryInfo { exchange: String::new(), routing_key: "celery".into(), redelivered: false },
+                "tag".into(),
+            );
             let name = format!("{ct:?}-{comp:?}.task.json");
             std::fs::write(tmp.join(&name), env.encode()).unwrap();
             cases.push((name, ct));
@@ -198,13 +218,19 @@ fn python_kombu_decodes_what_celeriac_encodes() {
     let mut ok = ResultMeta::new("r1", State::Success, json!({"a": [1, 2]}));
     ok.parent_id = Some("p".into());
     std::fs::write(tmp.join("ok.result.json"), serde_json::to_vec(&ok).unwrap()).unwrap();
-    let mut failed = ResultMeta::new("r2", State::Failure, ExceptionInfo::new("builtins", "ValueError", "boom").to_value());
+    let mut failed =
+        ResultMeta::new("r2", State::Failure, ExceptionInfo::new("builtins", "ValueError", "boom").to_value());
     failed.traceback = Some("Traceback (most recent call last):\nValueError: boom\n".into());
     std::fs::write(tmp.join("fail.result.json"), serde_json::to_vec(&failed).unwrap()).unwrap();
-    let custom = ResultMeta::new("r3", State::Failure, ExceptionInfo::new("proj.errors", "QuotaExceeded", "over").to_value());
+    let custom =
+        ResultMeta::new("r3", State::Failure, ExceptionInfo::new("proj.errors", "QuotaExceeded", "over").to_value());
     std::fs::write(tmp.join("custom.result.json"), serde_json::to_vec(&custom).unwrap()).unwrap();
 
-    let out = Command::new(python()).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kombu_decode.py")).arg(&tmp).output().unwrap();
+    let out = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kombu_decode.py"))
+        .arg(&tmp)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "kombu_decode.py failed: {}", String::from_utf8_lossy(&out.stderr));
     let py: Value = serde_json::from_slice(&out.stdout).unwrap();
     for (name, ct) in cases {

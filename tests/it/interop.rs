@@ -82,7 +82,19 @@ impl Drop for Proc {
 
 fn celeriac_worker(server: &RedisServer, config: Option<&Path>, name: &str) -> Proc {
     let mut cmd = Command::new(proj_bin());
-    cmd.args(["worker", "-b", &server.url(), "--result-backend", &server.url(), "-c", "2", "-l", "info", "-n", &format!("{name}@%h")]);
+    cmd.args([
+        "worker",
+        "-b",
+        &server.url(),
+        "--result-backend",
+        &server.url(),
+        "-c",
+        "2",
+        "-l",
+        "info",
+        "-n",
+        &format!("{name}@%h"),
+    ]);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
@@ -95,7 +107,18 @@ fn celeriac_worker(server: &RedisServer, config: Option<&Path>, name: &str) -> P
 fn python_worker(server: &RedisServer, env: &[(&str, &str)], name: &str) -> Proc {
     let mut cmd = Command::new(venv_bin("celery"));
     cmd.current_dir(root().join("tests/python"))
-        .args(["-A", "pyproj", "worker", "-P", "solo", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"])
+        .args([
+            "-A",
+            "pyproj",
+            "worker",
+            "-P",
+            "solo",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ])
         .args(["-n", &format!("{name}@%h")])
         .env("CELERY_BROKER_URL", server.url())
         .env("CELERY_RESULT_BACKEND", server.url());
@@ -267,7 +290,10 @@ fn a_second_signal_turns_a_warm_shutdown_cold() {
     send_signal(pid, 15);
     worker.wait_for("warm shutdown", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
-    assert!(matches!(worker.child.as_mut().unwrap().try_wait(), Ok(None)), "a warm shutdown waits for the running task");
+    assert!(
+        matches!(worker.child.as_mut().unwrap().try_wait(), Ok(None)),
+        "a warm shutdown waits for the running task"
+    );
     let cold = Instant::now();
     send_signal(pid, 15);
     worker.child.as_mut().unwrap().wait().unwrap();
@@ -300,7 +326,10 @@ fn fanout_publish_and_psubscribe_speak_kombus_channels() {
 
     // A worker-heartbeat we publish reaches a kombu consumer of Celery's event exchange.
     let mut py = Command::new(crate::fixtures::python());
-    py.current_dir(root().join("tests/python")).arg("event_listener.py").env("CELERY_BROKER_URL", server.url()).env("CELERY_RESULT_BACKEND", server.url());
+    py.current_dir(root().join("tests/python"))
+        .arg("event_listener.py")
+        .env("CELERY_BROKER_URL", server.url())
+        .env("CELERY_RESULT_BACKEND", server.url());
     let listener = Proc::spawn(py, "evrecv");
     let event = Event {
         kind: "worker-heartbeat".into(),
@@ -315,7 +344,15 @@ fn fanout_publish_and_psubscribe_speak_kombus_channels() {
     let mut headers = serde_json::Map::new();
     headers.insert("hostname".into(), json!("rs@test"));
     let info = DeliveryInfo { exchange: "celeryev".into(), routing_key: "worker.heartbeat".into(), redelivered: false };
-    let env = Envelope::new(headers, Properties { delivery_mode: 1, ..Properties::default() }, "application/json", "utf-8", &body, info, uuid_like());
+    let env = Envelope::new(
+        headers,
+        Properties { delivery_mode: 1, ..Properties::default() },
+        "application/json",
+        "utf-8",
+        &body,
+        info,
+        uuid_like(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !listener.output().contains("worker-heartbeat") {
         assert!(Instant::now() < deadline, "Python never saw the event:\n{}", listener.output());

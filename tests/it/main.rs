@@ -2,8 +2,8 @@
 //! memory broker, and golden fixtures captured from Python Celery 5.7.
 
 mod fixtures;
-mod interop;
 mod fuzz;
+mod interop;
 mod memory;
 mod redis;
 mod support;

@@ -23,7 +23,8 @@ fn python_shaped(task: &str, id: &str, body: &str) -> TaskMessage {
         "replaced_task_nesting": 0, "stamped_headers": null, "stamps": {}
     }))
     .unwrap();
-    let props = Properties { correlation_id: Some(id.into()), reply_to: Some("dc0477fe".into()), ..Properties::default() };
+    let props =
+        Properties { correlation_id: Some(id.into()), reply_to: Some("dc0477fe".into()), ..Properties::default() };
     TaskMessage::json(headers, props, Bytes::from(body.to_owned()))
 }
 
@@ -152,7 +153,10 @@ fn unregistered_task_fails_fast_with_not_registered() {
     let started = Instant::now();
     let f = failure(app.send_task("t.nope", (1,)).unwrap().get::<Value>(T).unwrap_err());
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!((f.exception.exc_type.as_str(), f.exception.exc_module.as_str()), ("NotRegistered", "celery.exceptions"));
+    assert_eq!(
+        (f.exception.exc_type.as_str(), f.exception.exc_module.as_str()),
+        ("NotRegistered", "celery.exceptions")
+    );
     assert_eq!(f.exception.exc_message, json!(["t.nope"]));
     assert_eq!(w.shutdown().rejected, 1);
 }
@@ -238,7 +242,11 @@ fn extractors_context_shard_state_and_subtasks() {
     }
     fn spawn_child(ctx: celeriac::TaskCtx, client: celeriac::Client, x: i64) -> Result<String, celeriac::TaskError> {
         let opts = SendOptions::new().parent(ctx.id(), ctx.root_id().unwrap_or(ctx.id()));
-        Ok(client.send_task_with("t.add", (x, x), Map::new(), &opts).map_err(|e| celeriac::TaskError::new("RuntimeError", e.to_string()))?.id().to_owned())
+        Ok(client
+            .send_task_with("t.add", (x, x), Map::new(), &opts)
+            .map_err(|e| celeriac::TaskError::new("RuntimeError", e.to_string()))?
+            .id()
+            .to_owned())
     }
     let app = base("t")
         .shard_state(|_shard| Cell::new(0u64))
@@ -261,7 +269,12 @@ fn extractors_context_shard_state_and_subtasks() {
 fn countdown_routes_priorities_and_ignore_result() {
     let app = base("t")
         .configure(|c| {
-            c.task_routes = vec![celeriac::config::Route { pattern: "t.sl*".into(), queue: "slow".into(), routing_key: None, priority: None }]
+            c.task_routes = vec![celeriac::config::Route {
+                pattern: "t.sl*".into(),
+                queue: "slow".into(),
+                routing_key: None,
+                priority: None,
+            }]
         })
         .build()
         .unwrap();
@@ -273,7 +286,9 @@ fn countdown_routes_priorities_and_ignore_result() {
     assert_eq!(routed.get::<u64>(T).unwrap(), 1);
 
     let sent = Instant::now();
-    let r = client.send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().countdown(Duration::from_millis(300))).unwrap();
+    let r = client
+        .send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().countdown(Duration::from_millis(300)))
+        .unwrap();
     assert_eq!(r.get::<i64>(T).unwrap(), 2);
     assert!(sent.elapsed() >= Duration::from_millis(300), "ETA honoured");
 
@@ -283,7 +298,12 @@ fn countdown_routes_priorities_and_ignore_result() {
     assert_eq!(ignored.state().unwrap(), State::Pending, "ignore_result stores nothing");
 
     let expired = client
-        .send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().countdown(Duration::from_millis(200)).expires_in(Duration::from_millis(50)))
+        .send_task_with(
+            "t.add",
+            (1, 1),
+            Map::new(),
+            &SendOptions::new().countdown(Duration::from_millis(200)).expires_in(Duration::from_millis(50)),
+        )
         .unwrap();
     let f = failure(expired.get::<i64>(T).unwrap_err());
     assert_eq!((f.state, f.exception.exc_type.as_str()), (State::Revoked, "TaskRevokedError"));
@@ -326,10 +346,21 @@ fn bad_configuration_fails_at_build_with_a_clear_message() {
     }
     let err = App::builder("t").use_env(false).task("t.one", ["x", "y"], one).build().err().unwrap().to_string();
     assert!(err.contains("t.one") && err.contains("1 positional"), "{err}");
-    let err = App::builder("t").use_env(false).task("t.one", ["x"], one).task("t.one", ["x"], one).build().err().unwrap().to_string();
+    let err = App::builder("t")
+        .use_env(false)
+        .task("t.one", ["x"], one)
+        .task("t.one", ["x"], one)
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("registered twice"), "{err}");
     let dir = std::env::temp_dir().join(format!("celeriac-cfg-{}.toml", std::process::id()));
-    std::fs::write(&dir, "broker_url = \"memory://\"\nresult_backend = \"memory://\"\nworker_prefetch_multiplier = 7\n").unwrap();
+    std::fs::write(
+        &dir,
+        "broker_url = \"memory://\"\nresult_backend = \"memory://\"\nworker_prefetch_multiplier = 7\n",
+    )
+    .unwrap();
     let app = App::builder("t").use_env(false).config_file(&dir).build().unwrap();
     assert_eq!(app.config().worker_prefetch_multiplier, 7);
     std::fs::remove_file(&dir).unwrap();

@@ -28,13 +28,16 @@ fn round_trip_and_keys_are_kombus() {
     let v: Value = serde_json::from_str(&raw[0]).unwrap();
     assert_eq!(v["properties"]["body_encoding"], "base64");
     assert_eq!(v["content-type"], "application/json");
-    assert!(frame_list(&redis_cmd(&url, &["SMEMBERS", "_kombu.binding.celery"])).contains(&"celery\x06\x16\x06\x16celery".to_owned()));
+    assert!(frame_list(&redis_cmd(&url, &["SMEMBERS", "_kombu.binding.celery"]))
+        .contains(&"celery\x06\x16\x06\x16celery".to_owned()));
     assert_eq!(r.state().unwrap(), State::Pending);
 
     let w = app.worker().concurrency(2).start().unwrap();
     assert_eq!(r.get::<i64>(T).unwrap(), 8);
     assert_eq!(ADD.delay(&client, (20, 22)).unwrap().get(T).unwrap(), 42);
-    let meta: Value = serde_json::from_str(&frame_str(&redis_cmd(&url, &["GET", &format!("celery-task-meta-{}", r.id())])).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&frame_str(&redis_cmd(&url, &["GET", &format!("celery-task-meta-{}", r.id())])).unwrap())
+            .unwrap();
     assert_eq!((meta["status"].as_str(), meta["result"].as_i64()), (Some("SUCCESS"), Some(8)));
     let ttl = frame_int(&redis_cmd(&url, &["TTL", &format!("celery-task-meta-{}", r.id())]));
     assert!(ttl > 86_000 && ttl <= 86_400, "result_expires applied: {ttl}");
@@ -69,7 +72,9 @@ fn priorities_go_to_kombus_lists_and_lower_numbers_run_first() {
     let client = app.client();
     let order: Vec<_> = [9u8, 0, 5, 0]
         .iter()
-        .map(|p| client.send_task_with("t.whoami", (format!("p{p}"),), Map::new(), &SendOptions::new().priority(*p)).unwrap())
+        .map(|p| {
+            client.send_task_with("t.whoami", (format!("p{p}"),), Map::new(), &SendOptions::new().priority(*p)).unwrap()
+        })
         .collect();
     assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery"])), 2);
     assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery\x06\x163"])), 1);
@@ -91,7 +96,14 @@ fn priorities_go_to_kombus_lists_and_lower_numbers_run_first() {
 fn several_queues_and_routes() {
     let server = RedisServer::start();
     let app = on_redis("t", &server)
-        .configure(|c| c.task_routes = vec![celeriac::config::Route { pattern: "t.whoami".into(), queue: "hipri".into(), routing_key: None, priority: None }])
+        .configure(|c| {
+            c.task_routes = vec![celeriac::config::Route {
+                pattern: "t.whoami".into(),
+                queue: "hipri".into(),
+                routing_key: None,
+                priority: None,
+            }]
+        })
         .build()
         .unwrap();
     let client = app.client();
@@ -161,7 +173,8 @@ fn unacked_messages_of_a_dead_consumer_are_restored_after_the_visibility_timeout
     let rs: Vec<_> = (0..5).map(|i| ADD.delay(&client, (i, 100)).unwrap()).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     for raw in frame_list(&redis_cmd(&url, &["LRANGE", "celery", "0", "-1"])) {
-        let tag = serde_json::from_str::<Value>(&raw).unwrap()["properties"]["delivery_tag"].as_str().unwrap().to_owned();
+        let tag =
+            serde_json::from_str::<Value>(&raw).unwrap()["properties"]["delivery_tag"].as_str().unwrap().to_owned();
         let stash = format!("[{raw}, \"\", \"celery\"]");
         redis_cmd(&url, &["HSET", "unacked", &tag, &stash]);
         redis_cmd(&url, &["ZADD", "unacked_index", &format!("{:.3}", now - 5.0), &tag]);
@@ -185,7 +198,12 @@ fn redis_restart_loses_nothing_with_acks_late() {
     let w = app.worker().concurrency(2).start().unwrap();
     let first: Vec<_> = (0..200).map(|_| client.send_task("t.sleep", (5,)).unwrap()).collect();
     // clients already waiting in get() when Redis goes away
-    let waiters: Vec<_> = first.iter().take(20).cloned().map(|r| std::thread::spawn(move || r.get::<u64>(Duration::from_secs(40)))).collect();
+    let waiters: Vec<_> = first
+        .iter()
+        .take(20)
+        .cloned()
+        .map(|r| std::thread::spawn(move || r.get::<u64>(Duration::from_secs(40))))
+        .collect();
     std::thread::sleep(Duration::from_millis(100));
     server.restart(Duration::from_millis(500));
     let second: Vec<_> = (0..50)
@@ -215,7 +233,8 @@ fn redis_restart_loses_nothing_with_acks_late() {
 #[test]
 fn an_unreachable_redis_is_a_clear_error_not_a_hang() {
     let port = free_port();
-    let app = celeriac::App::builder("t").use_env(false).broker(&format!("redis://127.0.0.1:{port}/0")).build().unwrap();
+    let app =
+        celeriac::App::builder("t").use_env(false).broker(&format!("redis://127.0.0.1:{port}/0")).build().unwrap();
     let started = Instant::now();
     let err = app.send_task("t.add", (1, 1)).unwrap_err().to_string();
     assert!(err.contains("127.0.0.1") && err.contains(&port.to_string()), "{err}");
@@ -243,6 +262,12 @@ fn rediss_with_a_trusted_ca_and_with_verification_off() {
     let app = celeriac::App::builder("t").use_env(false).broker(&strict).build().unwrap();
     assert!(app.send_task("t.add", (1, 1)).is_err());
     // a CA file that does not exist fails at build time, naming the setting
-    let err = celeriac::App::builder("t").use_env(false).broker(&format!("{strict}?ssl_ca_certs=/nonexistent.pem")).build().err().unwrap().to_string();
+    let err = celeriac::App::builder("t")
+        .use_env(false)
+        .broker(&format!("{strict}?ssl_ca_certs=/nonexistent.pem"))
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("ssl_ca_certs") && err.contains("broker_url"), "{err}");
 }

@@ -5,9 +5,9 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::rc::Rc;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,11 @@ impl RedisBroker {
     }
 
     /// Publishes from any executor without blocking a thread.
-    pub fn publish_async(self: &Arc<Self>, queue: &str, msg: &TaskMessage) -> impl Future<Output = Result<(), TransportError>> + Send + 'static {
+    pub fn publish_async(
+        self: &Arc<Self>,
+        queue: &str,
+        msg: &TaskMessage,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send + 'static {
         let env = Self::envelope(queue, msg);
         let (b, q, p) = (self.clone(), queue.to_owned(), msg.properties.priority);
         IoThread::global().run(move || b.push(q, p, env))
@@ -118,10 +122,17 @@ impl RedisBroker {
 
     /// Publishes `envelope` on a fanout exchange (kombu: `PUBLISH /<db>.<exchange>[/<rk>]`).
     /// Best effort, as in kombu: nobody subscribed means nobody receives it. From any thread.
-    pub fn publish_fanout(self: &Arc<Self>, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
+    pub fn publish_fanout(
+        self: &Arc<Self>,
+        exchange: &str,
+        routing_key: &str,
+        envelope: Vec<u8>,
+    ) -> Result<(), TransportError> {
         let channel = self.keys.fanout_channel(self.url.db, exchange, routing_key);
         let url = self.url.clone();
-        let job = move || async move { writer(&url).call(&[b"PUBLISH", channel.as_bytes(), &envelope]).await.map(|_| ()).map_err(lost) };
+        let job = move || async move {
+            writer(&url).call(&[b"PUBLISH", channel.as_bytes(), &envelope]).await.map(|_| ()).map_err(lost)
+        };
         if rt::on_executor() {
             rt::spawn_local(async move {
                 if let Err(e) = job().await {
@@ -147,7 +158,8 @@ impl RedisBroker {
                 let BytesFrame::Array(parts) = frame else { return };
                 match parts.first().and_then(frame_bytes) {
                     Some(b"pmessage") if parts.len() == 4 => {
-                        let channel = frame_bytes(&parts[2]).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default();
+                        let channel =
+                            frame_bytes(&parts[2]).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default();
                         if let Some(data) = frame_bytes(&parts[3]) {
                             let _ = tx.send((channel, data.to_vec()));
                         }
@@ -329,7 +341,9 @@ impl RedisConsumer {
                 let items = kv.pop();
                 let key = kv.pop();
                 match (key.as_ref().and_then(frame_bytes), items) {
-                    (Some(key), Some(BytesFrame::Array(items))) => Ok(self.accept(&String::from_utf8_lossy(key), items)),
+                    (Some(key), Some(BytesFrame::Array(items))) => {
+                        Ok(self.accept(&String::from_utf8_lossy(key), items))
+                    }
                     _ => Err(TransportError::ConnectionLost("BLMPOP: unexpected reply shape".into())),
                 }
             }
@@ -384,7 +398,13 @@ impl RedisConsumer {
                 message,
                 info: DeliveryInfo { redelivered, ..info },
                 queue: qname.clone(),
-                target: AckTarget::Redis(RedisAck { broker: self.broker.clone(), tag, queue: queue.clone(), priority, raw }),
+                target: AckTarget::Redis(RedisAck {
+                    broker: self.broker.clone(),
+                    tag,
+                    queue: queue.clone(),
+                    priority,
+                    raw,
+                }),
             });
         }
         out
@@ -432,19 +452,41 @@ async fn restore_locked(broker: &RedisBroker, conn: &Connection) -> Result<usize
     let ceiling = format!("{:.6}", unix_now() - k.opts.visibility_timeout as f64);
     let mut restored = 0;
     let reply = conn
-        .call(&[b"ZRANGE", k.unacked_index().as_bytes(), ceiling.as_bytes(), b"0", b"BYSCORE", b"REV", b"LIMIT", b"0", b"10"])
+        .call(&[
+            b"ZRANGE",
+            k.unacked_index().as_bytes(),
+            ceiling.as_bytes(),
+            b"0",
+            b"BYSCORE",
+            b"REV",
+            b"LIMIT",
+            b"0",
+            b"10",
+        ])
         .await?;
     let BytesFrame::Array(tags) = reply else { return Ok(0) };
     for tag in tags.iter().filter_map(frame_bytes) {
-        let taken = conn.call(&[b"EVAL", TAKE_LUA.as_bytes(), b"2", k.unacked().as_bytes(), k.unacked_index().as_bytes(), tag]).await?;
+        let taken = conn
+            .call(&[b"EVAL", TAKE_LUA.as_bytes(), b"2", k.unacked().as_bytes(), k.unacked_index().as_bytes(), tag])
+            .await?;
         let Some(payload) = frame_bytes(&taken) else { continue };
         let Ok((env, exchange, rk)) = serde_json::from_slice::<(Box<RawValue>, String, String)>(payload) else {
-            tracing::error!("unacked entry {} is not [envelope, exchange, routing_key]; dropped", String::from_utf8_lossy(tag));
+            tracing::error!(
+                "unacked entry {} is not [envelope, exchange, routing_key]; dropped",
+                String::from_utf8_lossy(tag)
+            );
             continue;
         };
-        let queue = if exchange.is_empty() { rk.clone() } else { bound_queue(broker, conn, &exchange, &rk).await.unwrap_or(rk.clone()) };
+        let queue = if exchange.is_empty() {
+            rk.clone()
+        } else {
+            bound_queue(broker, conn, &exchange, &rk).await.unwrap_or(rk.clone())
+        };
         let raw = env.get().as_bytes();
-        let priority = serde_json::from_str::<Value>(env.get()).ok().and_then(|v| v["properties"]["priority"].as_u64()).unwrap_or(0) as u8;
+        let priority = serde_json::from_str::<Value>(env.get())
+            .ok()
+            .and_then(|v| v["properties"]["priority"].as_u64())
+            .unwrap_or(0) as u8;
         let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
         conn.call(&[b"RPUSH", k.queue_key(&queue, priority).as_bytes(), &marked]).await?;
         restored += 1;

@@ -147,13 +147,16 @@ impl Connection {
             match rx.recv_async().await {
                 Ok(Ok(BytesFrame::Error(e))) => Err(RedisError::Server(e.to_string())),
                 Ok(r) => r,
-                Err(_) => Err(RedisError::ConnectionLost(format!("{}: {}", inner.url.redacted(), inner.last_error.borrow()))),
+                Err(_) => {
+                    Err(RedisError::ConnectionLost(format!("{}: {}", inner.url.redacted(), inner.last_error.borrow())))
+                }
             }
         }
     }
 
     fn fail_all(&self) {
-        let lost = RedisError::ConnectionLost(format!("{}: {}", self.inner.url.redacted(), self.inner.last_error.borrow()));
+        let lost =
+            RedisError::ConnectionLost(format!("{}: {}", self.inner.url.redacted(), self.inner.last_error.borrow()));
         self.inner.outbox.borrow_mut().clear();
         for w in self.inner.waiters.borrow_mut().drain(..) {
             if let Waiter::Reply(tx) = w {
@@ -166,7 +169,9 @@ impl Connection {
 async fn connect(url: &RedisUrl) -> std::io::Result<Box<dyn Io>> {
     Ok(match &url.addr {
         RedisAddr::Tcp(host, port) => {
-            let s = rt::net::TcpStream::connect((host.as_str(), *port)).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            let s = rt::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             let _ = s.set_nodelay(true);
             match &url.tls {
                 None => Box::new(s),
@@ -177,7 +182,9 @@ async fn connect(url: &RedisUrl) -> std::io::Result<Box<dyn Io>> {
                 }
             }
         }
-        RedisAddr::Unix(path) => Box::new(rt::net::UnixStream::connect(path).await.map_err(|e| std::io::Error::other(e.to_string()))?),
+        RedisAddr::Unix(path) => {
+            Box::new(rt::net::UnixStream::connect(path).await.map_err(|e| std::io::Error::other(e.to_string()))?)
+        }
     })
 }
 
@@ -280,7 +287,8 @@ async fn drive(c: Connection) {
 
 fn fastrand_u64(bound: u64) -> u64 {
     // xorshift seeded from the clock: jitter only needs to differ between connections.
-    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let mut x =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;

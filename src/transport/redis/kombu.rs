@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(k.queue_key("celery", 0), "celery");
         assert_eq!(k.queue_key("celery", 5), "celery\x06\x163");
         assert_eq!(k.queue_key("celery", 9), "celery\x06\x169");
-        assert_eq!(k.pop_order(&["celery".into()]), ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]);
+        assert_eq!(
+            k.pop_order(&["celery".into()]),
+            ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
+        );
         assert_eq!(k.pop_order(&["a".into(), "b".into()])[..3], ["a", "b", "a\x06\x163"]);
         assert_eq!(k.queue_of("celery\x06\x166"), "celery");
         assert_eq!(k.binding_member("celery", "celery"), "celery\x06\x16\x06\x16celery");

@@ -13,5 +13,6 @@ thread_local! {
 
 /// This executor's writer connection to `url` (opened on first use). Only on an executor.
 pub fn writer(url: &RedisUrl) -> Connection {
-    WRITERS.with(|w| w.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "write")).clone())
+    WRITERS
+        .with(|w| w.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "write")).clone())
 }

@@ -21,7 +21,9 @@ pub fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
         match &t.ca_certs {
             Some(path) => {
                 for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("ssl_ca_certs {path}: {e}"))? {
-                    roots.add(cert.map_err(|e| format!("ssl_ca_certs {path}: {e}"))?).map_err(|e| format!("ssl_ca_certs {path}: {e}"))?;
+                    roots
+                        .add(cert.map_err(|e| format!("ssl_ca_certs {path}: {e}"))?)
+                        .map_err(|e| format!("ssl_ca_certs {path}: {e}"))?;
                 }
             }
             None => {
