@@ -271,3 +271,21 @@ fn rediss_with_a_trusted_ca_and_with_verification_off() {
         .to_string();
     assert!(err.contains("ssl_ca_certs") && err.contains("broker_url"), "{err}");
 }
+
+#[test]
+fn auth_and_database_selection() {
+    let server = RedisServer::start();
+    redis_cmd(&server.url(), &["CONFIG", "SET", "requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/3", server.port);
+    let app = base("t").broker(&url).result_backend(&url).build().unwrap();
+    let r = ADD.delay(&app.client(), (5, 5)).unwrap();
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery"])), 1, "the message is in db 3");
+    assert_eq!(frame_int(&redis_cmd(&server.url(), &["LLEN", "celery"])), 0, "and not in db 0");
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(r.get(T).unwrap(), 10);
+    w.shutdown();
+    let wrong = format!("redis://:nope@127.0.0.1:{}/3", server.port);
+    let app = celeriac::App::builder("t").use_env(false).broker(&wrong).build().unwrap();
+    let err = app.send_task("t.add", (1, 1)).unwrap_err().to_string();
+    assert!(err.contains("AUTH") || err.contains("WRONGPASS"), "{err}");
+}
