@@ -93,6 +93,28 @@ impl RedisBroker {
         rt::block_on(IoThread::global().run(move || b.push(q, p, env)))
     }
 
+    /// Publishes many messages to `queue` from any thread: all LPUSHes are queued on one
+    /// connection before the first reply is awaited, so they pipeline.
+    pub fn publish_batch(self: &Arc<Self>, queue: &str, msgs: &[TaskMessage]) -> Result<(), TransportError> {
+        let items: Vec<(u8, Vec<u8>)> =
+            msgs.iter().map(|m| (m.properties.priority, Self::envelope(queue, m))).collect();
+        let (b, q) = (self.clone(), queue.to_owned());
+        let job = move || async move {
+            let conn = writer(&b.url);
+            b.declare(&conn, &q);
+            let replies: Vec<_> =
+                items.iter().map(|(p, env)| conn.call(&[b"LPUSH", b.keys.queue_key(&q, *p).as_bytes(), env])).collect();
+            for r in replies {
+                r.await.map_err(lost)?;
+            }
+            Ok(())
+        };
+        if rt::on_executor() {
+            return Err(TransportError::Server("publish_batch blocks: call it from outside a shard".into()));
+        }
+        rt::block_on(IoThread::global().run(job))
+    }
+
     /// Publishes from any executor without blocking a thread.
     pub fn publish_async(
         self: &Arc<Self>,

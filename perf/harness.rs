@@ -1,0 +1,196 @@
+//! End-to-end harness, celeriac side (run by `scripts/bench.sh`, which also runs Python Celery
+//! in the same session and writes the table to `perf/results/`).
+//!
+//! Scenarios (each prints one JSON line):
+//! - `drain`: N tasks loaded with no worker running, then the worker starts; seconds until the
+//!   worker processed all N and its shutdown flushed every result and ack. `add(i, i)` with
+//!   results, and a no-op with `ignore_result`. Default (early) acks.
+//! - `rtt`: sequential `delay().get()` round trips; p50/p90/p99/p99.9/max (hdrhistogram).
+//! - CPU per task (user+sys of this process during the drain / N) and peak RSS (VmHWM).
+//!
+//! `cargo run --release --example perf -- --broker memory:// --n 200000 --rtt 5000`
+
+use std::time::{Duration, Instant};
+
+use celeriac::{App, TaskOptions, TaskRef};
+
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+fn noop() {}
+
+const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("perf.add");
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_owned())
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn app(broker: &str, results: bool) -> App {
+    let mut b = App::builder("perf")
+        .use_env(false)
+        .broker(broker)
+        .configure(|c| c.worker_prefetch_multiplier = 64)
+        .task("perf.add", ["x", "y"], add)
+        .task_with("perf.noop", [], TaskOptions { ignore_result: Some(true), acks_late: None }, noop);
+    if results {
+        b = b.result_backend(broker);
+    }
+    b.build().expect("perf app")
+}
+
+fn flush_db(broker: &str) {
+    if broker.starts_with("redis") {
+        let url = celeriac::transport::redis::RedisUrl::parse(broker).expect("redis url");
+        celeriac::rt::block_on(celeriac::rt::IoThread::global().run(move || async move {
+            let _ = celeriac::transport::redis::writer(&url).call(&[b"FLUSHDB"]).await;
+        }));
+    }
+}
+
+fn drain(broker: &str, n: usize, task: &str) {
+    flush_db(broker);
+    let results = task == "perf.add";
+    let app = app(broker, results);
+    let client = app.client();
+    let load = Instant::now();
+    for chunk in (0..n as i64).collect::<Vec<_>>().chunks(10_000) {
+        if results {
+            client.send_batch("perf.add", chunk.iter().map(|i| (*i, *i))).expect("load");
+        } else {
+            client.send_batch("perf.noop", chunk.iter().map(|_| ())).expect("load");
+        }
+    }
+    let loaded = load.elapsed();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let w = app.worker().start().expect("worker");
+    let shards = w.stats().per_shard.len();
+    while w.stats().processed < n as u64 {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let stats = w.shutdown();
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(stats.processed, n as u64);
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"drain\", \"broker\": \"{}\", \"task\": \"{task}\", \"results\": {results}, \"n\": {n}, \"shards\": {shards}, \"seconds\": {secs:.4}, \"tasks_per_s\": {:.0}, \"cpu_us_per_task\": {:.2}, \"load_seconds\": {:.3}, \"peak_rss_mb\": {:.1}}}",
+        scheme(broker),
+        n as f64 / secs,
+        cpu * 1e6 / n as f64,
+        loaded.as_secs_f64(),
+        peak_rss_mb()
+    );
+}
+
+fn rtt(broker: &str, n: usize) {
+    flush_db(broker);
+    let app = app(broker, true);
+    let w = app.worker().start().expect("worker");
+    let client = app.client();
+    for i in 0..200 {
+        ADD.delay(&client, (i, i)).unwrap().get(Duration::from_secs(10)).unwrap();
+    }
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for i in 0..n as i64 {
+        let s = Instant::now();
+        let v = ADD.delay(&client, (i, 1)).unwrap().get(Duration::from_secs(10)).unwrap();
+        h.record(s.elapsed().as_nanos() as u64).unwrap();
+        assert_eq!(v, i + 1);
+    }
+    w.shutdown();
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"rtt\", \"broker\": \"{}\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+        scheme(broker),
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1000.0
+    );
+}
+
+/// A few long bodies among many short ones: what cross-shard stealing buys. Two shards,
+/// prefetch 64; each round sends one 200 ms body (sync, not declared blocking, so it blocks its
+/// shard) and then 100 short ones; the shard that took the long body has reserved up to 63
+/// short ones, which wait for it unless the idle shard steals them. 5 rounds.
+fn skew(stealing: bool) {
+    fn hog(ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
+    }
+    let app = App::builder("perf")
+        .use_env(false)
+        .broker("memory://")
+        .result_backend("memory://")
+        .configure(|c| c.worker_prefetch_multiplier = 64)
+        .task("perf.add", ["x", "y"], add)
+        .task("perf.hog", ["ms"], hog)
+        .build()
+        .expect("app");
+    let client = app.client();
+    let w = app.worker().concurrency(2).stealing(stealing).start().expect("worker");
+    let start = Instant::now();
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let mut shorts = 0;
+    for round in 0..5 {
+        let long = client.send_task("perf.hog", (200,)).unwrap();
+        let short: Vec<_> = (0..100).map(|i| (Instant::now(), ADD.delay(&client, (round, i)).unwrap())).collect();
+        for (sent, r) in &short {
+            r.get(Duration::from_secs(30)).unwrap();
+            h.record(sent.elapsed().as_micros() as u64).unwrap();
+        }
+        shorts += short.len();
+        long.get::<u64>(Duration::from_secs(30)).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let stats = w.shutdown();
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"skew\", \"broker\": \"memory\", \"stealing\": {stealing}, \"long_tasks\": 5, \"short_tasks\": {shorts}, \"seconds\": {secs:.3}, \"short_p50_ms\": {:.2}, \"short_p99_ms\": {:.2}, \"stolen\": {}}}",
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        stats.stolen
+    );
+}
+
+fn scheme(url: &str) -> &str {
+    url.split("://").next().unwrap_or(url)
+}
+
+fn main() {
+    let broker = arg("--broker", "memory://");
+    let n: usize = arg("--n", "200000").parse().expect("--n");
+    let rtt_n: usize = arg("--rtt", "5000").parse().expect("--rtt");
+    let what = arg("--scenario", "all");
+    if what == "all" || what == "drain" {
+        drain(&broker, n, "perf.add");
+        drain(&broker, n, "perf.noop");
+    }
+    if what == "all" || what == "rtt" {
+        rtt(&broker, rtt_n);
+    }
+    if what == "skew" {
+        skew(true);
+        skew(false);
+    }
+}

@@ -1,0 +1,144 @@
+"""Python Celery 5.7 side of the end-to-end harness (run by scripts/bench.sh).
+
+Same scenarios and semantics as perf/harness.rs, over the same Redis: `drain` (N tasks loaded
+with no worker running, then `celery worker` starts; seconds until every result is stored, or
+for the ignore_result no-op until the queue and unacked bookkeeping are empty) and `rtt`
+(sequential delay().get()). Prints one JSON line per scenario.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import redis
+from celery import Celery
+
+BROKER = os.environ["PERF_BROKER"]
+app = Celery("pyperf", broker=BROKER, backend=BROKER)
+app.conf.update(worker_hijack_root_logger=False, worker_redirect_stdouts=False)
+
+
+@app.task(name="perf.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="perf.noop", ignore_result=True)
+def noop():
+    return None
+
+
+def cpu_seconds(pid):
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        ppid = int(fields[1])
+        if int(entry) == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def rss_mb(pid):
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if int(entry) == pid or ppid == pid:
+                with open(f"/proc/{entry}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def start_worker(pool, concurrency):
+    cmd = [sys.executable, "-m", "celery", "-A", "pyperf", "worker", "-P", pool, "-c", str(concurrency),
+           "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return p
+
+
+def stop(p):
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def drain(pool, concurrency, n, task):
+    r = redis.Redis.from_url(BROKER)
+    r.flushdb()
+    sig = add if task == "perf.add" else noop
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            if task == "perf.add":
+                sig.apply_async((i, i), producer=producer)
+            else:
+                sig.apply_async((), producer=producer)
+    p = start_worker(pool, concurrency)
+    # The clock starts at the worker's first progress (the queue shrinks), so Python's ~1.5 s
+    # interpreter and app start-up is not counted against it (celeriac's start-up is counted).
+    # Polling must not load the Redis both workers depend on: cheap LLEN/HLEN while the queue
+    # drains, and the (costly) count of result keys only once it is empty.
+    start = None
+    while True:
+        left = r.llen("celery")
+        if left < n and start is None:
+            start = time.monotonic()
+        if left == 0 and r.hlen("unacked") == 0:
+            if task != "perf.add" or r.eval("return #redis.call('keys', 'celery-task-meta-*')", 0) >= n:
+                break
+        time.sleep(0.005)
+    secs = time.monotonic() - start
+    cpu = cpu_seconds(p.pid)
+    rss = rss_mb(p.pid)
+    stop(p)
+    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "drain", "broker": "redis", "task": task,
+                      "results": task == "perf.add", "n": n, "seconds": round(secs, 4), "tasks_per_s": round(n / secs),
+                      "cpu_us_per_task": round(cpu * 1e6 / n, 1), "worker_rss_mb": round(rss, 1)}), flush=True)
+
+
+def rtt(pool, concurrency, n):
+    redis.Redis.from_url(BROKER).flushdb()
+    p = start_worker(pool, concurrency)
+    for i in range(20):
+        add.delay(i, i).get(timeout=30)
+    samples = []
+    for i in range(n):
+        t = time.perf_counter()
+        assert add.delay(i, 1).get(timeout=30) == i + 1
+        samples.append((time.perf_counter() - t) * 1e6)
+    idle_rss = rss_mb(p.pid)
+    stop(p)
+    samples.sort()
+    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))]
+    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "rtt", "broker": "redis", "n": n,
+                      "p50_us": round(q(0.5), 1), "p90_us": round(q(0.9), 1), "p99_us": round(q(0.99), 1),
+                      "p999_us": round(q(0.999), 1), "max_us": round(samples[-1], 1), "worker_rss_mb": round(idle_rss, 1)}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    rtt_n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    for pool, c in [("solo", 1), ("prefork", 2)]:
+        drain(pool, c, n, "perf.add")
+        drain(pool, c, n, "perf.noop")
+        rtt(pool, c, rtt_n)

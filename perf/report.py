@@ -1,0 +1,57 @@
+"""Turns the harness's JSON lines into the table written to perf/results/ (medians over runs)."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+header = open(sys.argv[2]).read()
+groups = defaultdict(list)
+for r in lines:
+    key = (r["impl"], r["scenario"], r["broker"], r.get("task", ""), str(r.get("stealing", "")))
+    groups[key].append(r)
+
+
+def med(rows, field):
+    vals = [r[field] for r in rows if field in r]
+    return statistics.median(vals) if vals else None
+
+
+out = [header, "", "## Drain throughput (tasks/s, median of runs)", "",
+       "| impl | broker | task | results | n | runs | tasks/s | CPU µs/task | note |", "|---|---|---|---|---|---|---|---|---|"]
+best_py = {}
+for (impl, scen, broker, task, _), rows in sorted(groups.items()):
+    if scen != "drain":
+        continue
+    tps = med(rows, "tasks_per_s")
+    if impl.startswith("celery-"):
+        best_py[(broker, task)] = max(best_py.get((broker, task), 0), tps)
+for (impl, scen, broker, task, _), rows in sorted(groups.items()):
+    if scen != "drain":
+        continue
+    tps = med(rows, "tasks_per_s")
+    note = ""
+    if impl == "celeriac" and (broker, task) in best_py:
+        note = f"{tps / best_py[(broker, task)]:.1f}× Python's best"
+    out.append(f"| {impl} | {broker} | {task} | {rows[0]['results']} | {rows[0]['n']} | {len(rows)} | {tps:,.0f} | {med(rows, 'cpu_us_per_task'):.1f} | {note} |")
+out += ["", "## Sequential round trip `delay().get()` (µs, median of runs)", "",
+        "| impl | broker | n | runs | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|---|---|---|"]
+for (impl, scen, broker, task, _), rows in sorted(groups.items()):
+    if scen != "rtt":
+        continue
+    out.append(f"| {impl} | {broker} | {rows[0]['n']} | {len(rows)} | " + " | ".join(f"{med(rows, f):,.0f}" for f in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]) + " |")
+out += ["", "## Skew: 5 × (one 200 ms body + 100 short tasks), 2 shards, prefetch 64 (memory://)", "",
+        "| stealing | runs | total s | short p50 ms | short p99 ms | stolen |", "|---|---|---|---|---|---|"]
+for (impl, scen, broker, task, stealing), rows in sorted(groups.items()):
+    if scen != "skew":
+        continue
+    out.append(f"| {stealing} | {len(rows)} | {med(rows, 'seconds'):.3f} | {med(rows, 'short_p50_ms'):.2f} | {med(rows, 'short_p99_ms'):.2f} | {med(rows, 'stolen'):.0f} |")
+out += ["", "## Memory", ""]
+for r in lines:
+    if r["scenario"] == "idle_rss":
+        out.append(f"- {r['impl']} idle worker RSS: {r['rss_mb']:.1f} MB ({r['detail']})")
+for (impl, scen, broker, task, _), rows in sorted(groups.items()):
+    if scen == "rtt" and "worker_rss_mb" in rows[0]:
+        out.append(f"- {impl} worker RSS after the round-trip run: {med(rows, 'worker_rss_mb'):.1f} MB (all processes)")
+out += ["", "## Raw lines", "", "```"] + [json.dumps(r) for r in lines] + ["```", ""]
+print("\n".join(out))

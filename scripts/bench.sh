@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# End-to-end benchmark, celeriac and Python Celery 5.7 side by side in one run on this machine.
+# Starts its own redis-server on a free loopback port (stopped by PID at the end), runs every
+# scenario RUNS times (default 3), and writes perf/results/<date>-e2e.md.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+RUNS="${RUNS:-3}"; N="${N:-200000}"; PY_N="${PY_N:-5000}"; RTT="${RTT:-3000}"; PY_RTT="${PY_RTT:-500}"
+command -v redis-server >/dev/null || { echo "bench.sh: redis-server is missing (scripts/test.sh installs it)" >&2; exit 1; }
+venv="$("$root/scripts/venv.sh")"
+cargo build --release --quiet --example perf --example proj
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+rdir="$(mktemp -d)"
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$rdir" --loglevel warning --daemonize no >/dev/null 2>&1 &
+rpid=$!
+worker_pid=""
+cleanup() { [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true; kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; rm -rf "$rdir"; }
+trap cleanup EXIT
+until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+url="redis://127.0.0.1:$port/0"
+raw="$(mktemp)"
+
+for i in $(seq "$RUNS"); do
+  echo "run $i/$RUNS: celeriac memory://" >&2
+  target/release/examples/perf --broker memory:// --n "$N" --rtt "$RTT" >>"$raw"
+  echo "run $i/$RUNS: celeriac redis" >&2
+  target/release/examples/perf --broker "$url" --n "$N" --rtt "$RTT" >>"$raw"
+  target/release/examples/perf --scenario skew >>"$raw"
+  echo "run $i/$RUNS: Python Celery 5.7" >&2
+  (cd perf && PERF_BROKER="$url" "$venv/bin/python" pyperf.py "$PY_N" "$PY_RTT") >>"$raw"
+done
+
+# Idle worker RSS: examples/proj on Redis, one second after start.
+redis-cli -p "$port" flushdb >/dev/null
+target/release/examples/proj worker -b "$url" --result-backend "$url" -c 2 -l error >/dev/null 2>&1 &
+worker_pid=$!
+sleep 1.5
+rss_mb="$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$worker_pid/status)"
+kill "$worker_pid"; wait "$worker_pid" 2>/dev/null || true; worker_pid=""
+echo "{\"impl\": \"celeriac\", \"scenario\": \"idle_rss\", \"broker\": \"redis\", \"rss_mb\": $rss_mb, \"detail\": \"examples/proj worker -c 2 on redis, 1.5 s after start\"}" >>"$raw"
+
+out="perf/results/$(date -u +%F)-e2e.md"
+head="$(mktemp)"
+{
+  echo "# End-to-end: celeriac vs Python Celery 5.7, $(date -u '+%F %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem/ {print $2}') GiB, shared and noisy; redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on loopback on the same 2 cores."
+  echo "Versions: celeriac $(grep -m1 '^version' Cargo.toml | cut -d'"' -f2), rustc $(rustc --version | cut -d' ' -f2), celery $("$venv/bin/python" -c 'import celery; print(celery.__version__)'), kombu $("$venv/bin/python" -c 'import kombu; print(kombu.__version__)'), Python $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')."
+  echo
+  echo "Semantics: default (early) acks; json; 'results true' = add(i, i) with the result stored in the same Redis (memory:// for the in-process runs), 'false' = a no-op with ignore_result."
+  echo "Drain = N messages loaded with no worker running, then the worker starts; celeriac: seconds from worker start until all N processed and its shutdown flushed every result and ack (start-up included); Python: from the worker's first progress (the queue shrinks) until the queue and unacked are empty and, with results, every result key exists — Python's ~1.5 s start-up is excluded."
+  echo "celeriac: $N tasks, 2 shards, prefetch 64/shard, in one process with the client; Python: $PY_N tasks, worker with -P solo -c 1 and -P prefork -c 2."
+  echo "Round trip = sequential delay().get() from a client in the same process as the worker (celeriac) or a separate Python client process (Python)."
+} >"$head"
+"$venv/bin/python" perf/report.py "$raw" "$head" >"$out"
+rm -f "$raw" "$head"
+cat "$out"
