@@ -68,11 +68,9 @@ impl Client {
         kwargs: Map<String, Value>,
         options: &SendOptions,
     ) -> Result<AsyncResult> {
-        let args = args_list(name, args)?;
-        let (msg, queue) = self.build(name, &args, &kwargs, options)?;
-        let id = msg.headers.id.clone();
+        let (msg, queue, result) = self.prepare(name, args, &kwargs, options)?;
         self.inner.broker.publish(&queue, msg)?;
-        Ok(AsyncResult::new(id, self.clone()))
+        Ok(result)
     }
 
     /// As [`send_task_with`](Self::send_task_with), without blocking a thread while the broker
@@ -84,29 +82,39 @@ impl Client {
         kwargs: Map<String, Value>,
         options: &SendOptions,
     ) -> Result<AsyncResult> {
-        let args = args_list(name, args)?;
-        let (msg, queue) = self.build(name, &args, &kwargs, options)?;
-        let id = msg.headers.id.clone();
+        let (msg, queue, result) = self.prepare(name, args, &kwargs, options)?;
         self.inner.broker.publish_async(&queue, msg).await?;
-        Ok(AsyncResult::new(id, self.clone()))
+        Ok(result)
     }
 
     /// Sends many calls of task `name` at once (one argument tuple each): on Redis they go out
     /// pipelined in one job of the I/O executor, so loading 100k tasks costs round trips per
     /// batch, not per task. Returns once the broker has all of them.
     pub fn send_batch<A: Serialize>(&self, name: &str, calls: impl IntoIterator<Item = A>) -> Result<Vec<AsyncResult>> {
-        let options = SendOptions::default();
-        let mut msgs = Vec::new();
-        let mut queue = String::new();
+        let (options, kwargs) = (SendOptions::default(), Map::new());
+        let (mut msgs, mut results, mut queue) = (Vec::new(), Vec::new(), String::new());
         for args in calls {
-            let args = args_list(name, args)?;
-            let (msg, q) = self.build(name, &args, &Map::new(), &options)?;
+            let (msg, q, result) = self.prepare(name, args, &kwargs, &options)?;
             queue = q;
             msgs.push(msg);
+            results.push(result);
         }
-        let ids: Vec<String> = msgs.iter().map(|m| m.headers.id.clone()).collect();
         self.inner.broker.publish_batch(&queue, msgs)?;
-        Ok(ids.into_iter().map(|id| AsyncResult::new(id, self.clone())).collect())
+        Ok(results)
+    }
+
+    /// The message, its queue and its result handle for one call.
+    fn prepare(
+        &self,
+        name: &str,
+        args: impl Serialize,
+        kwargs: &Map<String, Value>,
+        options: &SendOptions,
+    ) -> Result<(TaskMessage, String, AsyncResult)> {
+        let args = args_list(name, args)?;
+        let (msg, queue) = self.build(name, &args, kwargs, options)?;
+        let result = AsyncResult::new(msg.headers.id.clone(), self.clone());
+        Ok((msg, queue, result))
     }
 
     /// `task.delay(*args)` through a typed handle.

@@ -65,13 +65,14 @@ fn wheel() -> &'static Arc<Wheel> {
 
 /// A sleep usable from any executor.
 pub fn sleep_anywhere(d: Duration) -> SleepAnywhere {
-    SleepAnywhere { at: Instant::now() + d, registered: false }
+    SleepAnywhere { at: Instant::now() + d, registered: None }
 }
 
 /// Future of [`sleep_anywhere`].
 pub struct SleepAnywhere {
     at: Instant,
-    registered: bool,
+    /// The waker last handed to the timer thread: re-polls with the same waker add no entry.
+    registered: Option<Waker>,
 }
 
 impl Future for SleepAnywhere {
@@ -80,12 +81,13 @@ impl Future for SleepAnywhere {
         if Instant::now() >= self.at {
             return Poll::Ready(());
         }
-        // Registering on every poll is harmless (a spurious wake re-checks the time) and keeps
-        // the latest waker.
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
         let w = wheel();
         w.heap.lock().unwrap_or_else(|p| p.into_inner()).push(Entry { at: self.at, waker: cx.waker().clone() });
         w.cv.notify_one();
-        self.registered = true;
+        self.registered = Some(cx.waker().clone());
         Poll::Pending
     }
 }

@@ -68,6 +68,16 @@ pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> TaskError {
     TaskError::with_module("celeriac", "TaskPanicked", msg)
 }
 
+/// Runs a sync body on the shard's blocking pool; a panic there becomes a FAILURE.
+fn on_blocking_pool<R: Send + 'static>(body: impl FnOnce() -> R + Send + 'static, outcome: fn(R) -> Outcome) -> Call {
+    Call::Pending(Box::pin(async move {
+        match crate::rt::spawn_blocking(move || std::panic::catch_unwind(AssertUnwindSafe(body))).await {
+            Ok(v) => outcome(v),
+            Err(p) => Outcome::Failure(panic_error(p)),
+        }
+    }))
+}
+
 macro_rules! impl_handler {
     ($($T:ident),*) => {
         impl<F, R, $($T,)*> Handler<(SyncPlain, $($T,)*)> for F
@@ -148,15 +158,7 @@ macro_rules! impl_handler {
                 let mut pos = 0usize;
                 $(let $T = extract::<$T>(inv, &mut pos)?;)*
                 let f = self.0.clone();
-                Ok(Call::Pending(Box::pin(async move {
-                    let r = crate::rt::spawn_blocking(move || {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| f($($T),*)))
-                    }).await;
-                    match r {
-                        Ok(v) => Outcome::from_value(v),
-                        Err(p) => Outcome::Failure(panic_error(p)),
-                    }
-                })))
+                Ok(on_blocking_pool(move || f($($T),*), Outcome::from_value))
             }
         }
 
@@ -173,15 +175,7 @@ macro_rules! impl_handler {
                 let mut pos = 0usize;
                 $(let $T = extract::<$T>(inv, &mut pos)?;)*
                 let f = self.0.clone();
-                Ok(Call::Pending(Box::pin(async move {
-                    let r = crate::rt::spawn_blocking(move || {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| f($($T),*)))
-                    }).await;
-                    match r {
-                        Ok(v) => Outcome::from_result(v),
-                        Err(p) => Outcome::Failure(panic_error(p)),
-                    }
-                })))
+                Ok(on_blocking_pool(move || f($($T),*), Outcome::from_result))
             }
         }
     };

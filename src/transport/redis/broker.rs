@@ -456,7 +456,11 @@ impl RedisConsumer {
 async fn restore_visible(broker: &RedisBroker, token: &str) -> Result<usize, RedisError> {
     let conn = writer(&broker.url);
     let k = &broker.keys;
-    let got = conn.call(&[b"SET", k.unacked_mutex().as_bytes(), token.as_bytes(), b"NX", b"PX", b"300000"]).await?;
+    // kombu holds the mutex for up to 300 s; a worker killed while holding it would block every
+    // restore that long, so the lease is capped at the visibility timeout (a restore takes ms).
+    let lease_ms = (k.opts.visibility_timeout.saturating_mul(1000)).clamp(1000, 300_000).to_string();
+    let got =
+        conn.call(&[b"SET", k.unacked_mutex().as_bytes(), token.as_bytes(), b"NX", b"PX", lease_ms.as_bytes()]).await?;
     if matches!(got, BytesFrame::Null) {
         return Ok(0);
     }
