@@ -30,36 +30,31 @@ def noop():
     return None
 
 
-def cpu_seconds(pid):
-    total = 0.0
+def worker_procs(pid):
+    """/proc entries of the worker and its children (prefork pool processes)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        ppid = int(fields[1])
-        if int(entry) == pid or ppid == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        if int(entry) == pid or int(fields[1]) == pid:
+            yield entry, fields
+
+
+def cpu_seconds(pid):
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum((int(f[11]) + int(f[12])) / tick for _, f in worker_procs(pid))
 
 
 def rss_mb(pid):
     total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry, _ in worker_procs(pid):
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if int(entry) == pid or ppid == pid:
-                with open(f"/proc/{entry}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
+            with open(f"/proc/{entry}/status") as f:
+                total += next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
         except OSError:
             continue
     return total / 1024
