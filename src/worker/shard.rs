@@ -41,8 +41,13 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
     let wake = &shared.steal.wake[sh.index];
     let mut consumer = shared.client.broker().consumer(&shared.queues);
     let mut backoff = Duration::from_millis(50);
-    while shared.lifecycle.is_running() {
+    loop {
+        // The epoch is read before the lifecycle check: a shutdown that lands in between still
+        // changes the epoch we wait on (reading it after lost that wake-up and hung shutdown).
         let seen = wake.epoch();
+        if !shared.lifecycle.is_running() {
+            break;
+        }
         let unacked_running = if shared.acks_late { sh.running.get() } else { 0 };
         let room = shared.prefetch.saturating_sub(local.len() + unacked_running);
         if room == 0 {
@@ -83,8 +88,11 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
     let shared = &sh.shared;
     let wake = &shared.steal.wake[sh.index];
     let max_running = shared.prefetch;
-    while shared.lifecycle.is_running() {
+    loop {
         let seen = wake.epoch();
+        if !shared.lifecycle.is_running() {
+            break;
+        }
         if sh.running.get() >= max_running {
             wake.changed(seen).await;
             continue;

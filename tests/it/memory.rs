@@ -395,3 +395,21 @@ fn blocking_tasks_run_off_the_shard_and_do_not_stall_it() {
     assert!(!pool.starts_with("celeriac-shard"), "the blocking body ran on {pool:?}");
     w.shutdown();
 }
+
+/// Regression: the shard loops read the wake epoch after checking the lifecycle, so a shutdown
+/// landing in between was never seen and `shutdown()` hung (seen once in a clean-clone
+/// quickstart run). Start and stop many workers; every stop must finish promptly.
+#[test]
+fn shutdown_never_loses_its_wake_up() {
+    let app = base("t").build().unwrap();
+    for round in 0..40 {
+        let w = app.worker().concurrency(2).start().unwrap();
+        let rs: Vec<_> = (0..20).map(|i| ADD.delay(&app.client(), (round, i)).unwrap()).collect();
+        for r in &rs {
+            r.get(T).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(w.shutdown()).unwrap());
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok(), "shutdown hung in round {round}");
+    }
+}
