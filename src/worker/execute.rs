@@ -14,7 +14,9 @@ use futures_lite::FutureExt;
 use serde_json::{json, Value};
 
 use crate::backend::Stored;
-use crate::protocol::{json::parse_datetime, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage};
+use crate::protocol::{
+    json::parse_datetime, DecodedBody, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage,
+};
 use crate::rt;
 use crate::task::{panic_error, Call, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError};
 use crate::transport::{Delivery, Settle};
@@ -55,7 +57,7 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     if let Some(eta) = msg.headers.eta.as_deref().and_then(parse_datetime) {
         let wait = (eta.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO);
         if !wait.is_zero() {
-            return hold_until(sh, entry, msg, settle, wait);
+            return hold_until(sh, entry, msg, body, settle, wait);
         }
     }
     run(sh, entry, msg, body, settle);
@@ -63,7 +65,14 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
 
 /// Keeps an ETA task unacked on the shard's timer, then runs it; at shutdown it goes back to
 /// the broker.
-fn hold_until(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, settle: Settle, wait: Duration) {
+fn hold_until(
+    sh: &Rc<ShardCtx>,
+    entry: Arc<TaskEntry>,
+    msg: TaskMessage,
+    body: DecodedBody,
+    settle: Settle,
+    wait: Duration,
+) {
     let sh = sh.clone();
     sh.held.set(sh.held.get() + 1);
     rt::spawn_local(async move {
@@ -77,11 +86,7 @@ fn hold_until(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, settle
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let mut msg = msg;
-                match msg.decode_body(&sh.shared.accept) {
-                    Ok(body) => run(&sh, entry, msg, body, settle),
-                    Err(e) => reject_malformed(&sh, &msg.headers, &msg.content_type, settle, e),
-                }
+                run(&sh, entry, msg, body, settle);
                 break;
             }
             futures_lite::future::or(rt::sleep(left), wake.changed(seen)).await;
@@ -90,7 +95,7 @@ fn hold_until(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, settle
     });
 }
 
-fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: crate::protocol::DecodedBody, settle: Settle) {
+fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: DecodedBody, settle: Settle) {
     let shared = &sh.shared;
     // Expiry is checked when the task is about to run (after any ETA wait), as Celery does.
     if let Some(exp) = msg.headers.expires.as_deref().and_then(parse_datetime) {
