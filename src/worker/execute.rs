@@ -42,6 +42,13 @@ impl ShardCtx {
     }
 }
 
+/// What `result_extended` adds to a stored result, captured before the body runs.
+struct Extended {
+    args: Value,
+    kwargs: Value,
+    queue: String,
+}
+
 /// Starts `d` on shard `sh`.
 pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     let (mut msg, settle) = d.into_parts();
@@ -118,8 +125,11 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: Decoded
         settle.ack();
         None
     };
-    let extended = shared.result_extended.then(|| (json!(parsed.args_value()), Value::Object(parsed.kwargs_value())));
-    let queue = Some(info.routing_key.clone());
+    let extended = shared.result_extended.then(|| Extended {
+        args: json!(parsed.args_value()),
+        kwargs: Value::Object(parsed.kwargs_value()),
+        queue: info.routing_key.clone(),
+    });
     let ctx = TaskCtx::new(msg.headers, info, shared.hostname.clone(), sh.index);
     let inv = Invocation { ctx: &ctx, body: &parsed, names: &entry.params, locals: &sh.locals, client: &shared.client };
     let started = Instant::now();
@@ -134,7 +144,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: Decoded
                     Ok(o) => o,
                     Err(p) => Outcome::Failure(panic_error(p)),
                 };
-                finish(&sh, &entry, &ctx, outcome, started, settle, extended, queue);
+                finish(&sh, &entry, &ctx, outcome, started, settle, extended);
                 sh.running.set(sh.running.get() - 1);
                 sh.wake();
             });
@@ -143,7 +153,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: Decoded
         Ok(Err(arg_error)) => Outcome::Failure(arg_error),
         Err(p) => Outcome::Failure(panic_error(p)),
     };
-    finish(sh, &entry, &ctx, outcome, started, settle, extended, queue);
+    finish(sh, &entry, &ctx, outcome, started, settle, extended);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -154,8 +164,7 @@ fn finish(
     outcome: Outcome,
     started: Instant,
     settle: Option<Settle>,
-    extended: Option<(Value, Value)>,
-    queue: Option<String>,
+    extended: Option<Extended>,
 ) {
     let took = started.elapsed().as_secs_f64();
     let h = ctx.headers();
@@ -165,14 +174,14 @@ fn finish(
     match outcome {
         Outcome::Success(v) => {
             tracing::debug!("Task {}[{}] succeeded in {took:.6}s", h.task, h.id);
-            store_with(sh, entry, h, extended, queue, State::Success, v, None, settle);
+            store_with(sh, entry, h, extended, State::Success, v, None, settle);
         }
         Outcome::Failure(e) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
             let tb =
                 e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&sh.shared.hostname, h, &e));
-            store_with(sh, entry, h, extended, queue, State::Failure, e.exception().to_value(), Some(tb), settle);
+            store_with(sh, entry, h, extended, State::Failure, e.exception().to_value(), Some(tb), settle);
         }
     }
 }
@@ -194,7 +203,7 @@ fn synthetic_traceback(hostname: &str, h: &Headers, e: &TaskError) -> String {
 }
 
 fn store(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers, state: State, result: Value, settle: Settle) {
-    store_with(sh, entry, h, None, None, state, result, None, Some(settle))
+    store_with(sh, entry, h, None, state, result, None, Some(settle))
 }
 
 /// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
@@ -204,8 +213,7 @@ fn store_with(
     sh: &Rc<ShardCtx>,
     entry: &TaskEntry,
     h: &Headers,
-    extended: Option<(Value, Value)>,
-    queue: Option<String>,
+    extended: Option<Extended>,
     state: State,
     result: Value,
     traceback: Option<String>,
@@ -218,15 +226,14 @@ fn store_with(
         }
         return;
     }
-    store_meta(sh, h, extended, queue, state, result, traceback, settle);
+    store_meta(sh, h, extended, state, result, traceback, settle);
 }
 
 #[allow(clippy::too_many_arguments)]
 fn store_meta(
     sh: &Rc<ShardCtx>,
     h: &Headers,
-    extended: Option<(Value, Value)>,
-    queue: Option<String>,
+    extended: Option<Extended>,
     state: State,
     result: Value,
     traceback: Option<String>,
@@ -237,13 +244,13 @@ fn store_meta(
     meta.traceback = traceback;
     meta.group_id = h.group.clone();
     meta.parent_id = h.parent_id.clone();
-    if let Some((args, kwargs)) = extended {
+    if let Some(Extended { args, kwargs, queue }) = extended {
         meta.name = Some(h.task.clone());
         meta.args = Some(args);
         meta.kwargs = Some(kwargs);
         meta.worker = Some(shared.hostname.to_string());
         meta.retries = Some(h.retries);
-        meta.queue = queue;
+        meta.queue = Some(queue);
     }
     let what = format!("{}[{}]", h.task, h.id);
     match shared.client.backend().store(meta) {
@@ -288,7 +295,7 @@ fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: 
             _ => ("kombu.exceptions", "DecodeError"),
         };
         let exc = ExceptionInfo::new(module, ty, e.to_string());
-        store_meta(sh, h, None, None, State::Failure, exc.to_value(), None, Some(settle));
+        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(settle));
         return;
     }
     settle.reject();
@@ -306,7 +313,7 @@ fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
-        store_meta(sh, h, None, None, State::Failure, exc.to_value(), None, Some(settle));
+        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(settle));
         return;
     }
     settle.reject();
