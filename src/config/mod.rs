@@ -164,16 +164,6 @@ pub struct Settings {
 }
 
 impl Config {
-    /// Reads a TOML file of Celery settings (`broker_url = "memory://"` …); unknown keys are errors.
-    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
-        Self::from_toml_str(&text).map_err(|e| match e {
-            ConfigError::File { reason, .. } => ConfigError::File { path: path.display().to_string(), reason },
-            other => other,
-        })
-    }
-
     /// Applies the settings a TOML file names over this configuration (keys it does not name
     /// keep their current values); unknown keys are errors.
     pub fn merge_toml_file(&self, path: &Path) -> Result<Self, ConfigError> {

@@ -50,13 +50,11 @@ struct Inner {
     outbox: RefCell<BytesMut>,
     waiters: RefCell<VecDeque<Waiter>>,
     wake: Notify,
-    up: Cell<bool>,
     closed: Cell<bool>,
     push: RefCell<Option<PushHandler>>,
     /// Set for subscriber connections: replies are pushes, no command waits for one.
     subscriber: bool,
     on_connect: RefCell<Option<ConnectHook>>,
-    connects: Cell<u64>,
     /// Why the last connection attempt failed or the last connection ended.
     last_error: RefCell<String>,
 }
@@ -86,12 +84,10 @@ impl Connection {
                 outbox: RefCell::new(BytesMut::with_capacity(16 * 1024)),
                 waiters: RefCell::new(VecDeque::new()),
                 wake: Notify::new(),
-                up: Cell::new(false),
                 closed: Cell::new(false),
                 subscriber: push.is_some(),
                 push: RefCell::new(push),
                 on_connect: RefCell::new(None),
-                connects: Cell::new(0),
                 last_error: RefCell::new("lost".to_owned()),
             }),
         };
@@ -103,16 +99,6 @@ impl Connection {
     /// re-read what may have been missed.
     pub fn on_connect(&self, hook: impl Fn(&Connection) + 'static) {
         *self.inner.on_connect.borrow_mut() = Some(Box::new(hook));
-    }
-
-    /// Whether the socket is currently connected.
-    pub fn is_up(&self) -> bool {
-        self.inner.up.get()
-    }
-
-    /// How many times this connection has connected.
-    pub fn connects(&self) -> u64 {
-        self.inner.connects.get()
     }
 
     /// Stops the connection after what is queued.
@@ -251,8 +237,6 @@ async fn drive(c: Connection) {
                 }
                 failures = 0;
                 backoff = Duration::from_millis(50);
-                inner.connects.set(inner.connects.get() + 1);
-                inner.up.set(true);
                 let hook = inner.on_connect.borrow_mut().take();
                 if let Some(h) = hook {
                     h(&c);
@@ -260,7 +244,6 @@ async fn drive(c: Connection) {
                 }
                 let (r, w) = futures_lite::io::split(io);
                 let why = futures_lite::future::or(read_loop(&c, r), write_loop(&c, w)).await;
-                inner.up.set(false);
                 *inner.last_error.borrow_mut() = format!("connection lost: {why}");
                 if !inner.closed.get() {
                     tracing::warn!("redis {} ({}): connection lost: {why}", inner.url.redacted(), inner.role);
