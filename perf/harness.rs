@@ -51,7 +51,7 @@ fn app(broker: &str, results: bool) -> App {
         .broker(broker)
         .configure(|c| c.worker_prefetch_multiplier = 64)
         .task("perf.add", ["x", "y"], add)
-        .task_with("perf.noop", [], TaskOptions { ignore_result: Some(true), acks_late: None }, noop);
+        .task_with("perf.noop", [], TaskOptions { ignore_result: Some(true), ..TaskOptions::default() }, noop);
     if results {
         b = b.result_backend(broker);
     }

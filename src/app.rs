@@ -12,7 +12,7 @@ use crate::client::{AsyncResult, Client, Router, SendOptions, TaskRef, TypedResu
 use crate::config::{Config, Settings, Url};
 use crate::task::{Handler, Registry, StateFactory, TaskEntry, TaskOptions};
 use crate::transport::{Broker, MemoryBroker, RedisBroker};
-use crate::worker::WorkerBuilder;
+use crate::worker::{Hooks, Signal, WorkerBuilder};
 use crate::{Error, Result};
 
 /// A celeriac application: its configuration, its tasks, a client, and a worker on demand.
@@ -29,6 +29,7 @@ struct AppInner {
     registry: Arc<Registry>,
     client: Client,
     state_factories: Vec<(TypeId, StateFactory)>,
+    hooks: Hooks,
 }
 
 /// A change of settings made in code.
@@ -44,6 +45,7 @@ pub struct AppBuilder {
     use_env: bool,
     tasks: Vec<std::result::Result<TaskEntry, String>>,
     state_factories: Vec<(TypeId, StateFactory)>,
+    hooks: Hooks,
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
             use_env: true,
             tasks: Vec::new(),
             state_factories: Vec::new(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -109,6 +112,7 @@ impl App {
             self.inner.config.clone(),
             self.inner.settings.accept.clone(),
             self.inner.state_factories.clone(),
+            self.inner.hooks.clone(),
         )
     }
 }
@@ -159,7 +163,16 @@ impl AppBuilder {
         self.task_with(name, params, TaskOptions::default(), handler)
     }
 
-    /// Registers a task with per-task options (`ignore_result`, `acks_late`).
+    /// Connects a hook to Celery's signal points (`task_prerun`, `task_postrun`,
+    /// `task_success`, `task_failure`, `task_retry`, `task_revoked`, `worker_ready`,
+    /// `worker_shutdown`): match the [`Signal`] variants you care about.
+    pub fn on_signal(mut self, hook: impl Fn(&Signal<'_>) + Send + Sync + 'static) -> Self {
+        self.hooks.0.push(Arc::new(hook));
+        self
+    }
+
+    /// Registers a task with per-task options (retries, time and rate limits, acks; see
+    /// [`TaskOptions`]).
     pub fn task_with<M, H, const N: usize>(
         mut self,
         name: &str,
@@ -170,9 +183,10 @@ impl AppBuilder {
     where
         H: Handler<M>,
     {
-        let entry = TaskEntry::new(name, params.iter().map(|p| p.to_string()).collect(), handler).map(|mut e| {
+        let entry = options.check(name).and_then(|()| {
+            let mut e = TaskEntry::new(name, params.iter().map(|p| p.to_string()).collect(), handler)?;
             e.options = options;
-            e
+            Ok(e)
         });
         self.tasks.push(entry);
         self
@@ -253,6 +267,7 @@ impl AppBuilder {
                 registry: Arc::new(registry),
                 client,
                 state_factories: self.state_factories,
+                hooks: self.hooks,
             }),
         })
     }

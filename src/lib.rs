@@ -42,8 +42,8 @@ pub use client::{AsyncResult, Client, SendOptions, TaskFailure, TaskRef, TypedRe
 pub use config::Config;
 pub use error::{Error, Result};
 pub use protocol::State;
-pub use task::{blocking, ShardState, TaskCtx, TaskError, TaskOptions};
-pub use worker::{ShutdownMode, WorkerHandle};
+pub use task::{blocking, Ignore, Reject, Retry, ShardState, TaskCtx, TaskError, TaskOptions};
+pub use worker::{ShutdownMode, Signal, WorkerHandle};
 
 /// This machine's host name, as Python's `socket.gethostname()` reports it.
 pub fn hostname() -> String {

@@ -59,6 +59,31 @@ impl Backend {
         }
     }
 
+    /// Stores `meta` from any thread without waiting: on a shard it joins the shard's pipelined
+    /// writes (so it lands before anything the shard stores later); elsewhere the I/O thread
+    /// writes it. Failures are logged.
+    pub fn store_detached(&self, meta: ResultMeta) {
+        let what = meta.task_id.clone();
+        let log = move |r: Result<(), BackendError>| {
+            if let Err(e) = r {
+                tracing::error!("Cannot store the state of task {what}: {e}");
+            }
+        };
+        match self {
+            Backend::Disabled => {}
+            Backend::Memory(b) => b.store(meta),
+            Backend::Redis(b) if crate::rt::on_executor() => {
+                let write = b.store_local(&meta);
+                crate::rt::spawn_local(async move { log(write.await) });
+            }
+            Backend::Redis(b) => {
+                let b = b.clone();
+                // Queued on the I/O thread at once; nobody waits for the reply.
+                drop(crate::rt::IoThread::global().run(move || async move { log(b.store_local(&meta).await) }));
+            }
+        }
+    }
+
     /// The stored meta of `task_id`, if any (none means PENDING).
     pub fn get(&self, task_id: &str) -> Result<Option<ResultMeta>, BackendError> {
         match self {

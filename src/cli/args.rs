@@ -51,6 +51,9 @@ pub struct WorkerArgs {
     /// TOML file of Celery settings.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// File that keeps revoked task ids across restarts (worker_state_db).
+    #[arg(short = 'S', long)]
+    pub statedb: Option<String>,
     /// Disable cross-shard work stealing.
     #[arg(long)]
     pub without_stealing: bool,

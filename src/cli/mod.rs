@@ -80,6 +80,9 @@ fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
     if a.without_stealing {
         w = w.stealing(false);
     }
+    if let Some(db) = &a.statedb {
+        w = w.state_db(db);
+    }
     println!("{}", w.banner());
     let handle = w.start()?;
     handle.run_until_signal()

@@ -4,6 +4,7 @@
 //! any executor can await.
 
 mod async_result;
+mod control;
 mod options;
 mod producer;
 mod routes;

@@ -2,9 +2,11 @@
 //! variables Celery reads. Everything is checked once, at start ([`Config::validate`]), so a bad
 //! URL or setting fails with a message a person understands instead of at the first task.
 
+mod rate_limit;
 mod redis_options;
 mod redis_url;
 
+pub use rate_limit::RateLimit;
 pub use redis_options::TransportOptions;
 pub use redis_url::{RedisAddr, RedisUrl, TlsOptions};
 
@@ -81,6 +83,25 @@ pub struct Config {
     pub task_routes: Vec<Route>,
     pub task_ignore_result: bool,
     pub task_acks_late: bool,
+    /// With acks_late: ack a task that failed or timed out (else reject it, a timeout requeued).
+    pub task_acks_on_failure_or_timeout: bool,
+    /// With acks_late: requeue a task the worker lost (cold shutdown while it ran).
+    pub task_reject_on_worker_lost: bool,
+    /// Store STARTED when a task starts.
+    pub task_track_started: bool,
+    /// Hard time limit in seconds for every task (a task's own `time_limit` or the message's
+    /// `timelimit` header wins).
+    pub task_time_limit: Option<f64>,
+    /// Soft time limit in seconds for every task.
+    pub task_soft_time_limit: Option<f64>,
+    /// Rate limit of tasks that set none (`"10/s"`).
+    pub task_default_rate_limit: Option<String>,
+    /// Ignore every rate limit.
+    pub worker_disable_rate_limits: bool,
+    /// ETA/countdown tasks a worker holds at most before they count against prefetch.
+    pub worker_eta_task_limit: Option<usize>,
+    /// File that keeps the revoked-task set across restarts (`--statedb`).
+    pub worker_state_db: Option<String>,
     /// Seconds results are kept; 0 keeps them forever.
     pub result_expires: u64,
     pub result_extended: bool,
@@ -127,6 +148,15 @@ impl Default for Config {
             task_routes: Vec::new(),
             task_ignore_result: false,
             task_acks_late: false,
+            task_acks_on_failure_or_timeout: true,
+            task_reject_on_worker_lost: false,
+            task_track_started: false,
+            task_time_limit: None,
+            task_soft_time_limit: None,
+            task_default_rate_limit: None,
+            worker_disable_rate_limits: false,
+            worker_eta_task_limit: None,
+            worker_state_db: None,
             result_expires: 86_400,
             result_extended: false,
             worker_prefetch_multiplier: 4,
@@ -224,6 +254,17 @@ impl Config {
                     reason: format!("route {:?} has an empty queue", r.pattern),
                 });
             }
+        }
+        for (setting, limit) in [("task_time_limit", self.task_time_limit), ("task_soft_time_limit", self.task_soft_time_limit)] {
+            if limit.is_some_and(|l| !(l.is_finite() && l > 0.0)) {
+                return Err(ConfigError::Invalid { setting, reason: "must be a positive number of seconds".into() });
+            }
+        }
+        if let Some(r) = &self.task_default_rate_limit {
+            RateLimit::parse(r).map_err(|reason| ConfigError::Invalid { setting: "task_default_rate_limit", reason })?;
+        }
+        if self.worker_eta_task_limit == Some(0) {
+            return Err(ConfigError::Invalid { setting: "worker_eta_task_limit", reason: "must be at least 1".into() });
         }
         self.broker_transport_options
             .validate()

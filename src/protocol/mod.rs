@@ -22,7 +22,7 @@ pub use envelope::{DeliveryInfo, Envelope};
 pub use error::ProtocolError;
 pub use event::Event;
 pub use exception::{repr as py_repr, ExceptionInfo};
-pub use message::{Body, DecodedBody, Embed, Headers, Properties, TaskMessage};
+pub use message::{encode_json_body, Body, DecodedBody, Embed, Headers, Properties, TaskMessage};
 pub use pidbox::{ControlReply, ControlRequest, ReplyTo};
 pub use result_meta::{ResultMeta, ResultTuple};
 pub use signature::{Signature, SubtaskType};

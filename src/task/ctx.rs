@@ -1,62 +1,75 @@
-//! The request context a task can ask for (Celery's `self.request`).
+//! The request context a task can ask for (Celery's `self.request`), plus what a running task
+//! may do to its own request: report progress (`update_state`) and notice its soft time limit.
 
-use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::protocol::{DeliveryInfo, Headers};
+use serde_json::Value;
 
-/// What a running task knows about its own request. Cheap to clone (shared, shard-local).
+use crate::backend::Backend;
+use crate::protocol::{DecodedBody, DeliveryInfo, Headers, ResultMeta, State, TaskMessage};
+
+/// What a running task knows about its own request. Cheap to clone and `Send`, so blocking
+/// bodies on the blocking pool can take it too.
 #[derive(Debug, Clone)]
-pub struct TaskCtx(pub(crate) Rc<CtxInner>);
+pub struct TaskCtx(pub(crate) Arc<CtxInner>);
 
 #[derive(Debug)]
 pub(crate) struct CtxInner {
-    pub headers: Headers,
+    /// The message as delivered (headers, properties, body bytes): retries republish it and a
+    /// requeue puts it back.
+    pub message: TaskMessage,
+    /// The body after decompression and transcoding to JSON.
+    pub body: DecodedBody,
     pub delivery_info: DeliveryInfo,
     pub hostname: Arc<str>,
     pub shard: usize,
+    /// When the soft time limit passes, if there is one.
+    pub soft_deadline: Option<Instant>,
+    /// Where `update_state` writes.
+    pub backend: Backend,
 }
 
 impl TaskCtx {
-    pub(crate) fn new(headers: Headers, delivery_info: DeliveryInfo, hostname: Arc<str>, shard: usize) -> Self {
-        TaskCtx(Rc::new(CtxInner { headers, delivery_info, hostname, shard }))
+    pub(crate) fn new(inner: CtxInner) -> Self {
+        TaskCtx(Arc::new(inner))
     }
 
     /// The task id.
     pub fn id(&self) -> &str {
-        &self.0.headers.id
+        &self.0.message.headers.id
     }
     /// The registered task name.
     pub fn name(&self) -> &str {
-        &self.0.headers.task
+        &self.0.message.headers.task
     }
     /// How many times this task has been retried.
     pub fn retries(&self) -> u32 {
-        self.0.headers.retries
+        self.0.message.headers.retries
     }
     /// The first task of the workflow.
     pub fn root_id(&self) -> Option<&str> {
-        self.0.headers.root_id.as_deref()
+        self.0.message.headers.root_id.as_deref()
     }
     /// The task that sent this one.
     pub fn parent_id(&self) -> Option<&str> {
-        self.0.headers.parent_id.as_deref()
+        self.0.message.headers.parent_id.as_deref()
     }
     /// The group this task is a member of.
     pub fn group_id(&self) -> Option<&str> {
-        self.0.headers.group.as_deref()
+        self.0.message.headers.group.as_deref()
     }
     /// Position inside the group.
     pub fn group_index(&self) -> Option<i64> {
-        self.0.headers.group_index
+        self.0.message.headers.group_index
     }
     /// ETA as sent (ISO-8601).
     pub fn eta(&self) -> Option<&str> {
-        self.0.headers.eta.as_deref()
+        self.0.message.headers.eta.as_deref()
     }
     /// Expiry as sent (ISO-8601).
     pub fn expires(&self) -> Option<&str> {
-        self.0.headers.expires.as_deref()
+        self.0.message.headers.expires.as_deref()
     }
     /// Exchange, routing key and redelivered flag of the delivery.
     pub fn delivery_info(&self) -> &DeliveryInfo {
@@ -72,6 +85,43 @@ impl TaskCtx {
     }
     /// All headers, custom ones included.
     pub fn headers(&self) -> &Headers {
-        &self.0.headers
+        &self.0.message.headers
+    }
+
+    /// The message as delivered.
+    pub fn message(&self) -> &TaskMessage {
+        &self.0.message
+    }
+
+    pub(crate) fn body(&self) -> &DecodedBody {
+        &self.0.body
+    }
+
+    /// Whether the soft time limit has passed. Celery raises `SoftTimeLimitExceeded` inside the
+    /// task; a Rust task checks this (or awaits [`TaskCtx::soft_time_limit`]) and returns
+    /// [`TaskError::soft_time_limit_exceeded`](super::TaskError::soft_time_limit_exceeded) or
+    /// whatever partial result it wants to keep.
+    pub fn soft_time_limit_exceeded(&self) -> bool {
+        self.0.soft_deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Completes when the soft time limit passes (never, without one). From any executor:
+    /// `futures::select!`/`or` it against the work to stop cleanly.
+    pub async fn soft_time_limit(&self) {
+        match self.0.soft_deadline {
+            Some(d) => crate::rt::sleep_anywhere(d.saturating_duration_since(Instant::now())).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stores a state and meta for this task now (`self.update_state(state="PROGRESS",
+    /// meta={...})`): Python's `AsyncResult.state`/`.info` see it until the task finishes. Does
+    /// not wait; the final result is written after it on the same connection when called on a
+    /// shard. Stored even with `ignore_result`, as in Celery.
+    pub fn update_state(&self, state: &str, meta: Value) {
+        let mut m = ResultMeta::new(self.id(), State::parse(state), meta);
+        m.parent_id = self.0.message.headers.parent_id.clone();
+        m.group_id = self.0.message.headers.group.clone();
+        self.0.backend.store_detached(m);
     }
 }

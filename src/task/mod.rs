@@ -13,8 +13,10 @@ mod handler;
 mod outcome;
 mod registry;
 
+pub(crate) use ctx::CtxInner;
 pub use ctx::TaskCtx;
-pub use error::TaskError;
+pub(crate) use error::Control;
+pub use error::{Ignore, Reject, Retry, TaskError};
 pub use extract::{FromInvocation, Invocation, ShardState};
 pub(crate) use extract::{ShardLocals, StateFactory};
 pub(crate) use handler::panic_error;

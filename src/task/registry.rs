@@ -6,13 +6,75 @@ use std::sync::Arc;
 use super::handler::{Call, Handler};
 use super::{Invocation, TaskError};
 
-/// Per-task options set at registration.
+/// Per-task options set at registration; `None` means the worker's setting (or Celery's task
+/// default). Names are Celery's task attributes.
+///
+/// ```
+/// # use celeriac::TaskOptions;
+/// let opts = TaskOptions {
+///     autoretry_for: vec!["ConnectionError".into()],
+///     retry_backoff: Some(1.0),
+///     max_retries: Some(Some(5)),
+///     rate_limit: Some("100/s".into()),
+///     ..TaskOptions::default()
+/// };
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct TaskOptions {
     /// Store no result (`ignore_result=True`).
     pub ignore_result: Option<bool>,
     /// Ack after the result is stored (`acks_late=True`).
     pub acks_late: Option<bool>,
+    /// Retries allowed before the task fails (default 3); `Some(None)` retries forever.
+    pub max_retries: Option<Option<u32>>,
+    /// Seconds before a retry that names no countdown or ETA (default 180).
+    pub default_retry_delay: Option<f64>,
+    /// Exception type names (`exc_type`, e.g. `"ValueError"`, or a Rust error's type name)
+    /// that retry the task automatically; `"Exception"` matches every error.
+    pub autoretry_for: Vec<String>,
+    /// Exception type names never retried automatically, even if `autoretry_for` matches.
+    pub dont_autoretry_for: Vec<String>,
+    /// Exponential backoff factor for automatic retries: countdown `factor * 2^retries` seconds
+    /// (`retry_backoff=True` is 1). `None`/0: `default_retry_delay`.
+    pub retry_backoff: Option<f64>,
+    /// Upper bound of the backoff countdown in seconds (default 600).
+    pub retry_backoff_max: Option<u64>,
+    /// Full jitter on the backoff countdown (default true).
+    pub retry_jitter: Option<bool>,
+    /// Hard time limit in seconds (overrides `task_time_limit`).
+    pub time_limit: Option<f64>,
+    /// Soft time limit in seconds (overrides `task_soft_time_limit`).
+    pub soft_time_limit: Option<f64>,
+    /// `"10/s"`, `"100/m"`, `"1000/h"` or a number per second, per worker.
+    pub rate_limit: Option<String>,
+    /// Store STARTED when the task starts (overrides `task_track_started`).
+    pub track_started: Option<bool>,
+    /// With acks_late, requeue the message when the worker loses the task.
+    pub reject_on_worker_lost: Option<bool>,
+    /// With acks_late, ack failed and timed-out tasks (default true).
+    pub acks_on_failure_or_timeout: Option<bool>,
+}
+
+impl TaskOptions {
+    /// Checks the options of task `name`: a malformed rate limit or a non-positive time limit is
+    /// an error naming both.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        if let Some(r) = &self.rate_limit {
+            crate::config::RateLimit::parse(r).map_err(|e| format!("task {name:?}: {e}"))?;
+        }
+        for (what, v) in [("time_limit", self.time_limit), ("soft_time_limit", self.soft_time_limit)] {
+            if v.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+                return Err(format!("task {name:?}: {what} must be a positive number of seconds"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an error of type `exc_type` retries the task automatically.
+    pub(crate) fn autoretries(&self, exc_type: &str) -> bool {
+        let hit = |names: &[String]| names.iter().any(|n| n == exc_type || n == "Exception" || n == "BaseException");
+        hit(&self.autoretry_for) && !self.dont_autoretry_for.iter().any(|n| n == exc_type)
+    }
 }
 
 type ErasedCall = Box<dyn Fn(&Invocation<'_>) -> Result<Call, TaskError> + Send + Sync>;

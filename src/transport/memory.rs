@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_queue::SegQueue;
 
@@ -39,6 +39,8 @@ pub struct MemoryBroker {
     queues: RwLock<HashMap<String, Arc<MemQueue>>>,
     unacked: AtomicUsize,
     published: AtomicU64,
+    /// Fanout subscribers (exchange, sink); dropped receivers are pruned on publish.
+    fanout: Mutex<Vec<(String, flume::Sender<Vec<u8>>)>>,
 }
 
 impl MemoryBroker {
@@ -60,6 +62,19 @@ impl MemoryBroker {
         q.len.fetch_add(1, Ordering::AcqRel);
         self.published.fetch_add(1, Ordering::Relaxed);
         q.notify.notify();
+    }
+
+    /// Delivers `envelope` to every subscriber of the fanout `exchange` in this process.
+    pub fn publish_fanout(&self, exchange: &str, envelope: Vec<u8>) {
+        let mut subs = self.fanout.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|(ex, tx)| ex != exchange || tx.send(envelope.clone()).is_ok());
+    }
+
+    /// Subscribes to the fanout `exchange`; ends when the receiver is dropped.
+    pub fn subscribe_fanout(&self, exchange: &str) -> flume::Receiver<Vec<u8>> {
+        let (tx, rx) = flume::unbounded();
+        self.fanout.lock().unwrap_or_else(|p| p.into_inner()).push((exchange.to_owned(), tx));
+        rx
     }
 
     /// Puts a delivered message back at the consuming end of `queue`.

@@ -73,6 +73,27 @@ impl Broker {
         }
     }
 
+    /// Publishes a kombu envelope on a fanout exchange (remote control, events): every current
+    /// subscriber gets it, nobody else. From any thread.
+    pub fn publish_fanout(&self, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish_fanout(exchange, envelope);
+                Ok(())
+            }
+            Broker::Redis(b) => b.publish_fanout(exchange, routing_key, envelope),
+        }
+    }
+
+    /// Subscribes to a fanout exchange; returns once the subscription is live. Blocks the
+    /// calling thread briefly on Redis (call it off the shards or via the blocking pool).
+    pub fn subscribe_fanout(&self, exchange: &str) -> Fanout {
+        match self {
+            Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
+            Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, "")),
+        }
+    }
+
     /// Opens a consumer of `queues` for one shard.
     pub fn consumer(&self, queues: &[String]) -> Consumer {
         match self {
@@ -89,11 +110,36 @@ impl Broker {
         }
     }
 
+    /// How long a delivered message may stay unacked before another consumer restores it
+    /// (Redis `visibility_timeout`); `None` where unacked messages never time out.
+    pub fn visibility_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Broker::Memory(_) => None,
+            Broker::Redis(b) => Some(b.keys.opts.visibility()),
+        }
+    }
+
     /// The URL this broker was opened from, for banners and logs.
     pub fn url(&self) -> String {
         match self {
             Broker::Memory(_) => "memory://".to_owned(),
             Broker::Redis(b) => b.url.redacted(),
+        }
+    }
+}
+
+/// A live fanout subscription; ends when dropped.
+pub enum Fanout {
+    Memory(flume::Receiver<Vec<u8>>),
+    Redis(redis::FanoutSubscription),
+}
+
+impl Fanout {
+    /// The next envelope, from any executor; `None` once the broker is gone.
+    pub async fn recv_async(&self) -> Option<Vec<u8>> {
+        match self {
+            Fanout::Memory(rx) => rx.recv_async().await.ok(),
+            Fanout::Redis(s) => s.recv_async().await.map(|(_, env)| env),
         }
     }
 }

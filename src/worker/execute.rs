@@ -1,12 +1,17 @@
-//! Starting one delivery on a shard: decode, look up, check expiry and ETA, extract arguments,
-//! call, store the result, settle the message. Sync bodies finish inline with no allocation for
-//! a future; async bodies are spawned on the shard.
+//! Starting one delivery on a shard: decode, look up, check revocation, hold ETA and
+//! rate-limited tasks on the shard's timer, check expiry, extract arguments, call under the time
+//! limits, then store the outcome and settle the message the way Celery's `Request` does.
+//! Sync bodies finish inline with no allocation for a future; async and blocking bodies are
+//! spawned on the shard and can be terminated.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -18,32 +23,95 @@ use crate::protocol::{
     json::parse_datetime, DecodedBody, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage,
 };
 use crate::rt;
-use crate::task::{panic_error, Call, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError};
+use crate::task::{panic_error, Call, Control, CtxInner, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError};
 use crate::transport::{Delivery, Settle};
 
 use super::pool::WorkerShared;
+use super::signal::Signal;
+use super::timer::{Held, HoldKind, Timer};
 
 /// One shard's view of the worker.
 pub(crate) struct ShardCtx {
     pub index: usize,
     pub shared: Arc<WorkerShared>,
     pub locals: ShardLocals,
-    /// Async bodies in flight on this shard.
+    /// Async and blocking bodies in flight on this shard.
     pub running: Cell<usize>,
-    /// ETA tasks held unacked on this shard's timers (outside prefetch, as Celery does).
-    pub held: Cell<usize>,
     /// Result writes in flight (acks_late deliveries wait for theirs).
     pub storing: Cell<usize>,
+    /// ETA and rate-limited deliveries waiting for their moment.
+    pub timer: Timer,
+    /// Held deliveries whose moment came, waiting for a run slot (served before the reserved
+    /// queue).
+    pub ready: RefCell<VecDeque<Held>>,
+    /// Running spawned bodies by task id, for `terminate` and cold shutdown.
+    pub active: RefCell<HashMap<String, Rc<Abort>>>,
 }
 
 impl ShardCtx {
+    pub(crate) fn new(index: usize, shared: Arc<WorkerShared>) -> Self {
+        ShardCtx {
+            index,
+            locals: ShardLocals::build(&shared.state_factories, index),
+            shared,
+            running: Cell::new(0),
+            storing: Cell::new(0),
+            timer: Timer::default(),
+            ready: RefCell::new(VecDeque::new()),
+            active: RefCell::new(HashMap::new()),
+        }
+    }
+
     fn wake(&self) {
         self.shared.steal.wake[self.index].notify();
     }
 }
 
+/// Why a running body was stopped from outside.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stop {
+    /// `revoke(terminate=True)`, with the signal name the client asked for.
+    Terminated(Option<String>),
+    /// Cold shutdown: the worker abandons the task (Celery's `WorkerLostError`).
+    Lost,
+}
+
+/// A one-shot stop signal for one running body.
+#[derive(Default)]
+pub(crate) struct Abort {
+    why: RefCell<Option<Stop>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Abort {
+    pub fn fire(&self, why: Stop) {
+        self.why.borrow_mut().get_or_insert(why);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn fired(&self) -> impl Future<Output = Stop> + '_ {
+        std::future::poll_fn(move |cx| match self.why.borrow().clone() {
+            Some(why) => Poll::Ready(why),
+            None => {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// How a call ended.
+enum Ended {
+    Done(Outcome),
+    /// The hard time limit (seconds) passed first.
+    TimedOut(f64),
+    Stopped(Stop),
+}
+
 /// What `result_extended` adds to a stored result, captured before the body runs.
-struct Extended {
+pub(crate) struct Extended {
     args: Value,
     kwargs: Value,
     queue: String,
@@ -60,58 +128,67 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     let Some(entry) = shared.registry.get(&msg.headers.task).cloned() else {
         return reject_unregistered(sh, &msg.headers, settle);
     };
-    let now = Utc::now();
+    if shared.revoked.contains(&msg.headers.id) {
+        return discard_revoked(sh, &entry, &msg.headers, settle, "revoked");
+    }
     if let Some(eta) = msg.headers.eta.as_deref().and_then(parse_datetime) {
-        let wait = (eta.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO);
+        let wait = (eta.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         if !wait.is_zero() {
-            return hold_until(sh, entry, msg, body, settle, wait);
+            warn_past_visibility(sh, &msg.headers, wait);
+            let held = Held { entry, msg, body, settle, kind: HoldKind::Eta };
+            return sh.timer.hold(Instant::now() + wait, held);
         }
     }
-    run(sh, entry, msg, body, settle);
+    admit(sh, Held { entry, msg, body, settle, kind: HoldKind::Eta });
 }
 
-/// Keeps an ETA task unacked on the shard's timer, then runs it; at shutdown it goes back to
-/// the broker.
-fn hold_until(
-    sh: &Rc<ShardCtx>,
-    entry: Arc<TaskEntry>,
-    msg: TaskMessage,
-    body: DecodedBody,
-    settle: Settle,
-    wait: Duration,
-) {
-    let sh = sh.clone();
-    sh.held.set(sh.held.get() + 1);
-    rt::spawn_local(async move {
-        let wake = &sh.shared.steal.wake[sh.index];
-        let deadline = Instant::now() + wait;
-        loop {
-            let seen = wake.epoch();
-            if !sh.shared.lifecycle.is_running() {
-                settle.requeue(msg);
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                run(&sh, entry, msg, body, settle);
-                break;
-            }
-            futures_lite::future::or(rt::sleep(left), wake.changed(seen)).await;
+/// A Redis message unacked longer than the visibility timeout is restored and delivered again
+/// while this worker still holds it: Celery's known ETA caveat, so say it once a minute.
+fn warn_past_visibility(sh: &ShardCtx, h: &Headers, wait: Duration) {
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let Some(vt) = sh.shared.client.broker().visibility_timeout() else { return };
+    if wait <= vt || LAST.get().is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    LAST.set(Some(Instant::now()));
+    tracing::warn!(
+        "Task {}[{}] has an ETA {:.0}s away, past the broker's visibility_timeout of {}s: it will be \
+         delivered again (and may run twice) unless visibility_timeout in broker_transport_options is raised",
+        h.task,
+        h.id,
+        wait.as_secs_f64(),
+        vt.as_secs()
+    );
+}
+
+/// A held delivery whose moment came: it queues for a run slot.
+pub(crate) fn release(sh: &ShardCtx, held: Held) {
+    sh.ready.borrow_mut().push_back(held);
+    sh.wake();
+}
+
+/// Takes a rate-limit token for the task type, or holds the delivery until one is there.
+pub(crate) fn admit(sh: &Rc<ShardCtx>, mut held: Held) {
+    match sh.shared.rate_limits.acquire(&held.entry.name) {
+        Ok(()) => run(sh, held.entry, held.msg, held.body, held.settle),
+        Err(wait) => {
+            held.kind = HoldKind::RateLimit;
+            sh.timer.hold(Instant::now() + wait, held);
         }
-        sh.held.set(sh.held.get() - 1);
-    });
+    }
 }
 
 fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: DecodedBody, settle: Settle) {
     let shared = &sh.shared;
-    // Expiry is checked when the task is about to run (after any ETA wait), as Celery does.
-    if let Some(exp) = msg.headers.expires.as_deref().and_then(parse_datetime) {
-        if exp <= Utc::now() {
-            tracing::info!("Discarding revoked task: {}[{}] (expired)", msg.headers.task, msg.headers.id);
-            let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "expired");
-            store(sh, &entry, &msg.headers, State::Revoked, exc.to_value(), settle);
-            return;
-        }
+    // Revocation and expiry are checked again when the task is about to run (after any ETA or
+    // rate-limit wait), as Celery does.
+    if shared.revoked.contains(&msg.headers.id) {
+        return discard_revoked(sh, &entry, &msg.headers, settle, "revoked");
+    }
+    if msg.headers.expires.as_deref().and_then(parse_datetime).is_some_and(|exp| exp <= Utc::now()) {
+        return discard_revoked(sh, &entry, &msg.headers, settle, "expired");
     }
     let parsed = match body.parse() {
         Ok(p) => p,
@@ -130,21 +207,44 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: Decoded
         kwargs: Value::Object(parsed.kwargs_value()),
         queue: info.routing_key.clone(),
     });
-    let ctx = TaskCtx::new(msg.headers, info, shared.hostname.clone(), sh.index);
-    let inv = Invocation { ctx: &ctx, body: &parsed, names: &entry.params, locals: &sh.locals, client: &shared.client };
+    let (hard, soft) = time_limits(shared, &entry, &msg.headers);
     let started = Instant::now();
+    let ctx = TaskCtx::new(CtxInner {
+        delivery_info: info,
+        hostname: shared.hostname.clone(),
+        shard: sh.index,
+        soft_deadline: soft.map(|s| started + Duration::from_secs_f64(s)),
+        backend: shared.client.backend().clone(),
+        message: msg,
+        body: body.clone(),
+    });
+    if entry.options.track_started.unwrap_or(shared.track_started) && !ignores_result(sh, &entry, ctx.headers()) {
+        let started = json!({"pid": std::process::id(), "hostname": &*shared.hostname});
+        ctx.update_state("STARTED", started);
+    }
+    shared.hooks.send(&Signal::TaskPrerun { ctx: &ctx });
+    let inv = Invocation { ctx: &ctx, body: &parsed, names: &entry.params, locals: &sh.locals, client: &shared.client };
     let call = std::panic::catch_unwind(AssertUnwindSafe(|| entry.call(&inv)));
+    drop(parsed);
     let outcome = match call {
         Ok(Ok(Call::Ready(o))) => o,
         Ok(Ok(Call::Pending(fut))) => {
             sh.running.set(sh.running.get() + 1);
+            let abort = Rc::new(Abort::default());
+            sh.active.borrow_mut().insert(ctx.id().to_owned(), abort.clone());
             let sh = sh.clone();
             rt::spawn_local(async move {
-                let outcome = match AssertUnwindSafe(fut).catch_unwind().await {
-                    Ok(o) => o,
-                    Err(p) => Outcome::Failure(panic_error(p)),
+                let body = async {
+                    match AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(o) => Ended::Done(o),
+                        Err(p) => Ended::Done(Outcome::Failure(panic_error(p))),
+                    }
                 };
-                finish(&sh, &entry, &ctx, outcome, started, settle, extended);
+                let limits = async { Ended::TimedOut(watch_limits(&ctx, started, hard, soft).await) };
+                let stopped = async { Ended::Stopped(abort.fired().await) };
+                let ended = body.or(limits).or(stopped).await;
+                sh.active.borrow_mut().remove(ctx.id());
+                finish(&sh, &entry, &ctx, ended, started, settle, extended);
                 sh.running.set(sh.running.get() - 1);
                 sh.wake();
             });
@@ -153,37 +253,196 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: Decoded
         Ok(Err(arg_error)) => Outcome::Failure(arg_error),
         Err(p) => Outcome::Failure(panic_error(p)),
     };
-    finish(sh, &entry, &ctx, outcome, started, settle, extended);
+    // A sync body cannot be interrupted; one that ran past its hard limit is treated as Celery
+    // treats a killed one: its result is dropped and the task fails with TimeLimitExceeded.
+    let ended = match hard {
+        Some(h) if started.elapsed().as_secs_f64() > h => Ended::TimedOut(h),
+        _ => Ended::Done(outcome),
+    };
+    finish(sh, &entry, &ctx, ended, started, settle, extended);
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `(hard, soft)` seconds: the message's `timelimit` header, else the task's options, else the
+/// worker's `task_time_limit`/`task_soft_time_limit`.
+fn time_limits(shared: &WorkerShared, entry: &TaskEntry, h: &Headers) -> (Option<f64>, Option<f64>) {
+    let (hard, soft) = h.time_limits();
+    let hard = hard.or(entry.options.time_limit).or(shared.time_limit).filter(|s| *s > 0.0);
+    let soft = soft.or(entry.options.soft_time_limit).or(shared.soft_time_limit).filter(|s| *s > 0.0);
+    (hard, soft)
+}
+
+/// Logs the soft limit when it passes; completes at the hard limit (never without one).
+async fn watch_limits(ctx: &TaskCtx, started: Instant, hard: Option<f64>, soft: Option<f64>) -> f64 {
+    let at = |secs: f64| (started + Duration::from_secs_f64(secs)).saturating_duration_since(Instant::now());
+    if let Some(s) = soft.filter(|s| hard.is_none_or(|h| *s < h)) {
+        rt::sleep(at(s)).await;
+        tracing::warn!("Soft time limit ({s}s) exceeded for {}[{}]", ctx.name(), ctx.id());
+    }
+    match hard {
+        Some(h) => {
+            rt::sleep(at(h)).await;
+            h
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn finish(
     sh: &Rc<ShardCtx>,
     entry: &TaskEntry,
     ctx: &TaskCtx,
-    outcome: Outcome,
+    ended: Ended,
     started: Instant,
     settle: Option<Settle>,
     extended: Option<Extended>,
 ) {
     let took = started.elapsed().as_secs_f64();
     let h = ctx.headers();
-    let stats = &sh.shared.stats;
+    let shared = &sh.shared;
+    let stats = &shared.stats;
     stats.processed.fetch_add(1, Ordering::Relaxed);
     stats.per_shard[sh.index].fetch_add(1, Ordering::Relaxed);
-    match outcome {
-        Outcome::Success(v) => {
+    let acks_on_failure = entry.options.acks_on_failure_or_timeout.unwrap_or(shared.acks_on_failure_or_timeout);
+    let e = match ended {
+        Ended::Done(Outcome::Success(v)) => {
             tracing::debug!("Task {}[{}] succeeded in {took:.6}s", h.task, h.id);
-            store_with(sh, entry, h, extended, State::Success, v, None, settle);
+            shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Success, retval: &v });
+            shared.hooks.send(&Signal::TaskSuccess { ctx, result: &v });
+            let after = settle.map(After::ack);
+            return store_with(sh, entry, h, extended, State::Success, v, None, after);
         }
-        Outcome::Failure(e) => {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
-            let tb =
-                e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&sh.shared.hostname, h, &e));
-            store_with(sh, entry, h, extended, State::Failure, e.exception().to_value(), Some(tb), settle);
+        Ended::Done(Outcome::Failure(e)) => e,
+        Ended::TimedOut(limit) => {
+            tracing::error!("Hard time limit ({limit}s) exceeded for {}[{}]", h.task, h.id);
+            let exc = ExceptionInfo {
+                exc_type: "TimeLimitExceeded".into(),
+                exc_message: json!([limit]),
+                exc_module: "billiard.exceptions".into(),
+            };
+            // Celery: ack a timed-out acks_late task, or requeue it when acks_on_timeout is off.
+            let how = if acks_on_failure { Settled::Ack } else { Settled::Requeue };
+            let after = settle.map(|s| After::new(s, how, ctx));
+            return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, after);
+        }
+        Ended::Stopped(Stop::Terminated(signum)) => {
+            let sig = signum.as_deref().unwrap_or("SIGTERM");
+            tracing::info!("Terminated {}[{}] (signal {sig})", h.task, h.id);
+            shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: true, signum: Some(sig), expired: false });
+            let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "terminated");
+            let after = settle.map(After::ack);
+            return store_with(sh, entry, h, None, State::Revoked, exc.to_value(), None, after);
+        }
+        Ended::Stopped(Stop::Lost) => {
+            if let Some(s) = settle {
+                if entry.options.reject_on_worker_lost.unwrap_or(shared.reject_on_worker_lost) {
+                    tracing::warn!("Task {}[{}] abandoned by a cold shutdown: returned to its queue", h.task, h.id);
+                    return After::new(s, Settled::Requeue, ctx).done();
+                }
+                let exc = ExceptionInfo::new(
+                    "billiard.exceptions",
+                    "WorkerLostError",
+                    "Worker exited prematurely: cold shutdown.",
+                );
+                return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, Some(After::ack(s)));
+            }
+            let exc =
+                ExceptionInfo::new("billiard.exceptions", "WorkerLostError", "Worker exited prematurely: cold shutdown.");
+            return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, None);
+        }
+    };
+    match e.control() {
+        Some(Control::Retry(r)) => super::retry::retry(sh, entry, ctx, r.clone(), None, settle),
+        Some(Control::Reject(r)) => {
+            tracing::info!("Task {}[{}] rejected (requeue={})", h.task, h.id, r.requeue);
+            match settle {
+                Some(s) if r.requeue => After::new(s, Settled::Requeue, ctx).done(),
+                // Celery 5.7 stores FAILURE for a reject that drops the message (#4222).
+                settle => fail(sh, entry, ctx, e.clone(), extended, settle.map(After::ack)),
+            }
+        }
+        Some(Control::Ignore) => {
+            if let Some(s) = settle {
+                s.ack();
+            }
+        }
+        None if entry.options.autoretries(&e.exception().exc_type) => {
+            let retry = super::retry::automatic(entry, ctx, &e);
+            super::retry::retry(sh, entry, ctx, retry, Some(e), settle)
+        }
+        None => fail_settled(sh, entry, ctx, e, extended, settle),
+    }
+}
+
+/// A task failure, settled as Celery does: acked, or rejected (dropped) when
+/// `acks_on_failure_or_timeout` is off.
+pub(crate) fn fail_settled(
+    sh: &Rc<ShardCtx>,
+    entry: &TaskEntry,
+    ctx: &TaskCtx,
+    e: TaskError,
+    extended: Option<Extended>,
+    settle: Option<Settle>,
+) {
+    let acks = entry.options.acks_on_failure_or_timeout.unwrap_or(sh.shared.acks_on_failure_or_timeout);
+    let how = if acks { Settled::Ack } else { Settled::Reject };
+    fail(sh, entry, ctx, e, extended, settle.map(|s| After::new(s, how, ctx)))
+}
+
+/// How an unacked delivery ends once its outcome is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    Ack,
+    /// Dropped (kombu: the same as an ack on Redis).
+    Reject,
+    /// Back to its queue, marked redelivered.
+    Requeue,
+}
+
+/// An unacked delivery and how to settle it after the outcome is stored.
+pub(crate) struct After {
+    settle: Settle,
+    how: Settled,
+    /// The message, kept only to requeue it (the memory broker puts the message itself back).
+    message: Option<TaskMessage>,
+}
+
+impl After {
+    pub fn ack(settle: Settle) -> Self {
+        After { settle, how: Settled::Ack, message: None }
+    }
+
+    pub fn new(settle: Settle, how: Settled, ctx: &TaskCtx) -> Self {
+        let message = (how == Settled::Requeue).then(|| ctx.message().clone());
+        After { settle, how, message }
+    }
+
+    pub fn done(self) {
+        match (self.how, self.message) {
+            (Settled::Requeue, Some(m)) => self.settle.requeue(m),
+            (Settled::Reject, _) => self.settle.reject(),
+            _ => self.settle.ack(),
         }
     }
+}
+
+/// A FAILURE: logged, hooked, stored; the delivery settled after the write.
+pub(crate) fn fail(
+    sh: &Rc<ShardCtx>,
+    entry: &TaskEntry,
+    ctx: &TaskCtx,
+    e: TaskError,
+    extended: Option<Extended>,
+    after: Option<After>,
+) {
+    let h = ctx.headers();
+    let shared = &sh.shared;
+    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+    tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
+    let tb = e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&shared.hostname, h, &e));
+    let exc = e.exception().to_value();
+    shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Failure, retval: &exc });
+    shared.hooks.send(&Signal::TaskFailure { ctx, exception: e.exception(), traceback: Some(&tb) });
+    store_with(sh, entry, h, extended, State::Failure, exc, Some(tb), after)
 }
 
 /// Python-style traceback text for a Rust failure, so `AsyncResult.traceback` has something to
@@ -202,14 +461,24 @@ fn synthetic_traceback(hostname: &str, h: &Headers, e: &TaskError) -> String {
     )
 }
 
-fn store(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers, state: State, result: Value, settle: Settle) {
-    store_with(sh, entry, h, None, state, result, None, Some(settle))
+fn ignores_result(sh: &ShardCtx, entry: &TaskEntry, h: &Headers) -> bool {
+    h.ignores_result() || entry.options.ignore_result.unwrap_or(sh.shared.ignore_result)
+}
+
+/// A revoked or expired task: acked and dropped, REVOKED stored (Celery's
+/// `TaskRevokedError("revoked" | "expired")`).
+fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers, settle: Settle, why: &str) {
+    tracing::info!("Discarding revoked task: {}[{}] ({why})", h.task, h.id);
+    let expired = why == "expired";
+    sh.shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: false, signum: None, expired });
+    let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", why);
+    store_with(sh, entry, h, None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
 }
 
 /// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
 /// the write is done: with acks_late a message is acked only after its result is stored.
 #[allow(clippy::too_many_arguments)]
-fn store_with(
+pub(crate) fn store_with(
     sh: &Rc<ShardCtx>,
     entry: &TaskEntry,
     h: &Headers,
@@ -217,19 +486,17 @@ fn store_with(
     state: State,
     result: Value,
     traceback: Option<String>,
-    settle: Option<Settle>,
+    after: Option<After>,
 ) {
-    let shared = &sh.shared;
-    if h.ignores_result() || entry.options.ignore_result.unwrap_or(shared.ignore_result) {
-        if let Some(s) = settle {
-            s.ack();
+    if ignores_result(sh, entry, h) {
+        if let Some(a) = after {
+            a.done();
         }
         return;
     }
-    store_meta(sh, h, extended, state, result, traceback, settle);
+    store_meta(sh, h, extended, state, result, traceback, after);
 }
 
-#[allow(clippy::too_many_arguments)]
 fn store_meta(
     sh: &Rc<ShardCtx>,
     h: &Headers,
@@ -237,7 +504,7 @@ fn store_meta(
     state: State,
     result: Value,
     traceback: Option<String>,
-    settle: Option<Settle>,
+    after: Option<After>,
 ) {
     let shared = &sh.shared;
     let mut meta = ResultMeta::new(&h.id, state, result);
@@ -258,8 +525,8 @@ fn store_meta(
             if let Err(e) = r {
                 tracing::error!("Cannot store the result of {what}: {e}");
             }
-            if let Some(s) = settle {
-                s.ack();
+            if let Some(a) = after {
+                a.done();
             }
         }
         Stored::Pending(write) => {
@@ -269,8 +536,8 @@ fn store_meta(
                 if let Err(e) = write.await {
                     tracing::error!("Cannot store the result of {what}: {e}");
                 }
-                if let Some(s) = settle {
-                    s.ack();
+                if let Some(a) = after {
+                    a.done();
                 }
                 sh.storing.set(sh.storing.get() - 1);
                 sh.wake();
@@ -295,7 +562,7 @@ fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: 
             _ => ("kombu.exceptions", "DecodeError"),
         };
         let exc = ExceptionInfo::new(module, ty, e.to_string());
-        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(settle));
+        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();
@@ -313,7 +580,7 @@ fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
-        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(settle));
+        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();

@@ -7,14 +7,22 @@
 //! store the result.
 
 mod banner;
-mod control;
 mod execute;
+mod lifecycle;
+mod mailbox;
 mod nodename;
 mod pool;
+mod rate_limit;
+mod retry;
+mod revoke;
 mod shard;
+mod signal;
 mod steal;
+mod timer;
 
 pub use banner::banner;
-pub use control::{Phase, ShutdownMode};
+pub use lifecycle::{Phase, ShutdownMode};
 pub use nodename::expand_nodename;
 pub use pool::{WorkerBuilder, WorkerHandle, WorkerStats};
+pub use signal::{Hook, Signal};
+pub(crate) use signal::Hooks;

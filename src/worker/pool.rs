@@ -6,14 +6,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crossbeam_queue::SegQueue;
+
 use crate::client::Client;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, RateLimit};
 use crate::protocol::Accept;
 use crate::rt::{self, Notify, ShardHandle};
 use crate::task::{Registry, StateFactory};
 use crate::{Error, Result};
 
-use super::control::Lifecycle;
+use super::lifecycle::Lifecycle;
+use super::rate_limit::RateLimits;
+use super::revoke::Revoked;
+use super::signal::{Hooks, Signal};
 use super::steal::StealSet;
 use super::{expand_nodename, Phase, ShutdownMode};
 
@@ -50,6 +55,20 @@ pub(crate) struct WorkerShared {
     pub acks_late: bool,
     pub ignore_result: bool,
     pub result_extended: bool,
+    pub track_started: bool,
+    pub acks_on_failure_or_timeout: bool,
+    pub reject_on_worker_lost: bool,
+    /// `task_time_limit` / `task_soft_time_limit`, seconds.
+    pub time_limit: Option<f64>,
+    pub soft_time_limit: Option<f64>,
+    /// ETA tasks one shard holds before further ones count against its prefetch
+    /// (`worker_eta_task_limit` split over the shards).
+    pub eta_limit: Option<usize>,
+    pub rate_limits: RateLimits,
+    pub revoked: Revoked,
+    /// Per shard: ids (and signal names) of running tasks to terminate.
+    pub terminate: Vec<SegQueue<(String, Option<String>)>>,
+    pub hooks: Hooks,
     pub hostname: Arc<str>,
     pub queues: Vec<String>,
     /// Per-shard prefetch: reserved deliveries and concurrently running bodies.
@@ -69,6 +88,7 @@ pub struct WorkerBuilder {
     config: Config,
     accept: Accept,
     state_factories: Vec<(TypeId, StateFactory)>,
+    hooks: Hooks,
     app_name: String,
     concurrency: Option<usize>,
     queues: Option<Vec<String>>,
@@ -84,8 +104,10 @@ impl WorkerBuilder {
         config: Config,
         accept: Accept,
         state_factories: Vec<(TypeId, StateFactory)>,
+        hooks: Hooks,
     ) -> Self {
         WorkerBuilder {
+            hooks,
             registry,
             client,
             concurrency: config.worker_concurrency,
@@ -133,6 +155,12 @@ impl WorkerBuilder {
         self
     }
 
+    /// File that keeps revoked task ids across restarts (`--statedb`, `worker_state_db`).
+    pub fn state_db(mut self, path: impl Into<String>) -> Self {
+        self.config.worker_state_db = Some(path.into());
+        self
+    }
+
     /// The node name this worker will use.
     pub fn nodename(&self) -> String {
         expand_nodename(self.hostname.as_deref().unwrap_or("celery@%h"), &crate::hostname())
@@ -172,8 +200,36 @@ impl WorkerBuilder {
                 reason: "a worker needs at least one non-empty queue name".into(),
             }));
         }
+        let invalid = |setting: &'static str, reason: String| Error::Config(ConfigError::Invalid { setting, reason });
+        let default_rate = match &self.config.task_default_rate_limit {
+            Some(r) => Some(RateLimit::parse(r).map_err(|e| invalid("task_default_rate_limit", e))?),
+            None => None,
+        };
+        let mut rates = Vec::new();
+        for name in self.registry.names() {
+            let entry = self.registry.get(name).expect("names come from the registry");
+            let limit = match &entry.options.rate_limit {
+                Some(r) => Some(RateLimit::parse(r).map_err(|e| invalid("rate_limit", format!("task {name}: {e}")))?),
+                None => default_rate,
+            };
+            rates.push((name, limit));
+        }
+        let rate_limits = RateLimits::new(rates, self.config.worker_disable_rate_limits);
+        let revoked = Revoked::open(self.config.worker_state_db.as_deref().map(std::path::Path::new))
+            .map_err(|e| invalid("worker_state_db", e))?;
         let (steal, locals) = StealSet::new(n, self.stealing);
+        let c = &self.config;
         let shared = Arc::new(WorkerShared {
+            track_started: c.task_track_started,
+            acks_on_failure_or_timeout: c.task_acks_on_failure_or_timeout,
+            reject_on_worker_lost: c.task_reject_on_worker_lost,
+            time_limit: c.task_time_limit,
+            soft_time_limit: c.task_soft_time_limit,
+            eta_limit: c.worker_eta_task_limit.map(|l| l.div_ceil(n).max(1)),
+            rate_limits,
+            revoked,
+            terminate: (0..n).map(|_| SegQueue::new()).collect(),
+            hooks: self.hooks.clone(),
             hostname: Arc::from(self.nodename()),
             registry: self.registry,
             client: self.client,
@@ -206,6 +262,7 @@ impl WorkerBuilder {
             rt::block_on(rt::timeout_anywhere(Duration::from_millis(100), shared.started_notify.changed(seen)));
         }
         tracing::info!("{} ready.", shared.hostname);
+        shared.hooks.send(&Signal::WorkerReady { hostname: &shared.hostname });
         Ok(WorkerHandle { shared, shards: Mutex::new(shards) })
     }
 }
@@ -239,6 +296,29 @@ impl WorkerHandle {
         }
     }
 
+    /// Changes the rate limit of task type `task` on this worker while it runs (`None` or
+    /// `"0"` removes it); what the `rate_limit` control command calls. An unknown task or a
+    /// malformed rate is an error.
+    pub fn set_rate_limit(&self, task: &str, rate_limit: Option<&str>) -> Result<()> {
+        let invalid = |reason: String| Error::Config(ConfigError::Invalid { setting: "rate_limit", reason });
+        let limit = rate_limit.map(RateLimit::parse).transpose().map_err(invalid)?;
+        if !self.shared.rate_limits.set(task, limit) {
+            return Err(invalid(format!("no task named {task:?} is registered")));
+        }
+        Ok(())
+    }
+
+    /// Revokes `task_id` on this worker only (what the `revoke` control command calls; use
+    /// [`Client::revoke`] to reach every worker).
+    pub fn revoke(&self, task_id: &str, terminate: bool) {
+        super::mailbox::revoke(&self.shared, vec![task_id.to_owned()], terminate, None);
+    }
+
+    /// The task ids this worker holds revoked, oldest first (`inspect revoked`).
+    pub fn revoked(&self) -> Vec<String> {
+        self.shared.revoked.ids()
+    }
+
     /// Begins a shutdown without waiting for it.
     pub fn request_shutdown(&self, mode: ShutdownMode) {
         self.shared.lifecycle.advance(mode);
@@ -262,6 +342,10 @@ impl WorkerHandle {
                 tracing::error!("shard {i} stopped abnormally: {e}");
             }
         }
+        if let Err(e) = self.shared.revoked.save() {
+            tracing::error!("{e}");
+        }
+        self.shared.hooks.send(&Signal::WorkerShutdown { hostname: &self.shared.hostname });
         let stats = self.stats();
         tracing::info!("{}: shut down ({stats:?}).", self.shared.hostname);
         stats

@@ -8,23 +8,23 @@ use std::time::Duration;
 use crossbeam_deque::Worker as LocalQueue;
 
 use crate::rt;
-use crate::task::ShardLocals;
 use crate::transport::{Consumer, Delivery};
 
-use super::execute::{self, ShardCtx};
+use super::execute::{self, ShardCtx, Stop};
 use super::pool::WorkerShared;
 use super::Phase;
 
 pub(crate) async fn shard_main(shared: Arc<WorkerShared>, index: usize, local: LocalQueue<Delivery>) {
-    let sh = Rc::new(ShardCtx {
-        index,
-        locals: ShardLocals::build(&shared.state_factories, index),
-        shared,
-        running: std::cell::Cell::new(0),
-        held: std::cell::Cell::new(0),
-        storing: std::cell::Cell::new(0),
-    });
+    let sh = Rc::new(ShardCtx::new(index, shared));
     let local = Rc::new(local);
+    if index == 0 {
+        // One mailbox per worker, on the first shard; subscribed before the worker reports
+        // ready, so a revoke sent right after start is not missed.
+        let broker = sh.shared.client.broker().clone();
+        let mailbox = rt::spawn_blocking(move || broker.subscribe_fanout("celery.pidbox")).await;
+        rt::spawn_local(super::mailbox::serve(sh.shared.clone(), index, mailbox));
+    }
+    rt::spawn_local(timer(sh.clone()));
     let consumer = glommio::spawn_local(consume(sh.clone(), local.clone()));
     // consume() hands its consumer back when it stops, for the shutdown drain.
     sh.shared.started.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -48,8 +48,7 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
         if !shared.lifecycle.is_running() {
             break;
         }
-        let unacked_running = if shared.acks_late { sh.running.get() } else { 0 };
-        let room = shared.prefetch.saturating_sub(local.len() + unacked_running);
+        let room = shared.prefetch.saturating_sub(reserved(&sh, local.len()));
         if room == 0 {
             wake.changed(seen).await;
             continue;
@@ -83,6 +82,49 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
     consumer
 }
 
+/// Deliveries counted against the shard's prefetch: reserved (queued or due), rate-limited,
+/// running with acks_late, and ETA tasks beyond `worker_eta_task_limit` (below it they sit
+/// outside prefetch, as in Celery).
+fn reserved(sh: &ShardCtx, queued: usize) -> usize {
+    let shared = &sh.shared;
+    let unacked_running = if shared.acks_late { sh.running.get() } else { 0 };
+    let eta_over = shared.eta_limit.map_or(0, |l| sh.timer.eta_count().saturating_sub(l));
+    queued + sh.ready.borrow().len() + sh.timer.rate_limited_count() + unacked_running + eta_over
+}
+
+/// Releases held deliveries when their moment comes; the run loop starts them.
+async fn timer(sh: Rc<ShardCtx>) {
+    let shared = &sh.shared;
+    let wake = &shared.steal.wake[sh.index];
+    loop {
+        let seen = sh.timer.changed.epoch();
+        let stop_seen = wake.epoch();
+        if !shared.lifecycle.is_running() {
+            break;
+        }
+        let now = std::time::Instant::now();
+        while let Some(held) = sh.timer.pop_due(now) {
+            execute::release(&sh, held);
+        }
+        let rearm = sh.timer.changed.changed(seen);
+        let stop = async {
+            // Only a shutdown matters here; other wake-ups of the shard are ignored.
+            let mut s = stop_seen;
+            while shared.lifecycle.is_running() {
+                wake.changed(s).await;
+                s = wake.epoch();
+            }
+        };
+        match sh.timer.next_deadline() {
+            Some(at) => {
+                let sleep = rt::sleep(at.saturating_duration_since(std::time::Instant::now()));
+                futures_lite::future::or(futures_lite::future::or(sleep, rearm), stop).await
+            }
+            None => futures_lite::future::or(rearm, stop).await,
+        }
+    }
+}
+
 /// Starts deliveries while there is room; steals when the local queue is empty.
 async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
     let shared = &sh.shared;
@@ -93,8 +135,20 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
         if !shared.lifecycle.is_running() {
             break;
         }
+        while let Some((id, signal)) = shared.terminate[sh.index].pop() {
+            if let Some(abort) = sh.active.borrow().get(&id) {
+                abort.fire(Stop::Terminated(signal));
+            }
+        }
         if sh.running.get() >= max_running {
             wake.changed(seen).await;
+            continue;
+        }
+        let due = sh.ready.borrow_mut().pop_front();
+        if let Some(held) = due {
+            wake.notify();
+            execute::admit(sh, held);
+            rt::yield_now().await;
             continue;
         }
         let next = local.pop().or_else(|| {
@@ -141,10 +195,23 @@ async fn drain(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>, consumer: &mut C
         d.requeue();
         returned += 1;
     }
+    // Held ETA and rate-limited tasks, and those whose time just came, go back unrun.
+    let due: Vec<_> = sh.ready.borrow_mut().drain(..).collect();
+    for held in sh.timer.take_all().into_iter().chain(due) {
+        held.settle.requeue(held.msg);
+        returned += 1;
+    }
     loop {
         let seen = wake.epoch();
-        let busy = sh.running.get() + sh.held.get() + sh.storing.get();
-        if busy == 0 || shared.lifecycle.phase() == Phase::Cold {
+        if shared.lifecycle.phase() == Phase::Cold {
+            // Cold: running bodies are abandoned (Celery's WorkerLostError); they settle at once.
+            for abort in sh.active.borrow().values() {
+                abort.fire(Stop::Lost);
+            }
+            if sh.running.get() == 0 {
+                break;
+            }
+        } else if sh.running.get() + sh.storing.get() == 0 {
             break;
         }
         wake.changed(seen).await;

@@ -1,0 +1,56 @@
+//! Celery's signal points as Rust hooks: register `App::builder(..).on_signal(|s| …)` and match
+//! the [`Signal`] you care about. Hooks run on the shard (or thread) where the event happens, in
+//! registration order; keep them short — they sit on the task path.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::protocol::{ExceptionInfo, Headers, State};
+use crate::task::TaskCtx;
+
+/// One signal, borrowed for the duration of the hook call.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Signal<'a> {
+    /// `task_prerun`: the body is about to run.
+    TaskPrerun { ctx: &'a TaskCtx },
+    /// `task_postrun`: the body returned (any outcome); `state` is what was (or would be) stored.
+    TaskPostrun { ctx: &'a TaskCtx, state: &'a State, retval: &'a Value },
+    /// `task_success`.
+    TaskSuccess { ctx: &'a TaskCtx, result: &'a Value },
+    /// `task_failure` (hard time limits included).
+    TaskFailure { ctx: &'a TaskCtx, exception: &'a ExceptionInfo, traceback: Option<&'a str> },
+    /// `task_retry`: the task was republished; `reason` is Celery's `str(Retry)`.
+    TaskRetry { ctx: &'a TaskCtx, reason: &'a str },
+    /// `task_revoked`: revoked before it ran, expired, or terminated while running.
+    TaskRevoked { headers: &'a Headers, terminated: bool, signum: Option<&'a str>, expired: bool },
+    /// `worker_ready`: every shard is consuming.
+    WorkerReady { hostname: &'a str },
+    /// `worker_shutdown`: every shard stopped.
+    WorkerShutdown { hostname: &'a str },
+}
+
+/// A registered hook.
+pub type Hook = Arc<dyn Fn(&Signal<'_>) + Send + Sync>;
+
+/// The hooks of one app.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks(pub Vec<Hook>);
+
+impl Hooks {
+    /// Calls every hook; a panicking hook is logged and does not stop the task or the others.
+    pub fn send(&self, s: &Signal<'_>) {
+        for h in &self.0 {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(s))).is_err() {
+                tracing::error!("a signal hook panicked on {s:?}");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hooks({})", self.0.len())
+    }
+}
