@@ -6,4 +6,5 @@ mod fuzz;
 mod interop;
 mod memory;
 mod redis;
+mod semantics;
 mod support;

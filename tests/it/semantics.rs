@@ -1,0 +1,332 @@
+//! Task execution semantics (issue 5), one suite stamped over every transport: retries, ETA,
+//! expiry, time and rate limits, acks, Reject/Ignore, STARTED, update_state, revocation and
+//! signal hooks, each checked on the memory broker and on a real redis-server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use celeriac::{
+    blocking, AppBuilder, AsyncResult, Error, Ignore, Reject, Retry, SendOptions, Signal, State, TaskCtx, TaskError,
+    TaskOptions,
+};
+use serde_json::{json, Map, Value};
+
+use crate::support::*;
+
+/// Where a test runs: the embedded memory broker, or a redis-server of its own.
+pub enum Env {
+    Memory,
+    Redis(RedisServer),
+}
+
+impl Env {
+    fn memory() -> Env {
+        Env::Memory
+    }
+
+    fn redis() -> Env {
+        Env::Redis(RedisServer::start())
+    }
+
+    /// The semantics test tasks on this transport.
+    fn app(&self) -> AppBuilder {
+        let b = match self {
+            Env::Memory => base("s"),
+            Env::Redis(server) => on_redis("s", server),
+        };
+        b.task("s.flaky", ["fail_times"], flaky)
+            .task_with(
+                "s.auto",
+                [],
+                TaskOptions {
+                    autoretry_for: vec!["ValueError".into()],
+                    default_retry_delay: Some(0.05),
+                    max_retries: Some(Some(2)),
+                    ..TaskOptions::default()
+                },
+                |ctx: TaskCtx| -> Result<(), TaskError> {
+                    Err(TaskError::value_error(format!("attempt {}", ctx.retries())))
+                },
+            )
+            .task("s.soft", [], soft)
+            .task("s.block", ["ms"], blocking(|ms: u64| std::thread::sleep(Duration::from_millis(ms))))
+            .task("s.progress", ["steps"], progress)
+            .task("s.reject", [], |ctx: TaskCtx| -> Result<&'static str, TaskError> {
+                if ctx.delivery_info().redelivered {
+                    Ok("second delivery")
+                } else {
+                    Err(Reject::new("not yet", true).into())
+                }
+            })
+            .task("s.drop", [], || -> Result<(), TaskError> { Err(Reject::new("never", false).into()) })
+            .task("s.ignore", [], || -> Result<(), TaskError> { Err(Ignore.into()) })
+            .task_with(
+                "s.limited",
+                [],
+                TaskOptions { rate_limit: Some("20/s".into()), ..TaskOptions::default() },
+                || Instant::now().elapsed().as_nanos() as u64,
+            )
+            .task("s.slow_first", ["ms"], |ctx: TaskCtx, ms: u64| async move {
+                if !ctx.delivery_info().redelivered {
+                    celeriac::rt::sleep(Duration::from_millis(ms)).await;
+                }
+                ctx.delivery_info().redelivered
+            })
+    }
+}
+
+fn flaky(ctx: TaskCtx, fail_times: u32) -> Result<u32, TaskError> {
+    if ctx.retries() < fail_times {
+        return Err(Retry::new().countdown(0.05).exc(TaskError::value_error("flaky")).into());
+    }
+    Ok(ctx.retries())
+}
+
+/// Works until its soft limit, then stops cleanly with SoftTimeLimitExceeded.
+async fn soft(ctx: TaskCtx) -> Result<(), TaskError> {
+    assert!(!ctx.soft_time_limit_exceeded());
+    ctx.soft_time_limit().await;
+    assert!(ctx.soft_time_limit_exceeded());
+    Err(TaskError::soft_time_limit_exceeded())
+}
+
+async fn progress(ctx: TaskCtx, steps: u32) -> u32 {
+    for i in 1..=steps {
+        ctx.update_state("PROGRESS", json!({"current": i, "total": steps}));
+        celeriac::rt::sleep(Duration::from_millis(100)).await;
+    }
+    steps
+}
+
+fn failure(e: Error) -> Box<celeriac::TaskFailure> {
+    match e {
+        Error::TaskFailed(f) => f,
+        other => panic!("expected a task failure, got {other:?}"),
+    }
+}
+
+/// Polls `r` until `pred` holds on its stored meta.
+fn wait_for(r: &AsyncResult, what: &str, pred: impl Fn(&State, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + T;
+    loop {
+        let state = r.state().unwrap();
+        let info = r.info().unwrap().unwrap_or(Value::Null);
+        if pred(&state, &info) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}; last state {state}, info {info}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn retries(env: &Env) {
+    let app = env.app().build().unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    let r = app.send_task("s.flaky", (2,)).unwrap();
+    // The RETRY state is stored with the cause between attempts.
+    let info = wait_for(&r, "RETRY", |s, _| *s == State::Retry);
+    assert_eq!(info["exc_type"], "ValueError");
+    assert_eq!(r.get::<u32>(T).unwrap(), 2);
+    // Past max_retries (2) the cause is the failure; three attempts ran.
+    let e = failure(app.send_task("s.auto", ()).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!((e.exception.exc_type.as_str(), e.exception.message()), ("ValueError", "attempt 2".to_owned()));
+    // Over the default max_retries (3): the task's own error is the failure.
+    let e = failure(app.send_task("s.flaky", (5,)).unwrap().get::<u32>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "ValueError");
+    w.shutdown();
+}
+
+fn countdown_and_expires(env: &Env) {
+    let app = env.app().build().unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    let sent = Instant::now();
+    let r = app.send_task_with("t.add", (1, 2), Map::new(), &SendOptions::new().countdown(Duration::from_millis(300))).unwrap();
+    assert_eq!(r.get::<i64>(T).unwrap(), 3);
+    assert!(sent.elapsed() >= Duration::from_millis(300), "ran before its countdown");
+    // Expired while waiting for its ETA: not run, stored REVOKED (expired).
+    let opts = SendOptions::new().countdown(Duration::from_millis(300)).expires_in(Duration::from_millis(100));
+    let e = failure(app.send_task_with("t.add", (1, 2), Map::new(), &opts).unwrap().get::<i64>(T).unwrap_err());
+    assert_eq!((e.state.clone(), e.exception.exc_type.as_str()), (State::Revoked, "TaskRevokedError"));
+    assert_eq!(e.exception.message(), "expired");
+    w.shutdown();
+}
+
+fn time_limits(env: &Env) {
+    let app = env.app().configure(|c| c.task_soft_time_limit = Some(0.1)).build().unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    // Hard limit from the message's timelimit header: an async body is abandoned.
+    let opts = SendOptions::new().time_limit(0.2);
+    let started = Instant::now();
+    let e = failure(app.send_task_with("t.sleep", (5_000,), Map::new(), &opts).unwrap().get::<u64>(T).unwrap_err());
+    assert_eq!((e.exception.exc_type.as_str(), e.exception.exc_module.as_str()), ("TimeLimitExceeded", "billiard.exceptions"));
+    assert_eq!(e.exception.exc_message, json!([0.2]));
+    assert!(started.elapsed() < Duration::from_secs(4), "the hard limit did not stop the wait");
+    // A blocking body is stopped waiting for too (its thread finishes on its own).
+    let e = failure(app.send_task_with("s.block", (1_000,), Map::new(), &opts).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "TimeLimitExceeded");
+    // The soft limit (task_soft_time_limit) is visible to the task, which stops cleanly.
+    let e = failure(app.send_task("s.soft", ()).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "SoftTimeLimitExceeded");
+    w.shutdown();
+}
+
+fn rate_limits(env: &Env) {
+    let app = env.app().build().unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    // 20/s, kombu's bucket of one: 10 starts are spaced 50 ms apart over both shards.
+    let started = Instant::now();
+    let rs: Vec<_> = (0..10).map(|_| app.send_task("s.limited", ()).unwrap()).collect();
+    for r in &rs {
+        r.get::<u64>(T).unwrap();
+    }
+    assert!(started.elapsed() >= Duration::from_millis(400), "10 tasks at 20/s took {:?}", started.elapsed());
+    // Removed at run time: the next burst is not spaced.
+    w.set_rate_limit("s.limited", None).unwrap();
+    assert!(w.set_rate_limit("s.nope", Some("1/s")).is_err());
+    assert!(w.set_rate_limit("s.limited", Some("fast")).unwrap_err().to_string().contains("fast"));
+    w.shutdown();
+}
+
+fn acks_reject_and_ignore(env: &Env) {
+    let app = env
+        .app()
+        .configure(|c| {
+            c.task_acks_late = true;
+            c.task_acks_on_failure_or_timeout = false;
+        })
+        .build()
+        .unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    // Reject(requeue=True): back to the queue, delivered again.
+    assert_eq!(app.send_task("s.reject", ()).unwrap().get::<String>(T).unwrap(), "second delivery");
+    // Reject(requeue=False): dropped; Celery 5.7 stores FAILURE Reject.
+    let e = failure(app.send_task("s.drop", ()).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "Reject");
+    // Ignore: nothing stored.
+    let r = app.send_task("s.ignore", ()).unwrap();
+    // A timed-out acks_late task with acks_on_failure_or_timeout off is requeued: it fails
+    // first, then its second delivery succeeds.
+    let opts = SendOptions::new().time_limit(0.2);
+    let r2 = app.send_task_with("s.slow_first", (5_000,), Map::new(), &opts).unwrap();
+    wait_for(&r2, "the redelivered run's SUCCESS", |s, _| *s == State::Success);
+    assert!(r2.get::<bool>(T).unwrap());
+    assert_eq!(r.state().unwrap(), State::Pending, "Ignore stored nothing");
+    w.shutdown();
+}
+
+fn track_started_and_update_state(env: &Env) {
+    let app = env.app().configure(|c| c.task_track_started = true).build().unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    let r = app.send_task("t.sleep", (400,)).unwrap();
+    let info = wait_for(&r, "STARTED", |s, _| *s == State::Started);
+    assert_eq!(info["pid"], json!(std::process::id()));
+    assert_eq!(info["hostname"], json!(w.hostname()));
+    assert_eq!(r.get::<u64>(T).unwrap(), 400);
+    let r = app.send_task("s.progress", (3,)).unwrap();
+    let info = wait_for(&r, "PROGRESS 2/3", |s, i| s.as_str() == "PROGRESS" && i["current"] == 2);
+    assert_eq!(info["total"], 3);
+    assert_eq!(r.get::<u32>(T).unwrap(), 3);
+    w.shutdown();
+}
+
+fn revocation(env: &Env) {
+    // STARTED is tracked so the revoke command's own REVOKED write (Celery 5.7 stores one only
+    // over PENDING-like states) does not hide the terminated task's.
+    let app = env.app().configure(|c| c.task_track_started = true).build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().unwrap();
+    // Revoked while it waits for its ETA.
+    let r = app.send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().countdown(Duration::from_millis(500))).unwrap();
+    client.revoke(r.id(), false, None).unwrap();
+    let e = failure(r.get::<i64>(T).unwrap_err());
+    assert_eq!((e.state.clone(), e.exception.message()), (State::Revoked, "revoked".to_owned()));
+    // Revoked before it was even sent.
+    let id = uuid_like("early");
+    client.revoke(&id, false, None).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = app.send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().task_id(&id)).unwrap();
+    assert_eq!(failure(r.get::<i64>(T).unwrap_err()).state, State::Revoked);
+    // terminate=True stops a running body.
+    let r = app.send_task("t.sleep", (10_000,)).unwrap();
+    wait_for(&r, "STARTED", |s, _| *s == State::Started);
+    let started = Instant::now();
+    client.revoke(r.id(), true, Some("SIGKILL")).unwrap();
+    let e = failure(r.get::<u64>(T).unwrap_err());
+    assert_eq!((e.state.clone(), e.exception.message()), (State::Revoked, "terminated".to_owned()));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(w.revoked().contains(&id));
+    assert_eq!(app.send_task("t.add", (2, 2)).unwrap().get::<i64>(T).unwrap(), 4, "the worker goes on");
+    w.shutdown();
+}
+
+fn signals(env: &Env) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    let app = env
+        .app()
+        .on_signal(move |sig| {
+            let name = match sig {
+                Signal::TaskPrerun { ctx } => format!("prerun {}", ctx.name()),
+                Signal::TaskPostrun { ctx, state, .. } => format!("postrun {} {state}", ctx.name()),
+                Signal::TaskSuccess { result, .. } => format!("success {result}"),
+                Signal::TaskFailure { exception, .. } => format!("failure {}", exception.exc_type),
+                Signal::TaskRetry { reason, .. } => format!("retry {reason}"),
+                Signal::TaskRevoked { expired, .. } => format!("revoked expired={expired}"),
+                Signal::WorkerReady { .. } => "worker_ready".into(),
+                Signal::WorkerShutdown { .. } => "worker_shutdown".into(),
+                _ => return,
+            };
+            s.lock().unwrap().push(name);
+        })
+        .build()
+        .unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    app.send_task("t.add", (2, 3)).unwrap().get::<i64>(T).unwrap();
+    app.send_task("t.fail", ("x",)).unwrap().get::<()>(T).unwrap_err();
+    app.send_task("s.flaky", (1,)).unwrap().get::<u32>(T).unwrap();
+    let opts = SendOptions::new().expires_in(Duration::from_millis(1)).countdown(Duration::from_millis(50));
+    app.send_task_with("t.add", (1, 1), Map::new(), &opts).unwrap().get::<i64>(T).unwrap_err();
+    w.shutdown();
+    let seen = seen.lock().unwrap().clone();
+    for want in [
+        "worker_ready",
+        "prerun t.add",
+        "postrun t.add SUCCESS",
+        "success 5",
+        "failure ValueError",
+        "retry Retry in 0.05s: ValueError('flaky')",
+        "revoked expired=true",
+        "worker_shutdown",
+    ] {
+        assert!(seen.iter().any(|s| s == want), "no {want:?} in {seen:?}");
+    }
+}
+
+fn uuid_like(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Stamps each scenario over the memory broker and a real redis-server.
+macro_rules! stamp {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $name() { super::$name(&super::Env::memory()) })*
+        }
+        mod redis {
+            $(#[test] fn $name() { super::$name(&super::Env::redis()) })*
+        }
+    };
+}
+
+stamp!(
+    retries,
+    countdown_and_expires,
+    time_limits,
+    rate_limits,
+    acks_reject_and_ignore,
+    track_started_and_update_state,
+    revocation,
+    signals,
+);
