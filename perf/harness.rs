@@ -173,6 +173,53 @@ fn skew(stealing: bool) {
     );
 }
 
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `n` countdown tasks (an hour away) held unacked by a 2-shard worker: the memory they cost
+/// once fetched, and the round trip of ordinary tasks while they are held.
+fn eta(n: usize) {
+    let app = app("memory://", true);
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().expect("worker");
+    let rss0 = rss_mb();
+    let opts = celeriac::SendOptions::new().countdown(Duration::from_secs(3600));
+    for i in 0..n {
+        client.send_task_with("perf.add", (i, i), serde_json::Map::new(), &opts).unwrap();
+    }
+    let rss_queued = rss_mb();
+    let start = Instant::now();
+    while client.broker().queue_len("celery").unwrap() > 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fetch_s = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(200));
+    let rss_held = rss_mb();
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for i in 0..2000 {
+        let t = Instant::now();
+        ADD.delay(&client, (i, i)).unwrap().get(Duration::from_secs(10)).unwrap();
+        h.record(t.elapsed().as_micros() as u64).unwrap();
+    }
+    let stop = Instant::now();
+    w.shutdown();
+    let shutdown_s = stop.elapsed().as_secs_f64();
+    let returned = client.broker().queue_len("celery").unwrap();
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"eta\", \"broker\": \"memory\", \"held\": {n}, \"fetch_s\": {fetch_s:.3}, \"rss_idle_mb\": {rss0:.1}, \"rss_queued_mb\": {rss_queued:.1}, \"rss_held_mb\": {rss_held:.1}, \"bytes_per_held\": {:.0}, \"rtt_p50_us\": {}, \"rtt_p99_us\": {}, \"shutdown_s\": {shutdown_s:.3}, \"returned\": {returned}}}",
+        (rss_held - rss0) * 1048576.0 / n as f64,
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99)
+    );
+}
+
 fn scheme(url: &str) -> &str {
     url.split("://").next().unwrap_or(url)
 }
@@ -188,6 +235,9 @@ fn main() {
     }
     if what == "all" || what == "rtt" {
         rtt(&broker, rtt_n);
+    }
+    if what == "eta" {
+        eta(n);
     }
     if what == "skew" {
         skew(true);

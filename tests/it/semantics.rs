@@ -303,6 +303,59 @@ fn signals(env: &Env) {
     }
 }
 
+fn eta_task_limit(env: &Env) {
+    let app = env
+        .app()
+        .configure(|c| {
+            c.worker_eta_task_limit = Some(4);
+            c.worker_prefetch_multiplier = 1;
+        })
+        .build()
+        .unwrap();
+    let client = app.client();
+    let opts = SendOptions::new().countdown(Duration::from_secs(3600));
+    for i in 0..20 {
+        app.send_task_with("t.add", (i, i), Map::new(), &opts).unwrap();
+    }
+    let w = app.worker().concurrency(1).start().unwrap();
+    // Four held ETA tasks sit outside prefetch; the fifth fills the prefetch window of one.
+    let deadline = Instant::now() + T;
+    while client.broker().queue_len("celery").unwrap() > 15 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client.broker().queue_len("celery").unwrap(), 15, "the worker fetched past its ETA limit");
+    w.shutdown();
+    assert_eq!(client.broker().queue_len("celery").unwrap(), 20, "held ETA tasks went back at shutdown");
+}
+
+fn worker_lost(env: &Env) {
+    for requeue in [true, false] {
+        let app = env
+            .app()
+            .configure(move |c| {
+                c.task_acks_late = true;
+                c.task_track_started = true;
+                c.task_reject_on_worker_lost = requeue;
+            })
+            .build()
+            .unwrap();
+        let w = app.worker().concurrency(1).start().unwrap();
+        let r = app.send_task("t.sleep", (10_000,)).unwrap();
+        wait_for(&r, "STARTED", |s, _| *s == State::Started);
+        w.request_shutdown(celeriac::ShutdownMode::Cold);
+        w.join();
+        let queued = app.client().broker().queue_len("celery").unwrap();
+        if requeue {
+            assert_eq!(queued, 1, "reject_on_worker_lost requeues the abandoned task");
+        } else {
+            assert_eq!(queued, 0);
+            assert_eq!(failure(r.get::<u64>(T).unwrap_err()).exception.exc_type, "WorkerLostError");
+        }
+    }
+}
+
 fn uuid_like(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
@@ -329,4 +382,46 @@ stamp!(
     track_started_and_update_state,
     revocation,
     signals,
+    eta_task_limit,
+    worker_lost,
 );
+
+#[test]
+fn a_hundred_thousand_eta_tasks_do_not_stall_a_shard() {
+    let app = base("e").build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().unwrap();
+    let opts = SendOptions::new().countdown(Duration::from_secs(3600));
+    let n = 100_000;
+    for i in 0..n {
+        client.send_task_with("t.add", (i, i), Map::new(), &opts).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.broker().queue_len("celery").unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the worker did not take all {n} ETA tasks");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Ordinary tasks still run while every ETA task is held.
+    for i in 0..100 {
+        assert_eq!(app.send_task("t.add", (i, 1)).unwrap().get::<i64>(T).unwrap(), i + 1);
+    }
+    let stats = w.shutdown();
+    assert_eq!(stats.processed, 100);
+    assert_eq!(client.broker().queue_len("celery").unwrap(), n as usize, "every held task went back");
+}
+
+#[test]
+fn the_revoked_set_survives_a_restart_with_statedb() {
+    let db = std::env::temp_dir().join(format!("celeriac-statedb-it-{}", free_port()));
+    let app = base("r").build().unwrap();
+    let w = app.worker().concurrency(1).state_db(db.to_str().unwrap()).start().unwrap();
+    let id = uuid_like("persisted");
+    w.revoke(&id, false);
+    w.shutdown();
+    let w = app.worker().concurrency(1).state_db(db.to_str().unwrap()).start().unwrap();
+    assert!(w.revoked().contains(&id));
+    let r = app.send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().task_id(&id)).unwrap();
+    assert_eq!(failure(r.get::<i64>(T).unwrap_err()).state, State::Revoked);
+    w.shutdown();
+    let _ = std::fs::remove_file(db);
+}
