@@ -159,6 +159,27 @@ fn python_client_calls_a_celeriac_worker() {
 }
 
 #[test]
+fn python_client_sees_celeriac_task_semantics() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let worker = celeriac_worker(&server, None, "rs6");
+    let out = Command::new(crate::fixtures::python())
+        .current_dir(root().join("tests/python"))
+        .arg("semantics_checks.py")
+        .env("CELERY_BROKER_URL", server.url())
+        .env("CELERY_RESULT_BACKEND", server.url())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "Python semantics checks failed:\n{text}\nworker log:\n{}", worker.output());
+    assert!(text.contains("all python semantics checks passed"), "{text}");
+    let log = worker.output();
+    for line in ["retry: Retry in 0.1s", "Hard time limit (0.5s) exceeded", "Tasks flagged as revoked", "Terminated"] {
+        assert!(log.contains(line), "no {line:?} in the worker log:\n{log}");
+    }
+}
+
+#[test]
 fn celeriac_client_calls_a_python_worker() {
     let _serial = serial();
     const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");

@@ -47,3 +47,18 @@ def sleep(seconds):
 @app.task(name="proj.tasks.fail")
 def fail(message):
     raise ValueError(message)
+
+
+@app.task(name="proj.tasks.flaky", bind=True, max_retries=None)
+def flaky(self, fail_times):
+    if self.request.retries < fail_times:
+        raise self.retry(exc=ValueError(f"failing on purpose, attempt {self.request.retries + 1}"), countdown=0.1)
+    return self.request.retries
+
+
+@app.task(name="proj.tasks.progress", bind=True)
+def progress(self, steps, delay):
+    for i in range(1, steps + 1):
+        time.sleep(delay)
+        self.update_state(state="PROGRESS", meta={"current": i, "total": steps})
+    return steps
