@@ -255,13 +255,16 @@ impl Config {
                 });
             }
         }
-        for (setting, limit) in [("task_time_limit", self.task_time_limit), ("task_soft_time_limit", self.task_soft_time_limit)] {
+        for (setting, limit) in
+            [("task_time_limit", self.task_time_limit), ("task_soft_time_limit", self.task_soft_time_limit)]
+        {
             if limit.is_some_and(|l| !(l.is_finite() && l > 0.0)) {
                 return Err(ConfigError::Invalid { setting, reason: "must be a positive number of seconds".into() });
             }
         }
         if let Some(r) = &self.task_default_rate_limit {
-            RateLimit::parse(r).map_err(|reason| ConfigError::Invalid { setting: "task_default_rate_limit", reason })?;
+            RateLimit::parse(r)
+                .map_err(|reason| ConfigError::Invalid { setting: "task_default_rate_limit", reason })?;
         }
         if self.worker_eta_task_limit == Some(0) {
             return Err(ConfigError::Invalid { setting: "worker_eta_task_limit", reason: "must be at least 1".into() });

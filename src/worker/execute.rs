@@ -23,7 +23,9 @@ use crate::protocol::{
     json::parse_datetime, DecodedBody, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage,
 };
 use crate::rt;
-use crate::task::{panic_error, Call, Control, CtxInner, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError};
+use crate::task::{
+    panic_error, Call, Control, CtxInner, Invocation, Outcome, ShardLocals, TaskCtx, TaskEntry, TaskError,
+};
 use crate::transport::{Delivery, Settle};
 
 use super::pool::WorkerShared;
@@ -345,8 +347,11 @@ fn finish(
                 );
                 return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, Some(After::ack(s)));
             }
-            let exc =
-                ExceptionInfo::new("billiard.exceptions", "WorkerLostError", "Worker exited prematurely: cold shutdown.");
+            let exc = ExceptionInfo::new(
+                "billiard.exceptions",
+                "WorkerLostError",
+                "Worker exited prematurely: cold shutdown.",
+            );
             return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, None);
         }
     };

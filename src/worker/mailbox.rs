@@ -69,7 +69,10 @@ fn handle(shared: &Arc<WorkerShared>, req: ControlRequest) {
             let limit = if rate.is_empty() { Ok(None) } else { RateLimit::parse(&rate).map(Some) };
             match limit {
                 Ok(l) if shared.rate_limits.set(task, l) => {
-                    tracing::info!("New rate limit for tasks of type {task}: {}.", if rate.is_empty() { "none" } else { &rate });
+                    tracing::info!(
+                        "New rate limit for tasks of type {task}: {}.",
+                        if rate.is_empty() { "none" } else { &rate }
+                    );
                 }
                 Ok(_) => tracing::error!("Rate limit attempt for unknown task {task}"),
                 Err(e) => tracing::error!("Rate limit attempt for {task} failed: {e}"),
@@ -107,7 +110,9 @@ pub(crate) fn revoke(shared: &Arc<WorkerShared>, ids: Vec<String>, terminate: bo
             for id in &ids {
                 let pending = match backend.get(id) {
                     Ok(None) => true,
-                    Ok(Some(m)) => matches!(m.status, State::Pending | State::Received | State::Retry | State::Rejected),
+                    Ok(Some(m)) => {
+                        matches!(m.status, State::Pending | State::Received | State::Retry | State::Rejected)
+                    }
                     Err(_) => false,
                 };
                 if pending {

@@ -24,5 +24,5 @@ pub use banner::banner;
 pub use lifecycle::{Phase, ShutdownMode};
 pub use nodename::expand_nodename;
 pub use pool::{WorkerBuilder, WorkerHandle, WorkerStats};
-pub use signal::{Hook, Signal};
 pub(crate) use signal::Hooks;
+pub use signal::{Hook, Signal};

@@ -141,7 +141,9 @@ fn countdown_and_expires(env: &Env) {
     let app = env.app().build().unwrap();
     let w = app.worker().concurrency(1).start().unwrap();
     let sent = Instant::now();
-    let r = app.send_task_with("t.add", (1, 2), Map::new(), &SendOptions::new().countdown(Duration::from_millis(300))).unwrap();
+    let r = app
+        .send_task_with("t.add", (1, 2), Map::new(), &SendOptions::new().countdown(Duration::from_millis(300)))
+        .unwrap();
     assert_eq!(r.get::<i64>(T).unwrap(), 3);
     assert!(sent.elapsed() >= Duration::from_millis(300), "ran before its countdown");
     // Expired while waiting for its ETA: not run, stored REVOKED (expired).
@@ -159,7 +161,10 @@ fn time_limits(env: &Env) {
     let opts = SendOptions::new().time_limit(0.2);
     let started = Instant::now();
     let e = failure(app.send_task_with("t.sleep", (5_000,), Map::new(), &opts).unwrap().get::<u64>(T).unwrap_err());
-    assert_eq!((e.exception.exc_type.as_str(), e.exception.exc_module.as_str()), ("TimeLimitExceeded", "billiard.exceptions"));
+    assert_eq!(
+        (e.exception.exc_type.as_str(), e.exception.exc_module.as_str()),
+        ("TimeLimitExceeded", "billiard.exceptions")
+    );
     assert_eq!(e.exception.exc_message, json!([0.2]));
     assert!(started.elapsed() < Duration::from_secs(4), "the hard limit did not stop the wait");
     // A blocking body is stopped waiting for too (its thread finishes on its own).
@@ -237,7 +242,9 @@ fn revocation(env: &Env) {
     let client = app.client();
     let w = app.worker().concurrency(2).start().unwrap();
     // Revoked while it waits for its ETA.
-    let r = app.send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().countdown(Duration::from_millis(500))).unwrap();
+    let r = app
+        .send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().countdown(Duration::from_millis(500)))
+        .unwrap();
     client.revoke(r.id(), false, None).unwrap();
     let e = failure(r.get::<i64>(T).unwrap_err());
     assert_eq!((e.state.clone(), e.exception.message()), (State::Revoked, "revoked".to_owned()));
