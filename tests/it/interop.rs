@@ -145,17 +145,22 @@ fn client_app(server: &RedisServer) -> App {
 fn python_client_calls_a_celeriac_worker() {
     let _serial = serial();
     let server = RedisServer::start();
-    let _worker = celeriac_worker(&server, None, "rs1");
+    let worker = celeriac_worker(&server, None, "rs1");
+    python_checks(&server, &worker, "client_checks.py", "all python client checks passed");
+}
+
+/// Runs a Python check script against `server`; it must exit 0 and print `done`.
+fn python_checks(server: &RedisServer, worker: &Proc, script: &str, done: &str) {
     let out = Command::new(crate::fixtures::python())
         .current_dir(root().join("tests/python"))
-        .arg("client_checks.py")
+        .arg(script)
         .env("CELERY_BROKER_URL", server.url())
         .env("CELERY_RESULT_BACKEND", server.url())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "Python client checks failed:\n{text}\nworker log:\n{}", _worker.output());
-    assert!(text.contains("all python client checks passed"), "{text}");
+    assert!(out.status.success(), "{script} failed:\n{text}\nworker log:\n{}", worker.output());
+    assert!(text.contains(done), "{text}");
 }
 
 #[test]
@@ -163,16 +168,7 @@ fn python_client_sees_celeriac_task_semantics() {
     let _serial = serial();
     let server = RedisServer::start();
     let worker = celeriac_worker(&server, None, "rs6");
-    let out = Command::new(crate::fixtures::python())
-        .current_dir(root().join("tests/python"))
-        .arg("semantics_checks.py")
-        .env("CELERY_BROKER_URL", server.url())
-        .env("CELERY_RESULT_BACKEND", server.url())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "Python semantics checks failed:\n{text}\nworker log:\n{}", worker.output());
-    assert!(text.contains("all python semantics checks passed"), "{text}");
+    python_checks(&server, &worker, "semantics_checks.py", "all python semantics checks passed");
     let log = worker.output();
     for line in ["retry: Retry in 0.1s", "Hard time limit (0.5s) exceeded", "Tasks flagged as revoked", "Terminated"] {
         assert!(log.contains(line), "no {line:?} in the worker log:\n{log}");

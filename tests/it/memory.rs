@@ -103,13 +103,6 @@ fn keyword_arguments_from_a_celery_shaped_message() {
     w.shutdown();
 }
 
-fn failure(e: Error) -> Box<celeriac::TaskFailure> {
-    match e {
-        Error::TaskFailed(f) => f,
-        other => panic!("expected a task failure, got {other:?}"),
-    }
-}
-
 #[test]
 fn errors_wrong_types_and_panics_become_failures_and_the_shard_goes_on() {
     let app = base("t").build().unwrap();

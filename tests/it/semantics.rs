@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use celeriac::{
-    blocking, AppBuilder, AsyncResult, Error, Ignore, Reject, Retry, SendOptions, Signal, State, TaskCtx, TaskError,
+    blocking, AppBuilder, AsyncResult, Ignore, Reject, Retry, SendOptions, Signal, State, TaskCtx, TaskError,
     TaskOptions,
 };
 use serde_json::{json, Map, Value};
@@ -97,13 +97,6 @@ async fn progress(ctx: TaskCtx, steps: u32) -> u32 {
         celeriac::rt::sleep(Duration::from_millis(100)).await;
     }
     steps
-}
-
-fn failure(e: Error) -> Box<celeriac::TaskFailure> {
-    match e {
-        Error::TaskFailed(f) => f,
-        other => panic!("expected a task failure, got {other:?}"),
-    }
 }
 
 /// Polls `r` until `pred` holds on its stored meta.

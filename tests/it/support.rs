@@ -33,6 +33,14 @@ pub fn hog(ms: u64) -> u64 {
     ms
 }
 
+/// The failure inside an error that must be one.
+pub fn failure(e: celeriac::Error) -> Box<celeriac::TaskFailure> {
+    match e {
+        celeriac::Error::TaskFailed(f) => f,
+        other => panic!("expected a task failure, got {other:?}"),
+    }
+}
+
 pub fn base(name: &str) -> AppBuilder {
     App::builder(name)
         .use_env(false)
