@@ -135,6 +135,66 @@ fn rtt(broker: &str, n: usize) {
     );
 }
 
+/// Open-loop latency: `add` tasks sent at a fixed `rate` for `secs` seconds whatever the
+/// worker does, each latency measured from the moment the schedule said to send it (not from
+/// when the send happened), so a stall delays every later send's clock too — the correction for
+/// coordinated omission. A tokio current-thread runtime is the load generator; each task's
+/// completion is awaited in its own tokio task.
+fn open_loop(broker: &str, rate: u64, secs: u64) {
+    flush_db(broker);
+    let app = app(broker, true);
+    let w = app.worker().start().expect("worker");
+    let client = app.client();
+    for i in 0..200 {
+        ADD.delay(&client, (i, i)).unwrap().get(Duration::from_secs(10)).unwrap();
+    }
+    let n = rate * secs;
+    let hist = std::sync::Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3).expect("histogram")));
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("tokio");
+    let late = rt.block_on(async {
+        let start = tokio::time::Instant::now();
+        let mut waits = Vec::with_capacity(n as usize);
+        let mut max_late = Duration::ZERO;
+        for i in 0..n {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            tokio::time::sleep_until(due).await;
+            max_late = max_late.max(due.elapsed());
+            let r = client
+                .send_task_async("perf.add", (i, 1), serde_json::Map::new(), &celeriac::SendOptions::new())
+                .await
+                .expect("send");
+            let (hist, errors) = (hist.clone(), errors.clone());
+            waits.push(tokio::spawn(async move {
+                match r.get_async::<u64>(Duration::from_secs(30)).await {
+                    Ok(_) => hist.lock().unwrap().record(due.elapsed().as_nanos() as u64).unwrap(),
+                    Err(_) => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in waits {
+            let _ = t.await;
+        }
+        max_late
+    });
+    w.shutdown();
+    let h = hist.lock().unwrap();
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"open_loop\", \"broker\": \"{}\", \"rate\": {rate}, \"n\": {n}, \"errors\": {}, \"sender_max_late_ms\": {:.1}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+        scheme(broker),
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+        late.as_secs_f64() * 1000.0,
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1000.0
+    );
+}
+
 /// A few long bodies among many short ones: what cross-shard stealing buys. Two shards,
 /// prefetch 64; each round sends one 200 ms body (sync, not declared blocking, so it blocks its
 /// shard) and then 100 short ones; the shard that took the long body has reserved up to 63
@@ -234,6 +294,11 @@ fn main() {
     }
     if what == "all" || what == "rtt" {
         rtt(&broker, rtt_n);
+    }
+    if what == "all" || what == "open_loop" {
+        for rate in arg("--rates", "10000,50000").split(',').filter_map(|r| r.parse().ok()) {
+            open_loop(&broker, rate, 2);
+        }
     }
     if what == "eta" {
         eta(n);

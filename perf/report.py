@@ -8,7 +8,7 @@ lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 header = open(sys.argv[2]).read()
 groups = defaultdict(list)
 for r in lines:
-    key = (r["impl"], r["scenario"], r["broker"], r.get("task", ""), str(r.get("stealing", "")))
+    key = (r["impl"], r["scenario"], r["broker"], r.get("task", ""), str(r.get("stealing", r.get("rate", ""))))
     groups[key].append(r)
 
 
@@ -40,6 +40,19 @@ for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     if scen != "rtt":
         continue
     out.append(f"| {impl} | {broker} | {rows[0]['n']} | {len(rows)} | " + " | ".join(f"{med(rows, f):,.0f}" for f in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]) + " |")
+out += ["", "## Open-loop latency (µs from the scheduled send time, corrected for coordinated omission; median of runs)", "",
+        "| impl | broker | rate/s | n | runs | errors | p50 | p90 | p99 | p99.9 | max | sender max late ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for (impl, scen, broker, task, rate), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], int(kv[0][4] or 0))):
+    if scen != "open_loop":
+        continue
+    out.append(f"| {impl} | {broker} | {rate} | {rows[0]['n']} | {len(rows)} | {med(rows, 'errors'):.0f} | " + " | ".join(f"{med(rows, f):,.0f}" for f in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]) + f" | {med(rows, 'sender_max_late_ms'):.1f} |")
+out += ["", "## 100,000 held ETA tasks (memory://, 2 shards)", ""]
+for (impl, scen, broker, task, _), rows in sorted(groups.items()):
+    if scen == "eta":
+        out.append(f"- {rows[0]['held']} held: RSS {med(rows, 'rss_idle_mb'):.1f} MB idle → {med(rows, 'rss_held_mb'):.1f} MB held "
+                   f"(≈ {med(rows, 'bytes_per_held'):,.0f} bytes per held task); round trip of ordinary tasks meanwhile "
+                   f"p50 {med(rows, 'rtt_p50_us'):.0f} µs, p99 {med(rows, 'rtt_p99_us'):.0f} µs; shutdown returned "
+                   f"{med(rows, 'returned'):.0f} in {med(rows, 'shutdown_s'):.2f} s ({len(rows)} runs)")
 out += ["", "## Skew: 5 × (one 200 ms body + 100 short tasks), 2 shards, prefetch 64 (memory://)", "",
         "| stealing | runs | total s | short p50 ms | short p99 ms | stolen |", "|---|---|---|---|---|---|"]
 for (impl, scen, broker, task, stealing), rows in sorted(groups.items()):

@@ -27,6 +27,7 @@ for i in $(seq "$RUNS"); do
   echo "run $i/$RUNS: celeriac redis" >&2
   target/release/examples/perf --broker "$url" --n "$N" --rtt "$RTT" >>"$raw"
   target/release/examples/perf --scenario skew >>"$raw"
+  target/release/examples/perf --scenario eta --n 100000 >>"$raw"
   echo "run $i/$RUNS: Python Celery 5.7" >&2
   (cd perf && PERF_BROKER="$url" "$venv/bin/python" pyperf.py "$PY_N" "$PY_RTT") >>"$raw"
 done

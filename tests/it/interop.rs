@@ -11,13 +11,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// Interop tests start several processes each; on a 2-core machine they run one at a time so
-/// their timings stay meaningful (the other tests still run in parallel).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -244,18 +237,18 @@ fn python_restores_what_a_killed_celeriac_worker_left_unacked() {
     let _serial = serial();
     let server = RedisServer::start();
     let cfg = std::env::temp_dir().join(format!("celeriac-interop-{}.toml", free_port()));
-    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 2\n").unwrap();
+    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 4\n").unwrap();
     let mut rs_worker = celeriac_worker(&server, Some(&cfg), "rs2");
     let client = client_app(&server).client();
     // All six are taken and stashed in `unacked` before the kill (a kill between a pop and its
     // stash loses the message in kombu too; that window is not what this test is about).
-    let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (3,)).unwrap()).collect();
+    let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (4,)).unwrap()).collect();
     wait_unacked(&server.url(), 6);
     rs_worker.kill(9);
     assert_eq!(frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])), 6, "the killed worker left all six unacked");
-    let _py = python_worker(&server, &[("PYPROJ_VISIBILITY", "2")], "py3");
+    let _py = python_worker(&server, &[("PYPROJ_VISIBILITY", "4")], "py3");
     for r in &rs {
-        assert_eq!(r.get::<f64>(Duration::from_secs(60)).unwrap(), 3.0);
+        assert_eq!(r.get::<f64>(Duration::from_secs(60)).unwrap(), 4.0);
     }
     let _ = std::fs::remove_file(cfg);
 }
@@ -294,16 +287,16 @@ fn a_celeriac_worker_restores_what_a_killed_celeriac_worker_left_unacked() {
     let _serial = serial();
     let server = RedisServer::start();
     let cfg = std::env::temp_dir().join(format!("celeriac-interop-{}.toml", free_port()));
-    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 2\n").unwrap();
+    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 4\n").unwrap();
     let mut first = celeriac_worker(&server, Some(&cfg), "rs3");
     let client = client_app(&server).client();
-    let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (3,)).unwrap()).collect();
+    let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (4,)).unwrap()).collect();
     wait_unacked(&server.url(), 6);
     first.kill(9);
     assert_eq!(frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])), 6, "the killed worker left all six unacked");
     let _second = celeriac_worker(&server, Some(&cfg), "rs4");
     for r in &rs {
-        assert_eq!(r.get::<f64>(Duration::from_secs(30)).unwrap(), 3.0);
+        assert_eq!(r.get::<f64>(Duration::from_secs(40)).unwrap(), 4.0);
     }
     let _ = std::fs::remove_file(cfg);
 }

@@ -388,6 +388,8 @@ stamp!(
 
 #[test]
 fn a_hundred_thousand_eta_tasks_do_not_stall_a_shard() {
+    // Seconds of CPU in a debug build: not at the same time as the timing-sensitive interop tests.
+    let _serial = serial();
     let app = base("e").build().unwrap();
     let client = app.client();
     let w = app.worker().concurrency(2).start().unwrap();

@@ -33,6 +33,13 @@ pub fn hog(ms: u64) -> u64 {
     ms
 }
 
+/// Tests that start several processes or load the CPU for seconds run one at a time, so the
+/// timings of the interop tests stay meaningful on a 2-core machine (the rest run in parallel).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The failure inside an error that must be one.
 pub fn failure(e: celeriac::Error) -> Box<celeriac::TaskFailure> {
     match e {
