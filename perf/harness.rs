@@ -138,8 +138,8 @@ fn rtt(broker: &str, n: usize) {
 /// Open-loop latency: `add` tasks sent at a fixed `rate` for `secs` seconds whatever the
 /// worker does, each latency measured from the moment the schedule said to send it (not from
 /// when the send happened), so a stall delays every later send's clock too — the correction for
-/// coordinated omission. A tokio current-thread runtime is the load generator; each task's
-/// completion is awaited in its own tokio task.
+/// coordinated omission. A tokio current-thread runtime is the load generator; each send and
+/// its result are awaited in a tokio task of their own.
 fn open_loop(broker: &str, rate: u64, secs: u64) {
     flush_db(broker);
     let app = app(broker, true);
@@ -160,15 +160,17 @@ fn open_loop(broker: &str, rate: u64, secs: u64) {
             let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
             tokio::time::sleep_until(due).await;
             max_late = max_late.max(due.elapsed());
-            let r = client
-                .send_task_async("perf.add", (i, 1), serde_json::Map::new(), &celeriac::SendOptions::new())
-                .await
-                .expect("send");
-            let (hist, errors) = (hist.clone(), errors.clone());
+            // Send and wait in a task of its own, so a slow publish delays only its own
+            // latency figure, never the schedule of the next send.
+            let (hist, errors, client) = (hist.clone(), errors.clone(), client.clone());
             waits.push(tokio::spawn(async move {
-                match r.get_async::<u64>(Duration::from_secs(30)).await {
-                    Ok(_) => hist.lock().unwrap().record(due.elapsed().as_nanos() as u64).unwrap(),
-                    Err(_) => {
+                let opts = celeriac::SendOptions::new();
+                let sent = client.send_task_async("perf.add", (i, 1), serde_json::Map::new(), &opts).await;
+                match sent {
+                    Ok(r) if r.get_async::<u64>(Duration::from_secs(30)).await.is_ok() => {
+                        hist.lock().unwrap().record(due.elapsed().as_nanos() as u64).unwrap()
+                    }
+                    _ => {
                         errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
