@@ -107,7 +107,8 @@ fn drain(broker: &str, n: usize, task: &str) {
     );
 }
 
-fn rtt(broker: &str, n: usize) {
+/// A worker on a flushed `broker` with results, warmed up by 200 round trips.
+fn warm_worker(broker: &str) -> (celeriac::WorkerHandle, celeriac::Client) {
     flush_db(broker);
     let app = app(broker, true);
     let w = app.worker().start().expect("worker");
@@ -115,6 +116,11 @@ fn rtt(broker: &str, n: usize) {
     for i in 0..200 {
         ADD.delay(&client, (i, i)).unwrap().get(Duration::from_secs(10)).unwrap();
     }
+    (w, client)
+}
+
+fn rtt(broker: &str, n: usize) {
+    let (w, client) = warm_worker(broker);
     let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     for i in 0..n as i64 {
         let s = Instant::now();
@@ -141,13 +147,7 @@ fn rtt(broker: &str, n: usize) {
 /// coordinated omission. A tokio current-thread runtime is the load generator; each send and
 /// its result are awaited in a tokio task of their own.
 fn open_loop(broker: &str, rate: u64, secs: u64) {
-    flush_db(broker);
-    let app = app(broker, true);
-    let w = app.worker().start().expect("worker");
-    let client = app.client();
-    for i in 0..200 {
-        ADD.delay(&client, (i, i)).unwrap().get(Duration::from_secs(10)).unwrap();
-    }
+    let (w, client) = warm_worker(broker);
     let n = rate * secs;
     let hist = std::sync::Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3).expect("histogram")));
     let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
