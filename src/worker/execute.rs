@@ -335,24 +335,22 @@ fn finish(
             return store_with(sh, entry, h, None, State::Revoked, exc.to_value(), None, after);
         }
         Ended::Stopped(Stop::Lost) => {
-            if let Some(s) = settle {
-                if entry.options.reject_on_worker_lost.unwrap_or(shared.reject_on_worker_lost) {
+            let requeue = entry.options.reject_on_worker_lost.unwrap_or(shared.reject_on_worker_lost);
+            match settle {
+                Some(s) if requeue => {
                     tracing::warn!("Task {}[{}] abandoned by a cold shutdown: returned to its queue", h.task, h.id);
-                    return After::new(s, Settled::Requeue, ctx).done();
+                    After::new(s, Settled::Requeue, ctx).done();
                 }
-                let exc = ExceptionInfo::new(
-                    "billiard.exceptions",
-                    "WorkerLostError",
-                    "Worker exited prematurely: cold shutdown.",
-                );
-                return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, Some(After::ack(s)));
+                settle => {
+                    let exc = ExceptionInfo::new(
+                        "billiard.exceptions",
+                        "WorkerLostError",
+                        "Worker exited prematurely: cold shutdown.",
+                    );
+                    fail(sh, entry, ctx, TaskError::from_exception(exc), extended, settle.map(After::ack));
+                }
             }
-            let exc = ExceptionInfo::new(
-                "billiard.exceptions",
-                "WorkerLostError",
-                "Worker exited prematurely: cold shutdown.",
-            );
-            return fail(sh, entry, ctx, TaskError::from_exception(exc), extended, None);
+            return;
         }
     };
     match e.control() {
