@@ -111,7 +111,12 @@ fn drain(broker: &str, n: usize, task: &str) {
 fn warm_worker(broker: &str) -> (celeriac::WorkerHandle, celeriac::Client) {
     flush_db(broker);
     let app = app(broker, true);
-    let w = app.worker().start().expect("worker");
+    let shards: usize = arg("--shards", "0").parse().expect("--shards");
+    let mut wb = app.worker();
+    if shards > 0 {
+        wb = wb.concurrency(shards);
+    }
+    let w = wb.start().expect("worker");
     let client = app.client();
     for i in 0..200 {
         ADD.delay(&client, (i, i)).unwrap().get(Duration::from_secs(10)).unwrap();
@@ -122,22 +127,26 @@ fn warm_worker(broker: &str) -> (celeriac::WorkerHandle, celeriac::Client) {
 fn rtt(broker: &str, n: usize) {
     let (w, client) = warm_worker(broker);
     let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let mut sends = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     for i in 0..n as i64 {
         let s = Instant::now();
-        let v = ADD.delay(&client, (i, 1)).unwrap().get(Duration::from_secs(10)).unwrap();
+        let r = ADD.delay(&client, (i, 1)).unwrap();
+        sends.record(s.elapsed().as_nanos() as u64).unwrap();
+        let v = r.get(Duration::from_secs(10)).unwrap();
         h.record(s.elapsed().as_nanos() as u64).unwrap();
         assert_eq!(v, i + 1);
     }
     w.shutdown();
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{{\"impl\": \"celeriac\", \"scenario\": \"rtt\", \"broker\": \"{}\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+        "{{\"impl\": \"celeriac\", \"scenario\": \"rtt\", \"broker\": \"{}\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}, \"send_p50_us\": {:.1}}}",
         scheme(broker),
         us(0.5),
         us(0.9),
         us(0.99),
         us(0.999),
-        h.max() as f64 / 1000.0
+        h.max() as f64 / 1000.0,
+        sends.value_at_quantile(0.5) as f64 / 1000.0
     );
 }
 

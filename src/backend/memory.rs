@@ -61,9 +61,8 @@ impl MemoryBackend {
         self.stripe(id).get(id).and_then(|s| s.meta.clone())
     }
 
-    /// A receiver that yields the meta once the task is ready (at once if it already is).
-    pub(crate) fn waiter(&self, id: &str) -> flume::Receiver<ResultMeta> {
-        let (tx, rx) = flume::bounded(1);
+    /// Hands `tx` the meta once the task is ready (at once if it already is).
+    pub(crate) fn register(&self, id: &str, tx: flume::Sender<ResultMeta>) {
         let mut map = self.stripe(id);
         let slot = map.entry(id.to_owned()).or_default();
         match &slot.meta {
@@ -72,7 +71,18 @@ impl MemoryBackend {
             }
             _ => slot.waiters.push(tx),
         }
-        rx
+    }
+
+    /// Drops the waiters of `id` nobody listens to any more (a `get()` that timed out, a result
+    /// handle dropped unread), and the slot with them if nothing was stored.
+    pub(crate) fn prune(&self, id: &str) {
+        let mut map = self.stripe(id);
+        if let Some(slot) = map.get_mut(id) {
+            slot.waiters.retain(|w| !w.is_disconnected());
+            if slot.meta.is_none() && slot.waiters.is_empty() {
+                map.remove(id);
+            }
+        }
     }
 
     pub(crate) fn forget(&self, id: &str) {
@@ -93,16 +103,34 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn waiter(b: &MemoryBackend, id: &str) -> flume::Receiver<ResultMeta> {
+        let (tx, rx) = flume::bounded(1);
+        b.register(id, tx);
+        rx
+    }
+
     #[test]
     fn waiters_get_the_ready_meta_and_success_is_final() {
         let b = MemoryBackend::default();
-        let early = b.waiter("t1");
+        let early = waiter(&b, "t1");
         b.store(ResultMeta::new("t1", State::Started, json!(null)));
         assert!(early.try_recv().is_err(), "not ready yet");
         b.store(ResultMeta::new("t1", State::Success, json!(8)));
         assert_eq!(early.try_recv().unwrap().result, json!(8));
         b.store(ResultMeta::new("t1", State::Failure, json!(null)));
         assert_eq!(b.get("t1").unwrap().status, State::Success);
-        assert_eq!(b.waiter("t1").try_recv().unwrap().result, json!(8));
+        assert_eq!(waiter(&b, "t1").try_recv().unwrap().result, json!(8));
+    }
+
+    #[test]
+    fn abandoned_waiters_are_pruned() {
+        let b = MemoryBackend::default();
+        drop(waiter(&b, "t2"));
+        let kept = waiter(&b, "t2");
+        b.prune("t2");
+        assert_eq!(b.stripe("t2").get("t2").unwrap().waiters.len(), 1);
+        drop(kept);
+        b.prune("t2");
+        assert!(b.stripe("t2").get("t2").is_none(), "an empty slot goes");
     }
 }

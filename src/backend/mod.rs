@@ -38,6 +38,52 @@ pub enum BackendError {
     Corrupt(String),
 }
 
+/// One task's ready result on its way to a client (see [`Backend::watch`]). Once it is in, it
+/// stays: every later wait returns it at once. Dropped unread, it cancels its subscription.
+#[derive(Debug)]
+pub struct ResultWatch {
+    task_id: String,
+    tx: flume::Sender<ResultMeta>,
+    rx: flume::Receiver<ResultMeta>,
+    backend: Backend,
+}
+
+impl ResultWatch {
+    /// Blocks until the result is ready; `None` on timeout.
+    pub fn wait_blocking(&self, timeout: Duration) -> Option<ResultMeta> {
+        self.rx.recv_timeout(timeout).ok().map(|m| self.keep(m))
+    }
+
+    /// Waits from any executor until the result is ready; `None` on timeout.
+    pub async fn wait(&self, timeout: Duration) -> Option<ResultMeta> {
+        crate::rt::timeout_anywhere(timeout, self.rx.recv_async()).await.and_then(Result::ok).map(|m| self.keep(m))
+    }
+
+    /// Puts the meta back for the next wait (the channel holds one, and only the backend's
+    /// single delivery or this put-back ever fill it).
+    fn keep(&self, meta: ResultMeta) -> ResultMeta {
+        let _ = self.tx.try_send(meta.clone());
+        meta
+    }
+}
+
+impl Drop for ResultWatch {
+    fn drop(&mut self) {
+        if !self.rx.is_empty() {
+            return; // delivered: the backend let go of it then
+        }
+        // Abandoned before its result came: let the backend drop its end (after this drop,
+        // nobody holds the receiver, which is how it recognises the dead sender).
+        let rx = std::mem::replace(&mut self.rx, flume::bounded(1).1);
+        drop(rx);
+        match &self.backend {
+            Backend::Disabled => {}
+            Backend::Memory(b) => b.prune(&self.task_id),
+            Backend::Redis(b) => b.prune(&self.task_id),
+        }
+    }
+}
+
 /// The outcome of a store: done already (in-process backends) or a write in flight on this
 /// shard's pipelined connection.
 pub enum Stored {
@@ -93,24 +139,17 @@ impl Backend {
         }
     }
 
-    /// Waits until `task_id` reaches a ready state; `None` on timeout.
-    pub fn wait_blocking(&self, task_id: &str, timeout: Duration) -> Result<Option<ResultMeta>, BackendError> {
-        let rx = match self {
+    /// Starts listening for `task_id`'s ready result. On Redis this queues the SUBSCRIBE without
+    /// waiting, so a client that watches before it publishes (Celery's `on_task_call`) finds the
+    /// result already on its way when it calls `get()`: no round trip after the publish.
+    pub fn watch(&self, task_id: &str) -> Result<ResultWatch, BackendError> {
+        let (tx, rx) = flume::bounded(1);
+        match self {
             Backend::Disabled => return Err(BackendError::Disabled),
-            Backend::Memory(b) => b.waiter(task_id),
-            Backend::Redis(b) => b.waiter(task_id),
-        };
-        Ok(rx.recv_timeout(timeout).ok())
-    }
-
-    /// Waits, from any executor, until `task_id` reaches a ready state; `None` on timeout.
-    pub async fn wait(&self, task_id: &str, timeout: Duration) -> Result<Option<ResultMeta>, BackendError> {
-        let rx = match self {
-            Backend::Disabled => return Err(BackendError::Disabled),
-            Backend::Memory(b) => b.waiter(task_id),
-            Backend::Redis(b) => b.waiter_async(task_id).await,
-        };
-        Ok(crate::rt::timeout_anywhere(timeout, rx.recv_async()).await.and_then(Result::ok))
+            Backend::Memory(b) => b.register(task_id, tx.clone()),
+            Backend::Redis(b) => b.register(task_id, tx.clone()),
+        }
+        Ok(ResultWatch { task_id: task_id.to_owned(), tx, rx, backend: self.clone() })
     }
 
     /// Deletes the stored result.

@@ -95,20 +95,19 @@ impl RedisBackend {
         self.run(move |url| async move { writer(&url).call(&[b"DEL", key.as_bytes()]).await.map(|_| ()).map_err(lost) })
     }
 
-    /// A receiver that yields the meta once `task_id` is ready.
-    pub fn waiter(&self, task_id: &str) -> flume::Receiver<ResultMeta> {
-        let (tx, rx) = flume::bounded(1);
-        let key = self.key(task_id);
-        self.run(move |url| async move { listener(&url).register(key, tx) });
-        rx
+    /// Hands `tx` the meta once `task_id` is ready. Does not wait: the subscription is queued on
+    /// the I/O executor, ahead of anything this thread queues there afterwards (the publish of
+    /// the task, when called at send time as Celery's `on_task_call` does).
+    pub fn register(&self, task_id: &str, tx: flume::Sender<ResultMeta>) {
+        let (key, url) = (self.key(task_id), self.url.clone());
+        drop(IoThread::global().run(move || async move { listener(&url).register(key, tx) }));
     }
 
-    /// As [`waiter`](Self::waiter), without blocking a thread.
-    pub async fn waiter_async(&self, task_id: &str) -> flume::Receiver<ResultMeta> {
-        let (tx, rx) = flume::bounded(1);
+    /// Drops the waiters of `task_id` nobody listens to any more, and the subscription with
+    /// them when none is left.
+    pub fn prune(&self, task_id: &str) {
         let (key, url) = (self.key(task_id), self.url.clone());
-        IoThread::global().run(move || async move { listener(&url).register(key, tx) }).await;
-        rx
+        drop(IoThread::global().run(move || async move { listener(&url).prune(&key) }));
     }
 
     /// `GroupResult.save()`: the group id and member ids as a result tuple.
@@ -209,6 +208,17 @@ impl Listener {
             None => {
                 self.sub().send(&[b"SUBSCRIBE", key.as_bytes()]);
                 w.insert(key, vec![tx]);
+            }
+        }
+    }
+
+    fn prune(&self, key: &str) {
+        let mut w = self.waiters.borrow_mut();
+        if let Some(list) = w.get_mut(key) {
+            list.retain(|tx| !tx.is_disconnected());
+            if list.is_empty() {
+                w.remove(key);
+                self.sub().send(&[b"UNSUBSCRIBE", key.as_bytes()]);
             }
         }
     }

@@ -1,10 +1,12 @@
 //! `AsyncResult`: a task's state and value, read from the result backend.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::backend::ResultWatch;
 use crate::protocol::{ExceptionInfo, ResultMeta, State};
 use crate::{Error, Result};
 
@@ -25,16 +27,31 @@ impl std::fmt::Display for TaskFailure {
     }
 }
 
-/// A handle on one task's result.
+/// A handle on one task's result. Clones share one subscription to it.
 #[derive(Debug, Clone)]
 pub struct AsyncResult {
     id: String,
     client: Client,
+    /// Opened at send time (Redis results) or by the first wait.
+    watch: Arc<OnceLock<ResultWatch>>,
 }
 
 impl AsyncResult {
-    pub(crate) fn new(id: String, client: Client) -> Self {
-        AsyncResult { id, client }
+    pub(crate) fn new(id: String, client: Client, watch: Option<ResultWatch>) -> Self {
+        let cell = OnceLock::new();
+        if let Some(w) = watch {
+            let _ = cell.set(w);
+        }
+        AsyncResult { id, client, watch: Arc::new(cell) }
+    }
+
+    fn watch(&self) -> Result<&ResultWatch> {
+        if let Some(w) = self.watch.get() {
+            return Ok(w);
+        }
+        let w = self.client.backend().watch(&self.id)?;
+        // A clone racing us may have set one first; ours is then dropped (and pruned).
+        Ok(self.watch.get_or_init(|| w))
     }
 
     /// The task id.
@@ -82,20 +99,20 @@ impl AsyncResult {
     /// Blocks until the task is ready and returns its value as `T`; a failed task is
     /// [`Error::TaskFailed`], a timeout [`Error::Timeout`].
     pub fn get<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
-        let meta = self.client.backend().wait_blocking(&self.id, timeout)?;
+        let meta = self.watch()?.wait_blocking(timeout);
         self.finish(meta, timeout, true)
     }
 
     /// As [`get`](Self::get) with `propagate=False`: a failure's exception dict is returned as the
     /// value instead of an error.
     pub fn get_value(&self, timeout: Duration, propagate: bool) -> Result<Value> {
-        let meta = self.client.backend().wait_blocking(&self.id, timeout)?;
+        let meta = self.watch()?.wait_blocking(timeout);
         self.finish(meta, timeout, propagate)
     }
 
     /// Awaits the value from any executor (tokio, glommio, `block_on`).
     pub async fn get_async<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
-        let meta = self.client.backend().wait(&self.id, timeout).await?;
+        let meta = self.watch()?.wait(timeout).await;
         self.finish(meta, timeout, true)
     }
 

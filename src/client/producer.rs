@@ -68,7 +68,7 @@ impl Client {
         kwargs: Map<String, Value>,
         options: &SendOptions,
     ) -> Result<AsyncResult> {
-        let (msg, queue, result) = self.prepare(name, args, &kwargs, options)?;
+        let (msg, queue, result) = self.prepare(name, args, &kwargs, options, true)?;
         self.inner.broker.publish(&queue, msg)?;
         Ok(result)
     }
@@ -82,19 +82,20 @@ impl Client {
         kwargs: Map<String, Value>,
         options: &SendOptions,
     ) -> Result<AsyncResult> {
-        let (msg, queue, result) = self.prepare(name, args, &kwargs, options)?;
+        let (msg, queue, result) = self.prepare(name, args, &kwargs, options, true)?;
         self.inner.broker.publish_async(&queue, msg).await?;
         Ok(result)
     }
 
     /// Sends many calls of task `name` at once (one argument tuple each): on Redis they go out
     /// pipelined in one job of the I/O executor, so loading 100k tasks costs round trips per
-    /// batch, not per task. Returns once the broker has all of them.
+    /// batch, not per task. Returns once the broker has all of them. The results are not watched
+    /// until their first `get()` (a bulk load rarely waits on each one).
     pub fn send_batch<A: Serialize>(&self, name: &str, calls: impl IntoIterator<Item = A>) -> Result<Vec<AsyncResult>> {
         let (options, kwargs) = (SendOptions::default(), Map::new());
         let (mut msgs, mut results, mut queue) = (Vec::new(), Vec::new(), String::new());
         for args in calls {
-            let (msg, q, result) = self.prepare(name, args, &kwargs, &options)?;
+            let (msg, q, result) = self.prepare(name, args, &kwargs, &options, false)?;
             queue = q;
             msgs.push(msg);
             results.push(result);
@@ -103,18 +104,23 @@ impl Client {
         Ok(results)
     }
 
-    /// The message, its queue and its result handle for one call.
+    /// The message, its queue and its result handle for one call. With `watch`, a Redis result
+    /// is subscribed to now, before the publish (Celery's `on_task_call`), unless it is ignored.
     fn prepare(
         &self,
         name: &str,
         args: impl Serialize,
         kwargs: &Map<String, Value>,
         options: &SendOptions,
+        watch: bool,
     ) -> Result<(TaskMessage, String, AsyncResult)> {
         let args = args_list(name, args)?;
         let (msg, queue) = self.build(name, &args, kwargs, options)?;
-        let result = AsyncResult::new(msg.headers.id.clone(), self.clone());
-        Ok((msg, queue, result))
+        let id = msg.headers.id.clone();
+        let backend = &self.inner.backend;
+        let watch = watch && matches!(backend, Backend::Redis(_)) && msg.headers.ignore_result != Some(true);
+        let watch = if watch { Some(backend.watch(&id)?) } else { None };
+        Ok((msg, queue, AsyncResult::new(id, self.clone(), watch)))
     }
 
     /// `task.delay(*args)` through a typed handle.
@@ -134,7 +140,7 @@ impl Client {
 
     /// A result handle for a known task id.
     pub fn async_result(&self, task_id: impl Into<String>) -> AsyncResult {
-        AsyncResult::new(task_id.into(), self.clone())
+        AsyncResult::new(task_id.into(), self.clone(), None)
     }
 
     pub fn broker(&self) -> &Broker {

@@ -70,7 +70,12 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
                     }
                 }
                 wake.notify();
-                shared.steal.offer(sh.index);
+                // An idle peer is worth waking (a cross-core wake-up costs tens of µs) only for
+                // work this shard will not start at once: more than one delivery, or a body
+                // already running that may hold the thread.
+                if local.len() > 1 || sh.running.get() > 0 {
+                    shared.steal.offer(sh.index);
+                }
             }
             Err(e) => {
                 tracing::warn!("shard {}: consumer error: {e}; retrying in {backoff:?}", sh.index);

@@ -64,6 +64,55 @@ fn a_burst_is_fetched_in_batches_and_every_result_arrives() {
     assert!(stats.per_shard.iter().all(|n| *n > 0), "{stats:?}");
 }
 
+/// Subscribers of a result key (`PUBSUB NUMSUB`).
+fn subscribers(url: &str, id: &str) -> i64 {
+    match redis_cmd(url, &["PUBSUB", "NUMSUB", &format!("celery-task-meta-{id}")]) {
+        celeriac::transport::redis::BytesFrame::Array(kv) => kv.get(1).map_or(0, frame_int),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < until, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn results_are_watched_from_the_send_and_abandoned_watches_unsubscribe() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = on_redis("t", &server).build().unwrap();
+    let client = app.client();
+    // Subscribed at send time (Celery's on_task_call), before any worker runs.
+    let r = ADD.delay(&client, (1, 2)).unwrap();
+    eventually("subscribed at send", || subscribers(&url, r.id()) == 1);
+    // A clone shares the subscription; the ignored result is not watched at all.
+    let twin = r.clone();
+    let ignored = client.send_task_with("t.add", (0, 0), Map::new(), &SendOptions::new().ignore_result(true)).unwrap();
+    // Dropped unread: the subscription goes.
+    let dropped = ADD.delay(&client, (5, 5)).unwrap();
+    let dropped_id = dropped.id().to_owned();
+    eventually("subscribed", || subscribers(&url, &dropped_id) == 1);
+    drop(dropped);
+    eventually("an abandoned watch unsubscribes", || subscribers(&url, &dropped_id) == 0);
+    assert_eq!(subscribers(&url, ignored.id()), 0);
+
+    let w = app.worker().start().unwrap();
+    // The result is published while nobody waits yet; it is kept for the first get and for
+    // every get after it, on any clone.
+    eventually("stored", || r.untyped().state().unwrap() == State::Success);
+    assert_eq!(r.get(T).unwrap(), 3);
+    assert_eq!(twin.get(T).unwrap(), 3);
+    assert_eq!(r.get(T).unwrap(), 3);
+    assert_eq!(subscribers(&url, r.id()), 0, "unsubscribed once delivered");
+    // A handle made from an id (no send) watches from its first get.
+    assert_eq!(client.async_result(r.id()).get::<i64>(T).unwrap(), 3);
+    w.shutdown();
+}
+
 #[test]
 fn priorities_go_to_kombus_lists_and_lower_numbers_run_first() {
     let server = RedisServer::start();
