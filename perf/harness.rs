@@ -10,6 +10,9 @@
 //!
 //! `cargo run --release --example perf -- --broker memory:// --n 200000 --rtt 5000`
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use celeriac::{App, TaskOptions, TaskRef};
@@ -116,6 +119,8 @@ fn warm_worker(broker: &str) -> (celeriac::WorkerHandle, celeriac::Client) {
     if shards > 0 {
         wb = wb.concurrency(shards);
     }
+    let poll: u64 = arg("--busy-poll-us", "0").parse().expect("--busy-poll-us");
+    wb = wb.busy_poll(Duration::from_micros(poll));
     let w = wb.start().expect("worker");
     let client = app.client();
     for i in 0..200 {

@@ -11,7 +11,8 @@ const STRIPES: usize = 64;
 
 #[derive(Debug, Default)]
 struct Slot {
-    meta: Option<ResultMeta>,
+    /// Boxed, so the map's buckets stay small and growing it copies pointers, not metas.
+    meta: Option<Box<ResultMeta>>,
     waiters: Vec<flume::Sender<ResultMeta>>,
 }
 
@@ -54,11 +55,11 @@ impl MemoryBackend {
                 let _ = w.try_send(meta.clone());
             }
         }
-        slot.meta = Some(meta);
+        slot.meta = Some(Box::new(meta));
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<ResultMeta> {
-        self.stripe(id).get(id).and_then(|s| s.meta.clone())
+        self.stripe(id).get(id).and_then(|s| s.meta.as_deref().cloned())
     }
 
     /// Hands `tx` the meta once the task is ready (at once if it already is).
@@ -67,7 +68,7 @@ impl MemoryBackend {
         let slot = map.entry(id.to_owned()).or_default();
         match &slot.meta {
             Some(m) if m.status.is_ready() => {
-                let _ = tx.try_send(m.clone());
+                let _ = tx.try_send(ResultMeta::clone(m));
             }
             _ => slot.waiters.push(tx),
         }

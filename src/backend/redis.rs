@@ -62,7 +62,7 @@ impl RedisBackend {
             let mut wait = Duration::from_millis(50);
             loop {
                 let w = writer(&url);
-                match w.call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key.as_bytes(), &body, ttl.as_bytes()]).await {
+                match store_script(&w, key.as_bytes(), &body, ttl.as_bytes()).await {
                     Ok(_) => return Ok(()),
                     Err(RedisError::ConnectionLost(e)) if Instant::now() < deadline => {
                         tracing::debug!("storing {key}: {e}; retrying");
@@ -142,6 +142,29 @@ impl RedisBackend {
             ResultTuple::from_value(&v["result"]).ok_or_else(|| BackendError::Corrupt("group result shape".into()))?;
         Ok(Some(t.children.unwrap_or_default().into_iter().map(|c| c.id).collect()))
     }
+}
+
+/// The SHA1 of [`STORE_LUA`], as `SCRIPT LOAD` answered it once.
+static STORE_SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Runs the store script by its SHA (EVALSHA: Redis neither receives nor hashes the script text
+/// per result); a server that does not know it yet (restarted, flushed) gets it by EVAL, which
+/// also caches it there.
+async fn store_script(conn: &Connection, key: &[u8], body: &[u8], ttl: &[u8]) -> Result<BytesFrame, RedisError> {
+    if STORE_SHA.get().is_none() {
+        if let Ok(f) = conn.call(&[b"SCRIPT", b"LOAD", STORE_LUA.as_bytes()]).await {
+            if let Some(sha) = frame_bytes(&f) {
+                let _ = STORE_SHA.set(String::from_utf8_lossy(sha).into_owned());
+            }
+        }
+    }
+    if let Some(sha) = STORE_SHA.get() {
+        match conn.call(&[b"EVALSHA", sha.as_bytes(), b"1", key, body, ttl]).await {
+            Err(RedisError::Server(e)) if e.starts_with("NOSCRIPT") => {}
+            other => return other,
+        }
+    }
+    conn.call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key, body, ttl]).await
 }
 
 async fn get_meta(conn: &Connection, key: &str) -> Result<Option<ResultMeta>, BackendError> {

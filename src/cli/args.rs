@@ -57,4 +57,8 @@ pub struct WorkerArgs {
     /// Disable cross-shard work stealing.
     #[arg(long)]
     pub without_stealing: bool,
+    /// Each shard polls this many µs for new work before it parks (lower latency, busier
+    /// cores; for workers on cores of their own).
+    #[arg(long, value_name = "US")]
+    pub busy_poll_us: Option<u64>,
 }

@@ -80,6 +80,9 @@ fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
     if a.without_stealing {
         w = w.stealing(false);
     }
+    if let Some(us) = a.busy_poll_us {
+        w = w.busy_poll(std::time::Duration::from_micros(us));
+    }
     if let Some(db) = &a.statedb {
         w = w.state_db(db);
     }

@@ -17,8 +17,9 @@ use serde_json::{Map, Number, Value};
 use super::{Accept, Compression, ContentType, ProtocolError, Signature};
 
 /// Message headers (PROTOCOL.md §1.2) in the order Celery writes them; unknown headers are kept
-/// in `extra` and written back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// in `extra` and written back. Missing headers take their defaults (`lang` "py", the rest
+/// empty); a `null` `retries` or `replaced_task_nesting` reads as 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Headers {
     #[serde(default = "lang_py")]
     pub lang: String,
@@ -70,12 +71,54 @@ pub struct Headers {
     pub extra: Map<String, Value>,
 }
 
-fn null_is_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-fn lang_py() -> String {
-    "py".to_owned()
+/// Written by hand rather than derived: serde's `flatten` (for `extra`) buffers every header
+/// into an intermediate tree first, which was most of an envelope's decode time.
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a task message's headers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Headers, A::Error> {
+                let mut h = Headers::new("", "");
+                (h.root_id, h.ignore_result) = (None, None);
+                while let Some(key) = m.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "lang" => h.lang = m.next_value()?,
+                        "task" => h.task = m.next_value()?,
+                        "id" => h.id = m.next_value()?,
+                        "shadow" => h.shadow = m.next_value()?,
+                        "eta" => h.eta = m.next_value()?,
+                        "expires" => h.expires = m.next_value()?,
+                        "group" => h.group = m.next_value()?,
+                        "group_index" => h.group_index = m.next_value()?,
+                        "retries" => h.retries = m.next_value::<Option<u32>>()?.unwrap_or_default(),
+                        "timelimit" => h.timelimit = m.next_value()?,
+                        "root_id" => h.root_id = m.next_value()?,
+                        "parent_id" => h.parent_id = m.next_value()?,
+                        "argsrepr" => h.argsrepr = m.next_value()?,
+                        "kwargsrepr" => h.kwargsrepr = m.next_value()?,
+                        "origin" => h.origin = m.next_value()?,
+                        "ignore_result" => h.ignore_result = m.next_value()?,
+                        "replaced_task_nesting" => {
+                            h.replaced_task_nesting = m.next_value::<Option<u32>>()?.unwrap_or_default()
+                        }
+                        "stamped_headers" => h.stamped_headers = m.next_value()?,
+                        "stamps" => h.stamps = m.next_value::<Option<Map<String, Value>>>()?.unwrap_or_default(),
+                        "compression" => h.compression = m.next_value()?,
+                        _ => {
+                            let v = m.next_value()?;
+                            h.extra.insert(key.into_owned(), v);
+                        }
+                    }
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl Headers {

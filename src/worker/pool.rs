@@ -94,6 +94,7 @@ pub struct WorkerBuilder {
     queues: Option<Vec<String>>,
     hostname: Option<String>,
     stealing: bool,
+    busy_poll: Option<Duration>,
 }
 
 impl WorkerBuilder {
@@ -118,6 +119,7 @@ impl WorkerBuilder {
             queues: None,
             hostname: None,
             stealing: true,
+            busy_poll: None,
         }
     }
 
@@ -152,6 +154,17 @@ impl WorkerBuilder {
     /// Turns cross-shard stealing off (for measuring what it buys).
     pub fn stealing(mut self, on: bool) -> Self {
         self.stealing = on;
+        self
+    }
+
+    /// Lets each shard poll for up to `window` after its last piece of work before it parks
+    /// (glommio's spin-before-park). A parked shard needs a cross-core wake-up, tens of µs on
+    /// virtual machines; a polling one sees new work at once, at the price of a busy core while
+    /// it waits. For latency-critical workers on cores of their own (`--busy-poll-us`); it only
+    /// applies to shards pinned to a CPU, and hurts on a machine where the broker or the client
+    /// needs the same cores.
+    pub fn busy_poll(mut self, window: Duration) -> Self {
+        self.busy_poll = (!window.is_zero()).then_some(window);
         self
     }
 
@@ -248,7 +261,7 @@ impl WorkerBuilder {
         });
         let locals = Arc::new(Mutex::new(locals.into_iter().map(Some).collect::<Vec<_>>()));
         let s2 = shared.clone();
-        let shards = rt::start_shards(n, "celeriac-shard", move |i| {
+        let shards = rt::start_shards(n, "celeriac-shard", self.busy_poll, move |i| {
             let shared = s2.clone();
             let local =
                 locals.lock().unwrap_or_else(|p| p.into_inner())[i].take().expect("each shard takes its queue once");

@@ -388,7 +388,10 @@ impl RedisConsumer {
         let qname: Arc<str> = Arc::from(queue.as_str());
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let Some(raw) = frame_bytes(&item).map(Bytes::copy_from_slice) else { continue };
+            let raw = match item {
+                BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => b,
+                _ => continue,
+            };
             let env = match Envelope::<Headers>::decode(&raw) {
                 Ok(e) => e,
                 Err(e) => {
@@ -399,11 +402,16 @@ impl RedisConsumer {
             };
             let tag = env.delivery_tag().to_owned();
             let info = env.delivery_info().clone();
-            // [envelope, exchange, routing_key], the envelope exactly as received.
-            let stash = match std::str::from_utf8(&raw).ok().and_then(|s| RawValue::from_string(s.to_owned()).ok()) {
-                Some(rv) => serde_json::to_vec(&(rv, &info.exchange, &info.routing_key)).unwrap_or_default(),
-                None => continue,
-            };
+            // [envelope, exchange, routing_key], the envelope exactly as received (it just
+            // decoded, so it is JSON: no second parse to wrap it).
+            let mut stash = Vec::with_capacity(raw.len() + info.exchange.len() + info.routing_key.len() + 8);
+            stash.push(b'[');
+            stash.extend_from_slice(&raw);
+            for part in [&info.exchange, &info.routing_key] {
+                stash.push(b',');
+                serde_json::to_writer(&mut stash, part).expect("a string always serializes");
+            }
+            stash.push(b']');
             conn.send(&[b"HSET", self.broker.keys.unacked().as_bytes(), tag.as_bytes(), &stash]);
             conn.send(&[b"ZADD", self.broker.keys.unacked_index().as_bytes(), now.as_bytes(), tag.as_bytes()]);
             let message = match env.into_task() {
