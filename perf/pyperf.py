@@ -3,13 +3,15 @@
 Same scenarios and semantics as perf/harness.rs, over the same Redis: `drain` (N tasks loaded
 with no worker running, then `celery worker` starts; seconds until every result is stored, or
 for the ignore_result no-op until the queue and unacked bookkeeping are empty) and `rtt`
-(sequential delay().get()). Prints one JSON line per scenario.
+(sequential delay().get()), and `open_loop` (sends at a fixed rate, latency from each scheduled send
+time to the moment a listener thread sees the result published). Prints one JSON line per scenario.
 """
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import redis
@@ -130,6 +132,56 @@ def rtt(pool, concurrency, n):
           flush=True)
 
 
+def open_loop(pool, concurrency, rate, secs=2):
+    """Coordinated-omission-corrected, as in the Rust harness: each latency runs from the time
+    the schedule said to send, whether or not the sender was on time. Results are seen by a
+    PSUBSCRIBE listener on its own connection (a thread), the moment Redis publishes them."""
+    r = redis.Redis.from_url(BROKER)
+    r.flushdb()
+    p = start_worker(pool, concurrency)
+    for i in range(20):
+        add.delay(i, i).get(timeout=30)
+    n = rate * secs
+    seen = {}
+    sub = r.pubsub()
+    sub.psubscribe("celery-task-meta-*")
+    while sub.get_message(timeout=1) is None:
+        pass  # the psubscribe confirmation
+
+    def listen():
+        while len(seen) < n:
+            m = sub.get_message(timeout=1)
+            if m and m["type"] == "pmessage":
+                seen.setdefault(m["channel"].decode()[len("celery-task-meta-"):], time.perf_counter())
+            elif m is None and stop_listening.is_set():
+                return
+
+    stop_listening = threading.Event()
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    due_of = {}
+    start = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            due_of[add.apply_async((i, 1), producer=producer).id] = due
+    deadline = time.perf_counter() + 60
+    while len(seen) < n and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    stop_listening.set()
+    t.join()
+    stop(p)
+    samples = sorted((seen[i] - due) * 1e6 for i, due in due_of.items() if i in seen)
+    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))]
+    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "open_loop", "broker": "redis", "rate": rate,
+                      "n": n, "errors": n - len(samples), "p50_us": round(q(0.5), 1), "p90_us": round(q(0.9), 1),
+                      "p99_us": round(q(0.99), 1), "p999_us": round(q(0.999), 1), "max_us": round(samples[-1], 1)}),
+          flush=True)
+
+
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     rtt_n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
@@ -137,3 +189,5 @@ if __name__ == "__main__":
         drain(pool, c, n, "perf.add")
         drain(pool, c, n, "perf.noop")
         rtt(pool, c, rtt_n)
+        for rate in [int(x) for x in os.environ.get("PY_RATES", "200,1000").split(",") if x]:
+            open_loop(pool, c, rate)
