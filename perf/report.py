@@ -42,7 +42,7 @@ for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     out.append(f"| {impl} | {broker} | {rows[0]['n']} | {len(rows)} | " + " | ".join(f"{med(rows, f):,.0f}" for f in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]) + " |")
 out += ["", "## Open-loop latency (µs from the scheduled send time, corrected for coordinated omission; median of runs)", "",
         "| impl | broker | rate/s | n | runs | errors | p50 | p90 | p99 | p99.9 | max | sender late p99 µs |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-for (impl, scen, broker, task, rate), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], int(kv[0][4] or 0))):
+for (impl, scen, broker, task, rate), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], int(kv[0][4]) if kv[0][4].isdigit() else 0)):
     if scen != "open_loop":
         continue
     out.append(f"| {impl} | {broker} | {rate} | {rows[0]['n']} | {len(rows)} | {med(rows, 'errors'):.0f} | " + " | ".join(f"{med(rows, f):,.0f}" for f in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]) + (f" | {med(rows, 'sender_late_p99_us'):,.0f} |" if 'sender_late_p99_us' in rows[0] else " | — |"))

@@ -56,6 +56,7 @@ head="$(mktemp)"
   echo "Open loop = add tasks sent at a fixed rate for 2 s; latency from each scheduled send time to the result reaching the client (celeriac: get_async on a one-thread tokio runtime fed by a sender thread; Python: a PSUBSCRIBE listener thread in the sending process)."
   echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (README: Performance)."
 } >"$head"
-"$venv/bin/python" perf/report.py "$raw" "$head" >"$out"
+"$venv/bin/python" perf/report.py "$raw" "$head" >"$out" \
+  || { echo "bench.sh: the report failed; the raw lines are kept in $raw" >&2; exit 1; }
 rm -f "$raw" "$head"
 cat "$out"
