@@ -26,5 +26,36 @@ venv="$("$root/scripts/venv.sh")"
 
 export CELERIAC_PYTHON="$venv/bin/python"
 export CELERIAC_REDIS_SERVER="$(command -v redis-server)"
-cargo test --all-features "$@"
+cargo test --all-features --no-run "$@"
+
+# A test that hangs must fail the run with a picture of where it hangs, not eat CI's time: past
+# the limit, the threads of the test binaries still running are printed (gdb, when present), and
+# the whole run is killed as one process group, with the servers and workers the tests started.
+limit="${CELERIAC_TEST_TIMEOUT:-1200}"
+setsid cargo test --all-features "$@" &
+tests=$!
+trap 'kill -TERM -- "-$tests" 2>/dev/null; exit 130' INT TERM
+(
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  sleep "$limit" &
+  nap=$!
+  wait "$nap"
+  echo "test.sh: the tests are still running after ${limit}s; where they are:" >&2
+  for pid in $(pgrep -f "$root/target/debug/deps/" || true); do
+    echo "--- pid $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" >&2
+    if command -v gdb >/dev/null; then
+      gdb -batch -ex "thread apply all bt" -p "$pid" 2>/dev/null \
+        | grep -E '^(Thread |#[0-9]+ +0x[0-9a-f]+ in (celeriac|it)::)' | cut -c1-240 >&2 || true
+    else
+      for t in /proc/"$pid"/task/*; do echo "$(cat "$t/comm") $(cat "$t/wchan" 2>/dev/null)" >&2; done
+    fi
+  done
+  kill -KILL -- "-$tests" 2>/dev/null || true
+) &
+watchdog=$!
+rc=0
+wait "$tests" || rc=$?
+kill "$watchdog" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
+[ "$rc" -eq 0 ] || { echo "test.sh: cargo test failed (exit $rc)" >&2; exit "$rc"; }
 cargo check --benches --quiet

@@ -1,6 +1,8 @@
 //! Shards: one glommio executor per CPU, pinned, started before any other worker thread.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
@@ -8,9 +10,26 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 /// A running shard thread; `join` waits for its main future to finish.
 pub struct ShardHandle {
     inner: glommio::ExecutorJoinHandle<()>,
+    exited: Arc<AtomicBool>,
+}
+
+/// Set when a shard's main future ends or is never started (the executor could not be built:
+/// io_uring refused, the CPU cannot be bound), so a caller waiting for the shard to come up can
+/// tell "not yet" from "never".
+struct ExitFlag(Arc<AtomicBool>);
+
+impl Drop for ExitFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl ShardHandle {
+    /// Whether the shard's thread has stopped running its main future (or never started it).
+    pub fn exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
     /// Waits for the shard to stop. A panic that escaped the shard is reported as an error.
     pub fn join(self) -> Result<(), String> {
         self.inner.join().map_err(|e| e.to_string())
@@ -55,6 +74,8 @@ where
             _ => Placement::Unbound,
         };
         let main = main.clone();
+        let exited = Arc::new(AtomicBool::new(false));
+        let flag = ExitFlag(exited.clone());
         let mut builder = LocalExecutorBuilder::new(placement);
         if let Some(window) = busy_poll {
             builder = builder.spin_before_park(window);
@@ -66,10 +87,14 @@ where
             .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
             .spawn(move || {
                 super::mark_executor();
-                main(i)
+                let fut = main(i);
+                async move {
+                    let _flag = flag;
+                    fut.await
+                }
             })
             .map_err(|e| std::io::Error::other(format!("starting shard {i}: {e}")))?;
-        handles.push(ShardHandle { inner: h });
+        handles.push(ShardHandle { inner: h, exited });
     }
     Ok(handles)
 }

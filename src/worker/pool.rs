@@ -272,12 +272,39 @@ impl WorkerBuilder {
             if shared.started.load(Ordering::Acquire) >= n {
                 break;
             }
+            if shards.iter().any(ShardHandle::exited) {
+                return Err(shard_start_failed(&shared, shards));
+            }
             rt::block_on(rt::timeout_anywhere(Duration::from_millis(100), shared.started_notify.changed(seen)));
         }
         tracing::info!("{} ready.", shared.hostname);
         shared.hooks.send(&Signal::WorkerReady { hostname: &shared.hostname });
         Ok(WorkerHandle { shared, shards: Mutex::new(shards) })
     }
+}
+
+/// A shard stopped before it came up (its executor could not be built, or it panicked): the
+/// others are stopped and the first shard's own error is returned, instead of waiting forever.
+fn shard_start_failed(shared: &WorkerShared, shards: Vec<ShardHandle>) -> Error {
+    shared.lifecycle.advance(ShutdownMode::Cold);
+    for w in &shared.steal.wake {
+        w.notify();
+    }
+    let mut reason = None;
+    for (i, s) in shards.into_iter().enumerate() {
+        let exited = s.exited();
+        match s.join() {
+            Err(e) if reason.is_none() => reason = Some(format!("shard {i}: {e}")),
+            Ok(()) if exited && reason.is_none() => reason = Some(format!("shard {i} stopped during start-up")),
+            _ => {}
+        }
+    }
+    let mut reason = reason.unwrap_or_else(|| "a shard stopped during start-up".into());
+    if reason.contains("MemLockLimit") {
+        // glommio's io_uring rings need RLIMIT_MEMLOCK of at least 512 KiB per process.
+        reason.push_str(" (io_uring needs at least 512 KiB of locked memory: raise `ulimit -l`, LimitMEMLOCK= in a systemd unit, --ulimit memlock= in docker)");
+    }
+    Error::Runtime(std::io::Error::other(format!("the worker could not start: {reason}")))
 }
 
 /// A running worker.

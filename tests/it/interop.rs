@@ -283,6 +283,31 @@ fn celeriac_restores_what_a_killed_python_worker_left_unacked() {
 }
 
 #[test]
+fn a_worker_whose_runtime_cannot_start_exits_with_the_reason() {
+    // glommio's io_uring rings need 512 KiB of locked memory; under a 16 KiB `ulimit -l` the
+    // shards cannot be built. The worker must say so and exit, not wait for them forever.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -l 16 && exec \"$0\" worker -b memory:// --result-backend memory:// -c 2")
+        .arg(proj_bin())
+        .env_remove("CELERY_BROKER_URL")
+        .env_remove("CELERY_RESULT_BACKEND");
+    let mut p = Proc::spawn(cmd, "memlock");
+    let child = p.child.as_mut().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the worker hung at start:\n{}", p.output());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let out = p.output();
+    assert!(out.contains("could not start") && out.contains("MemLockLimit") && out.contains("ulimit -l"), "{out}");
+}
+
+#[test]
 fn a_celeriac_worker_restores_what_a_killed_celeriac_worker_left_unacked() {
     let _serial = serial();
     let server = RedisServer::start();
