@@ -23,10 +23,10 @@ impl IoThread {
             let (tx, rx) = flume::unbounded::<Job>();
             LocalExecutorBuilder::new(Placement::Unbound)
                 .name("celeriac-io")
-                .preempt_timer(std::time::Duration::from_millis(1))
+                .preempt_timer(super::PREEMPT)
                 .io_memory(1 << 20)
                 .spawn(move || async move {
-                    super::mark_executor();
+                    let _beat = super::executor_started();
                     while let Ok(job) = rx.recv_async().await {
                         glommio::spawn_local(job()).detach();
                     }

@@ -82,14 +82,15 @@ where
         }
         let h = builder
             .name(&format!("{name}-{i}"))
-            .preempt_timer(Duration::from_millis(1))
+            .preempt_timer(super::PREEMPT)
             .io_memory(1 << 20)
             .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
             .spawn(move || {
-                super::mark_executor();
+                let beat = super::executor_started();
                 let fut = main(i);
                 async move {
                     let _flag = flag;
+                    let _beat = beat;
                     fut.await
                 }
             })

@@ -224,10 +224,22 @@ fn mixed_fleet_runs_each_task_exactly_once() {
     assert_eq!(ours + theirs, n as u64, "each task ran exactly once (celeriac {ours} + python {theirs})");
 }
 
-fn wait_unacked(url: &str, at_least: i64) {
+fn wait_unacked(url: &str, at_least: i64, worker: &Proc) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while frame_int(&redis_cmd(url, &["HLEN", "unacked"])) < at_least {
-        assert!(Instant::now() < deadline, "the worker never held {at_least} unacked messages");
+    let mut most = 0;
+    loop {
+        let held = frame_int(&redis_cmd(url, &["HLEN", "unacked"]));
+        if held >= at_least {
+            return;
+        }
+        most = most.max(held);
+        if Instant::now() >= deadline {
+            let queued = frame_int(&redis_cmd(url, &["LLEN", "celery"]));
+            panic!(
+                "the worker never held {at_least} unacked messages (at most {most}; {queued} still queued); its log:\n{}",
+                worker.output()
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -243,7 +255,7 @@ fn python_restores_what_a_killed_celeriac_worker_left_unacked() {
     // All six are taken and stashed in `unacked` before the kill (a kill between a pop and its
     // stash loses the message in kombu too; that window is not what this test is about).
     let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (4,)).unwrap()).collect();
-    wait_unacked(&server.url(), 6);
+    wait_unacked(&server.url(), 6, &rs_worker);
     rs_worker.kill(9);
     assert_eq!(frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])), 6, "the killed worker left all six unacked");
     let _py = python_worker(&server, &[("PYPROJ_VISIBILITY", "4")], "py3");
@@ -261,7 +273,7 @@ fn celeriac_restores_what_a_killed_python_worker_left_unacked() {
     let client = client_app(&server).client();
     let rs: Vec<_> = (0..4).map(|_| client.send_task("proj.tasks.sleep", (2,)).unwrap()).collect();
     // A solo Python worker runs one task inside its event loop: it holds what it took unacked.
-    wait_unacked(&server.url(), 1);
+    wait_unacked(&server.url(), 1, &py);
     py.kill(9);
     assert!(frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])) >= 1);
     let app = App::builder("proj")
@@ -316,7 +328,7 @@ fn a_celeriac_worker_restores_what_a_killed_celeriac_worker_left_unacked() {
     let mut first = celeriac_worker(&server, Some(&cfg), "rs3");
     let client = client_app(&server).client();
     let rs: Vec<_> = (0..6).map(|_| client.send_task("proj.tasks.sleep", (4,)).unwrap()).collect();
-    wait_unacked(&server.url(), 6);
+    wait_unacked(&server.url(), 6, &first);
     first.kill(9);
     assert_eq!(frame_int(&redis_cmd(&server.url(), &["HLEN", "unacked"])), 6, "the killed worker left all six unacked");
     let _second = celeriac_worker(&server, Some(&cfg), "rs4");
