@@ -308,8 +308,10 @@ fn main() {
     let n: usize = arg("--n", "200000").parse().expect("--n");
     let rtt_n: usize = arg("--rtt", "5000").parse().expect("--rtt");
     let what = arg("--scenario", "all");
-    if what == "all" || what == "drain" {
+    if what == "all" || what == "drain" || what == "drain_add" {
         drain(&broker, n, "perf.add");
+    }
+    if what == "all" || what == "drain" || what == "drain_noop" {
         drain(&broker, n, "perf.noop");
     }
     if what == "all" || what == "rtt" {

@@ -18,7 +18,7 @@ pub struct TaskCtx(pub(crate) Arc<CtxInner>);
 pub(crate) struct CtxInner {
     /// The message as delivered (headers, properties, body bytes): retries republish it and a
     /// requeue puts it back.
-    pub message: TaskMessage,
+    pub message: Box<TaskMessage>,
     /// The body after decompression and transcoding to JSON.
     pub body: DecodedBody,
     pub delivery_info: DeliveryInfo,

@@ -18,7 +18,7 @@ pub(crate) enum AckTarget {
 /// A task message handed to a worker, unacked until settled.
 #[derive(Debug)]
 pub struct Delivery {
-    pub message: TaskMessage,
+    pub message: Box<TaskMessage>,
     pub info: DeliveryInfo,
     /// The queue it was taken from.
     pub queue: Arc<str>,
@@ -27,7 +27,7 @@ pub struct Delivery {
 
 impl Delivery {
     /// Splits the delivery into the message (to decode and run) and its settlement handle.
-    pub fn into_parts(self) -> (TaskMessage, Settle) {
+    pub fn into_parts(self) -> (Box<TaskMessage>, Settle) {
         let settle = Settle { info: self.info, queue: self.queue, target: self.target };
         (self.message, settle)
     }
@@ -64,7 +64,7 @@ impl Settle {
 
     /// Rejects with requeue: the message goes back to its queue, marked redelivered, and is
     /// consumed next (kombu's restore puts it at the consuming end).
-    pub fn requeue(self, mut msg: TaskMessage) {
+    pub fn requeue(self, mut msg: Box<TaskMessage>) {
         msg.headers.extra.insert("redelivered".into(), serde_json::Value::Bool(true));
         match self.target {
             AckTarget::Memory(b) => b.restore(&self.queue, msg),

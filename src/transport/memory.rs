@@ -19,8 +19,8 @@ use super::{priority_bucket, Delivery};
 
 #[derive(Debug, Default)]
 struct MemQueue {
-    // Boxed: a queue block then holds 31 pointers, not 31 × 700-byte messages, so a drained
-    // block frees cheaply and a message is moved once, not at every hop.
+    // Boxed: a queue block then holds 31 pointers, not 31 × 700-byte messages, and the box
+    // travels on through the delivery, the shard and the task context without being copied.
     restored: SegQueue<Box<TaskMessage>>,
     buckets: [SegQueue<Box<TaskMessage>>; 4],
     len: AtomicUsize,
@@ -28,10 +28,10 @@ struct MemQueue {
 }
 
 impl MemQueue {
-    fn pop(&self) -> Option<TaskMessage> {
+    fn pop(&self) -> Option<Box<TaskMessage>> {
         let m = self.restored.pop().or_else(|| self.buckets.iter().find_map(SegQueue::pop))?;
         self.len.fetch_sub(1, Ordering::AcqRel);
-        Some(*m)
+        Some(m)
     }
 }
 
@@ -80,9 +80,9 @@ impl MemoryBroker {
     }
 
     /// Puts a delivered message back at the consuming end of `queue`.
-    pub(crate) fn restore(&self, queue: &str, msg: TaskMessage) {
+    pub(crate) fn restore(&self, queue: &str, msg: Box<TaskMessage>) {
         let q = self.queue(queue);
-        q.restored.push(Box::new(msg));
+        q.restored.push(msg);
         q.len.fetch_add(1, Ordering::AcqRel);
         self.unacked.fetch_sub(1, Ordering::AcqRel);
         q.notify.notify();

@@ -182,7 +182,7 @@ pub(crate) fn admit(sh: &Rc<ShardCtx>, mut held: Held) {
     }
 }
 
-fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: TaskMessage, body: DecodedBody, settle: Settle) {
+fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: DecodedBody, settle: Settle) {
     let shared = &sh.shared;
     // Revocation and expiry are checked again when the task is about to run (after any ETA or
     // rate-limit wait), as Celery does.
@@ -406,7 +406,7 @@ pub(crate) struct After {
     settle: Settle,
     how: Settled,
     /// The message, kept only to requeue it (the memory broker puts the message itself back).
-    message: Option<TaskMessage>,
+    message: Option<Box<TaskMessage>>,
 }
 
 impl After {
@@ -415,7 +415,7 @@ impl After {
     }
 
     pub fn new(settle: Settle, how: Settled, ctx: &TaskCtx) -> Self {
-        let message = (how == Settled::Requeue).then(|| ctx.message().clone());
+        let message = (how == Settled::Requeue).then(|| Box::new(ctx.message().clone()));
         After { settle, how, message }
     }
 
@@ -522,17 +522,17 @@ fn store_meta(
         meta.retries = Some(h.retries);
         meta.queue = Some(queue);
     }
-    let what = format!("{}[{}]", h.task, h.id);
     match shared.client.backend().store(meta) {
         Stored::Done(r) => {
             if let Err(e) = r {
-                tracing::error!("Cannot store the result of {what}: {e}");
+                tracing::error!("Cannot store the result of {}[{}]: {e}", h.task, h.id);
             }
             if let Some(a) = after {
                 a.done();
             }
         }
         Stored::Pending(write) => {
+            let what = format!("{}[{}]", h.task, h.id);
             sh.storing.set(sh.storing.get() + 1);
             let sh = sh.clone();
             rt::spawn_local(async move {

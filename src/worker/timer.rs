@@ -32,7 +32,7 @@ pub(crate) enum HoldKind {
 /// A decoded delivery waiting for its moment.
 pub(crate) struct Held {
     pub entry: Arc<TaskEntry>,
-    pub msg: TaskMessage,
+    pub msg: Box<TaskMessage>,
     pub body: DecodedBody,
     pub settle: Settle,
     pub kind: HoldKind,

@@ -425,7 +425,7 @@ impl RedisConsumer {
             let redelivered = info.redelivered || message.headers.extra.get("redelivered") == Some(&Value::Bool(true));
             let priority = message.properties.priority;
             out.push(Delivery {
-                message,
+                message: Box::new(message),
                 info: DeliveryInfo { redelivered, ..info },
                 queue: qname.clone(),
                 target: AckTarget::Redis(RedisAck {
