@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::lock;
+
 /// The beat of an executor that has been running tasks: the longest such a stall lasts there.
 pub(crate) const BUSY: Duration = Duration::from_millis(5);
 /// The beat of an idle executor.
@@ -31,10 +33,6 @@ struct Beat {
     waker: Mutex<Option<Waker>>,
     kicks: AtomicU64,
     period_us: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The registered executors, each with the moment of its next beat.

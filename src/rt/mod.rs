@@ -36,6 +36,11 @@ pub(crate) fn executor_started() -> heartbeat::Guard {
     heartbeat::start()
 }
 
+/// Locks `m`, taking the data of a poisoned lock as it is (its holders only swap whole values).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Spawns a future on the current shard's executor; it runs until completion (detached).
 pub fn spawn_local<F>(fut: F)
 where

@@ -10,6 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::lock;
+
 /// Sleeps on the current shard's timer. Only inside a shard.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
@@ -46,10 +48,6 @@ struct Wheel {
     /// Sleeps still pending: when the heap holds more than twice as many entries (most of them
     /// cancelled), it is compacted.
     live: AtomicUsize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn wheel() -> &'static Arc<Wheel> {
