@@ -152,6 +152,13 @@ impl Backend {
         Ok(ResultWatch { task_id: task_id.to_owned(), tx, rx, backend: self.clone() })
     }
 
+    /// Whether a result is worth watching from the moment its task is sent (Celery's
+    /// `on_task_call`): on Redis the subscription then costs `get()` no round trip; an in-process
+    /// store hands the result over at once whenever the watch starts.
+    pub fn watches_at_send(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
+
     /// Deletes the stored result.
     pub fn forget(&self, task_id: &str) -> Result<(), BackendError> {
         match self {

@@ -118,7 +118,7 @@ impl Client {
         let (msg, queue) = self.build(name, &args, kwargs, options)?;
         let id = msg.headers.id.clone();
         let backend = &self.inner.backend;
-        let watch = watch && matches!(backend, Backend::Redis(_)) && msg.headers.ignore_result != Some(true);
+        let watch = watch && backend.watches_at_send() && msg.headers.ignore_result != Some(true);
         let watch = if watch { Some(backend.watch(&id)?) } else { None };
         Ok((msg, queue, AsyncResult::new(id, self.clone(), watch)))
     }
