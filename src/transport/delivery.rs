@@ -6,12 +6,12 @@ use std::sync::Arc;
 use crate::protocol::{DeliveryInfo, TaskMessage};
 
 use super::redis::RedisAck;
-use super::MemoryBroker;
+use super::memory::Link;
 
 /// Who settles the delivery.
 #[derive(Debug)]
 pub(crate) enum AckTarget {
-    Memory(Arc<MemoryBroker>),
+    Memory(Arc<Link>),
     Redis(RedisAck),
 }
 
@@ -43,6 +43,8 @@ impl Delivery {
 /// consumed while execution runs. Settling consumes it.
 #[derive(Debug)]
 pub struct Settle {
+    /// Where the message came from, carried with it while it waits (ETA, rate limit); the task
+    /// context takes it when the task runs, settling needs only the queue and the target.
     pub info: DeliveryInfo,
     pub queue: Arc<str>,
     target: AckTarget,

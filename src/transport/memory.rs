@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crossbeam_queue::SegQueue;
 
@@ -39,7 +39,8 @@ impl MemQueue {
 #[derive(Debug, Default)]
 pub struct MemoryBroker {
     queues: RwLock<HashMap<String, Arc<MemQueue>>>,
-    unacked: AtomicUsize,
+    /// Every consumer's unacked count, summed by [`MemoryBroker::unacked`].
+    consumers: Mutex<Vec<Weak<Link>>>,
     published: AtomicU64,
     /// Fanout subscribers (exchange, sink); dropped receivers are pruned on publish.
     fanout: Mutex<Vec<(String, flume::Sender<Vec<u8>>)>>,
@@ -80,16 +81,11 @@ impl MemoryBroker {
     }
 
     /// Puts a delivered message back at the consuming end of `queue`.
-    pub(crate) fn restore(&self, queue: &str, msg: Box<TaskMessage>) {
+    fn restore(&self, queue: &str, msg: Box<TaskMessage>) {
         let q = self.queue(queue);
         q.restored.push(msg);
         q.len.fetch_add(1, Ordering::AcqRel);
-        self.unacked.fetch_sub(1, Ordering::AcqRel);
         q.notify.notify();
-    }
-
-    pub(crate) fn settled(&self) {
-        self.unacked.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Messages waiting in `queue`.
@@ -99,22 +95,47 @@ impl MemoryBroker {
 
     /// Delivered but not yet acked or rejected, over all queues.
     pub fn unacked(&self) -> usize {
-        self.unacked.load(Ordering::Acquire)
+        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        consumers.retain(|c| c.strong_count() > 0);
+        consumers.iter().filter_map(Weak::upgrade).map(|c| c.unacked.load(Ordering::Acquire)).sum()
     }
 
     /// A consumer of `queues`, served round-robin.
     pub fn consumer(self: &Arc<Self>, queues: &[String]) -> MemoryConsumer {
+        let link = Arc::new(Link { broker: self.clone(), unacked: AtomicUsize::new(0) });
+        self.consumers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&link));
         MemoryConsumer {
-            broker: self.clone(),
+            link,
             queues: queues.iter().map(|n| (Arc::<str>::from(n.as_str()), self.queue(n))).collect(),
             next: 0,
         }
     }
 }
 
+/// One consumer's tie to the broker, held by each of its deliveries until settled. Its own
+/// unacked count (not one the broker keeps for all) means a shard settling a delivery writes no
+/// cache line the other shards write; a delivery stolen by another shard still settles here.
+#[derive(Debug)]
+pub(crate) struct Link {
+    broker: Arc<MemoryBroker>,
+    unacked: AtomicUsize,
+}
+
+impl Link {
+    pub(crate) fn settled(&self) {
+        self.unacked.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Puts a delivered message back at the consuming end of `queue`.
+    pub(crate) fn restore(&self, queue: &str, msg: Box<TaskMessage>) {
+        self.broker.restore(queue, msg);
+        self.settled();
+    }
+}
+
 /// One shard's consumer of the in-process broker.
 pub struct MemoryConsumer {
-    broker: Arc<MemoryBroker>,
+    link: Arc<Link>,
     queues: Vec<(Arc<str>, Arc<MemQueue>)>,
     next: usize,
 }
@@ -130,7 +151,7 @@ impl MemoryConsumer {
             match q.pop() {
                 Some(message) => {
                     idle = 0;
-                    self.broker.unacked.fetch_add(1, Ordering::AcqRel);
+                    self.link.unacked.fetch_add(1, Ordering::AcqRel);
                     out.push(Delivery {
                         info: DeliveryInfo {
                             exchange: String::new(),
@@ -139,7 +160,7 @@ impl MemoryConsumer {
                         },
                         message,
                         queue: name.clone(),
-                        target: AckTarget::Memory(self.broker.clone()),
+                        target: AckTarget::Memory(self.link.clone()),
                     });
                 }
                 None => {

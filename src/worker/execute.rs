@@ -28,7 +28,7 @@ use crate::task::{
 };
 use crate::transport::{Delivery, Settle};
 
-use super::pool::WorkerShared;
+use super::pool::{Counters, WorkerShared};
 use super::signal::Signal;
 use super::timer::{Held, HoldKind, Timer};
 
@@ -66,6 +66,11 @@ impl ShardCtx {
 
     fn wake(&self) {
         self.shared.steal.wake[self.index].notify();
+    }
+
+    /// This shard's counters.
+    pub(crate) fn stats(&self) -> &Counters {
+        &self.shared.stats[self.index]
     }
 }
 
@@ -182,7 +187,7 @@ pub(crate) fn admit(sh: &Rc<ShardCtx>, mut held: Held) {
     }
 }
 
-fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: DecodedBody, settle: Settle) {
+fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: DecodedBody, mut settle: Settle) {
     let shared = &sh.shared;
     // Revocation and expiry are checked again when the task is about to run (after any ETA or
     // rate-limit wait), as Celery does.
@@ -192,11 +197,23 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: De
     if msg.headers.expires.as_deref().and_then(parse_datetime).is_some_and(|exp| exp <= Utc::now()) {
         return discard_revoked(sh, &entry, &msg.headers, settle, "expired");
     }
-    let parsed = match body.parse() {
+    let (hard, soft) = time_limits(shared, &entry, &msg.headers);
+    let started = Instant::now();
+    // The context owns the message, its body and where it came from (moved, not copied: a
+    // settle needs only its queue and target); the arguments are parsed from the context's body.
+    let ctx = TaskCtx::new(CtxInner {
+        delivery_info: std::mem::take(&mut settle.info),
+        hostname: shared.hostname.clone(),
+        shard: sh.index,
+        soft_deadline: soft.map(|s| started + Duration::from_secs_f64(s)),
+        backend: shared.client.backend().clone(),
+        message: msg,
+        body,
+    });
+    let parsed = match ctx.body().parse() {
         Ok(p) => p,
-        Err(e) => return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e),
+        Err(e) => return reject_malformed(sh, ctx.headers(), &ctx.message().content_type, settle, e),
     };
-    let info = settle.info.clone();
     let acks_late = entry.options.acks_late.unwrap_or(shared.acks_late);
     let settle = if acks_late {
         Some(settle)
@@ -207,18 +224,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: De
     let extended = shared.result_extended.then(|| Extended {
         args: json!(parsed.args_value()),
         kwargs: Value::Object(parsed.kwargs_value()),
-        queue: info.routing_key.clone(),
-    });
-    let (hard, soft) = time_limits(shared, &entry, &msg.headers);
-    let started = Instant::now();
-    let ctx = TaskCtx::new(CtxInner {
-        delivery_info: info,
-        hostname: shared.hostname.clone(),
-        shard: sh.index,
-        soft_deadline: soft.map(|s| started + Duration::from_secs_f64(s)),
-        backend: shared.client.backend().clone(),
-        message: msg,
-        body: body.clone(),
+        queue: ctx.delivery_info().routing_key.clone(),
     });
     if entry.options.track_started.unwrap_or(shared.track_started) && !ignores_result(sh, &entry, ctx.headers()) {
         let started = json!({"pid": std::process::id(), "hostname": &*shared.hostname});
@@ -301,9 +307,7 @@ fn finish(
     let took = started.elapsed().as_secs_f64();
     let h = ctx.headers();
     let shared = &sh.shared;
-    let stats = &shared.stats;
-    stats.processed.fetch_add(1, Ordering::Relaxed);
-    stats.per_shard[sh.index].fetch_add(1, Ordering::Relaxed);
+    sh.stats().processed.fetch_add(1, Ordering::Relaxed);
     let acks_on_failure = entry.options.acks_on_failure_or_timeout.unwrap_or(shared.acks_on_failure_or_timeout);
     let e = match ended {
         Ended::Done(Outcome::Success(v)) => {
@@ -439,7 +443,7 @@ pub(crate) fn fail(
 ) {
     let h = ctx.headers();
     let shared = &sh.shared;
-    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+    sh.stats().failed.fetch_add(1, Ordering::Relaxed);
     tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
     let tb = e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&shared.hostname, h, &e));
     let exc = e.exception().to_value();
@@ -558,7 +562,7 @@ fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: 
         "Can't decode message body of task {task}[{id}] (content-type {content_type:?}, queue {:?}): {e}. The message has been rejected.",
         settle.queue.as_ref()
     );
-    sh.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     if !h.id.is_empty() && !h.ignores_result() {
         let (module, ty) = match e {
             ProtocolError::ContentDisallowed { .. } => ("kombu.exceptions", "ContentDisallowed"),
@@ -579,7 +583,7 @@ fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
         h.task,
         h.id
     );
-    sh.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };

@@ -22,14 +22,15 @@ use super::signal::{Hooks, Signal};
 use super::steal::StealSet;
 use super::{expand_nodename, Phase, ShutdownMode};
 
-/// Counters over the worker's life.
+/// One shard's counters over the worker's life, on a cache line of their own: a shared counter
+/// bumped by every shard per task moved its line between cores on each task.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct Counters {
     pub processed: AtomicU64,
     pub failed: AtomicU64,
     pub rejected: AtomicU64,
     pub stolen: AtomicU64,
-    pub per_shard: Vec<AtomicU64>,
 }
 
 /// A snapshot of the worker's counters.
@@ -75,7 +76,8 @@ pub(crate) struct WorkerShared {
     pub prefetch: usize,
     pub lifecycle: Lifecycle,
     pub steal: StealSet,
-    pub stats: Counters,
+    /// Per shard.
+    pub stats: Vec<Counters>,
     pub state_factories: Vec<(TypeId, StateFactory)>,
     pub started: AtomicUsize,
     pub started_notify: Notify,
@@ -254,7 +256,7 @@ impl WorkerBuilder {
             prefetch: self.config.worker_prefetch_multiplier as usize,
             lifecycle: Lifecycle::new(),
             steal,
-            stats: Counters { per_shard: (0..n).map(|_| AtomicU64::new(0)).collect(), ..Counters::default() },
+            stats: (0..n).map(|_| Counters::default()).collect(),
             state_factories: self.state_factories,
             started: AtomicUsize::new(0),
             started_notify: Notify::new(),
@@ -326,13 +328,14 @@ impl WorkerHandle {
 
     /// Counters so far.
     pub fn stats(&self) -> WorkerStats {
-        let c = &self.shared.stats;
+        let shards = &self.shared.stats;
+        let sum = |f: fn(&Counters) -> &AtomicU64| shards.iter().map(|c| f(c).load(Ordering::Relaxed)).sum();
         WorkerStats {
-            processed: c.processed.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            stolen: c.stolen.load(Ordering::Relaxed),
-            per_shard: c.per_shard.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            processed: sum(|c| &c.processed),
+            failed: sum(|c| &c.failed),
+            rejected: sum(|c| &c.rejected),
+            stolen: sum(|c| &c.stolen),
+            per_shard: shards.iter().map(|c| c.processed.load(Ordering::Relaxed)).collect(),
         }
     }
 

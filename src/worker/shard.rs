@@ -158,7 +158,7 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
         }
         let next = local.pop().or_else(|| {
             let d = shared.steal.steal_into(sh.index, local)?;
-            shared.stats.stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            sh.stats().stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
             Some(d)
         });
         match next {
@@ -175,7 +175,7 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
                 shared.steal.set_idle(sh.index, true);
                 if let Some(d) = shared.steal.steal_into(sh.index, local) {
                     shared.steal.set_idle(sh.index, false);
-                    shared.stats.stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    sh.stats().stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     execute::start(sh, d);
                     continue;
                 }
