@@ -299,6 +299,109 @@ fn eta(n: usize) {
     );
 }
 
+/// The floor under any Redis round trip shaped like Celery's on this machine: raw RESP over
+/// blocking sockets, no celeriac and no parsing beyond reading replies. A worker thread pops the
+/// task with BLPOP and PUBLISHes the result; the client LPUSHes and reads the published message
+/// on a SUBSCRIBEd connection (the LPUSH reply is read afterwards, so it costs no wait). That is
+/// four sleeping-thread wake-ups in sequence (client → Redis → worker → Redis → client) where a
+/// celeriac or Python worker needs at least as many; a PING round trip (two) is printed beside it.
+fn redis_floor(broker: &str, n: usize) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    let url = celeriac::transport::redis::RedisUrl::parse(broker).expect("redis url");
+    let celeriac::transport::redis::RedisAddr::Tcp(host, port) = url.addr else {
+        panic!("redis_floor needs a redis:// URL over TCP")
+    };
+    let addr = (host, port);
+    let connect = || {
+        let s = TcpStream::connect(&addr).expect("connect to redis");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    };
+    fn cmd(parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+        for p in parts {
+            out.extend_from_slice(format!("${}\r\n", p.len()).as_bytes());
+            out.extend_from_slice(p);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+    /// Reads one reply and returns its bulk strings (enough for the replies used here).
+    fn reply(r: &mut BufReader<TcpStream>) -> Vec<Vec<u8>> {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read reply");
+        match line.as_bytes()[0] {
+            b'*' => {
+                let n: i64 = line[1..].trim().parse().expect("array length");
+                (0..n.max(0)).flat_map(|_| reply(r)).collect()
+            }
+            b'$' => {
+                let n: i64 = line[1..].trim().parse().expect("bulk length");
+                if n < 0 {
+                    return Vec::new();
+                }
+                let mut buf = vec![0; n as usize + 2];
+                std::io::Read::read_exact(r, &mut buf).expect("bulk");
+                buf.truncate(n as usize);
+                vec![buf]
+            }
+            b'-' => panic!("redis error: {line}"),
+            _ => vec![line.trim().as_bytes().to_vec()],
+        }
+    }
+    let mut w = BufReader::new(connect());
+    let mut w_out = w.get_ref().try_clone().expect("clone");
+    w_out.write_all(&cmd(&[b"DEL", b"floor.q"])).unwrap();
+    reply(&mut w);
+    let worker = std::thread::spawn(move || loop {
+        w_out.write_all(&cmd(&[b"BLPOP", b"floor.q", b"0"])).unwrap();
+        let got = reply(&mut w);
+        if got.get(1).is_some_and(|v| v == b"stop") {
+            return;
+        }
+        w_out.write_all(&cmd(&[b"PUBLISH", b"floor.r", got[1].as_slice()])).unwrap();
+        reply(&mut w);
+    });
+    let mut sub = BufReader::new(connect());
+    let mut sub_out = sub.get_ref().try_clone().expect("clone");
+    sub_out.write_all(&cmd(&[b"SUBSCRIBE", b"floor.r"])).unwrap();
+    reply(&mut sub);
+    let mut c = BufReader::new(connect());
+    let mut c_out = c.get_ref().try_clone().expect("clone");
+    let mut rtt = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let mut ping = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    for i in 0..n + 200 {
+        let s = Instant::now();
+        c_out.write_all(&cmd(&[b"LPUSH", b"floor.q", i.to_string().as_bytes()])).unwrap();
+        let msg = reply(&mut sub);
+        let took = s.elapsed();
+        reply(&mut c);
+        assert_eq!(msg[2], i.to_string().as_bytes());
+        let s = Instant::now();
+        c_out.write_all(&cmd(&[b"PING"])).unwrap();
+        reply(&mut c);
+        if i >= 200 {
+            rtt.record(took.as_nanos() as u64).unwrap();
+            ping.record(s.elapsed().as_nanos() as u64).unwrap();
+        }
+    }
+    c_out.write_all(&cmd(&[b"LPUSH", b"floor.q", b"stop"])).unwrap();
+    reply(&mut c);
+    worker.join().expect("floor worker");
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (what, h) in [("floor (raw RESP)", &rtt), ("redis PING", &ping)] {
+        println!(
+            "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"redis\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+            us(h, 0.5),
+            us(h, 0.9),
+            us(h, 0.99),
+            us(h, 0.999),
+            h.max() as f64 / 1000.0
+        );
+    }
+}
+
 fn scheme(url: &str) -> &str {
     url.split("://").next().unwrap_or(url)
 }
@@ -324,6 +427,9 @@ fn main() {
     }
     if what == "eta" {
         eta(n);
+    }
+    if what == "redis_floor" {
+        redis_floor(&broker, rtt_n);
     }
     if what == "skew" {
         skew(true);

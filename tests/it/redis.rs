@@ -279,6 +279,18 @@ fn redis_restart_loses_nothing_with_acks_late() {
     w.shutdown();
 }
 
+/// A plain (blocking) send publishes on a pooled connection of its own thread's choosing; one
+/// left stale by a Redis restart is replaced on the spot, not reported as an error.
+#[test]
+fn a_send_after_a_redis_restart_replaces_the_stale_pooled_connection() {
+    let mut server = RedisServer::start();
+    let app = on_redis("t", &server).build().unwrap();
+    app.send_task("t.add", (1, 1)).unwrap();
+    server.restart(Duration::from_millis(100));
+    app.send_task("t.add", (2, 2)).expect("the first send after the restart succeeds");
+    assert_eq!(frame_int(&redis_cmd(&server.url(), &["LLEN", "celery"])), 2, "both messages are queued");
+}
+
 #[test]
 fn an_unreachable_redis_is_a_clear_error_not_a_hang() {
     let port = free_port();

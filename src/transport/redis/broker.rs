@@ -20,6 +20,7 @@ use crate::rt::{self, IoThread};
 use crate::transport::delivery::AckTarget;
 use crate::transport::{Delivery, TransportError};
 
+use super::blocking::Pool;
 use super::connection::frame_bytes;
 use super::{writer, BytesFrame, Connection, Keys, RedisError, RedisUrl, TransportOptions};
 
@@ -45,11 +46,13 @@ pub struct RedisBroker {
     pub url: RedisUrl,
     pub keys: Keys,
     declared: Mutex<HashSet<String>>,
+    /// Connections for publishes from threads outside the runtime.
+    blocking: Pool,
 }
 
 impl RedisBroker {
     pub fn new(url: RedisUrl, opts: TransportOptions) -> Arc<Self> {
-        Arc::new(RedisBroker { url, keys: Keys::new(opts), declared: Mutex::new(HashSet::new()) })
+        Arc::new(RedisBroker { url, keys: Keys::new(opts), declared: Mutex::new(HashSet::new()), blocking: Pool::default() })
     }
 
     /// The envelope kombu would push for `msg` on `queue`.
@@ -63,10 +66,19 @@ impl RedisBroker {
     fn declare(&self, conn: &Connection, queue: &str) {
         let fresh = self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_owned());
         if fresh {
-            let member = self.keys.binding_member(queue, queue);
-            conn.send(&[b"SADD", self.keys.binding_key(queue).as_bytes(), member.as_bytes()]);
-            conn.send(&[b"SADD", self.keys.binding_permanent_key(queue).as_bytes(), member.as_bytes()]);
+            for [cmd, key, member] in self.binding_commands(queue) {
+                conn.send(&[&cmd, &key, &member]);
+            }
         }
+    }
+
+    /// The SADDs that register `queue`'s binding (kombu 5.7 writes the permanent set too).
+    fn binding_commands(&self, queue: &str) -> [[Vec<u8>; 3]; 2] {
+        let member = self.keys.binding_member(queue, queue).into_bytes();
+        [
+            [b"SADD".to_vec(), self.keys.binding_key(queue).into_bytes(), member.clone()],
+            [b"SADD".to_vec(), self.keys.binding_permanent_key(queue).into_bytes(), member],
+        ]
     }
 
     /// LPUSHes an envelope from an executor thread and waits for Redis to take it.
@@ -90,7 +102,19 @@ impl RedisBroker {
             });
             return Ok(());
         }
-        rt::block_on(IoThread::global().run(move || b.push(q, p, env)))
+        // Off the runtime: LPUSH on a pooled blocking connection and wait for the reply on this
+        // thread — no hand-off to the I/O thread and back.
+        let fresh = !self.declared.lock().unwrap_or_else(|p| p.into_inner()).contains(queue);
+        let bindings = if fresh { self.binding_commands(queue).to_vec() } else { Vec::new() };
+        let key = self.keys.queue_key(queue, p);
+        let mut cmds: Vec<[&[u8]; 3]> = bindings.iter().map(|[c, k, m]| [&c[..], &k[..], &m[..]]).collect();
+        cmds.push([b"LPUSH", key.as_bytes(), &env]);
+        let cmds: Vec<&[&[u8]]> = cmds.iter().map(|c| &c[..]).collect();
+        self.blocking.pipeline(&self.url, &cmds).map_err(lost)?;
+        if fresh {
+            self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q);
+        }
+        Ok(())
     }
 
     /// Publishes many messages to `queue` from any thread: all LPUSHes are queued on one

@@ -175,7 +175,7 @@ async fn connect(url: &RedisUrl) -> std::io::Result<Box<dyn Io>> {
 }
 
 /// AUTH and SELECT, answered before anything else is written.
-async fn handshake(io: &mut Box<dyn Io>, url: &RedisUrl) -> Result<(), String> {
+pub(super) async fn handshake(io: &mut (impl AsyncRead + AsyncWrite + Unpin), url: &RedisUrl) -> Result<(), String> {
     let mut out = BytesMut::new();
     let mut expected = 0;
     let mut push = |args: &[&[u8]]| {

@@ -1,6 +1,7 @@
 //! The Redis transport, byte-compatible with kombu 5.7 (PROTOCOL.md §2): our own pipelined RESP
 //! client on the shard runtime, the kombu key layout, and a broker/consumer pair.
 
+mod blocking;
 mod broker;
 mod connection;
 mod kombu;
