@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Runs the criterion protocol benchmarks and writes a dated table to perf/results/.
+# Runs the criterion benchmarks (benches/protocol.rs: decode, encode, parsers; benches/worker.rs:
+# the memory queue and dispatch through a one-shard worker) and writes a dated table to
+# perf/results/.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 out="perf/results/$(date -u +%F)-protocol-bench.txt"
 raw="$(mktemp)"
-cargo bench --bench protocol 2>/dev/null | tee "$raw" >/dev/null
+cargo bench --bench protocol --bench worker 2>/dev/null | tee "$raw" >/dev/null
 {
-  echo "# cargo bench --bench protocol, $(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), rustc $(rustc --version | cut -d' ' -f2)"
+  echo "# cargo bench --bench protocol --bench worker, $(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), rustc $(rustc --version | cut -d' ' -f2)"
   echo "# criterion estimate [low mid high] per iteration; shared, noisy machine: compare rows within one run"
   python3 - "$raw" <<'PY'
 import re, sys
