@@ -120,10 +120,10 @@ impl std::fmt::Debug for TaskEntry {
     }
 }
 
-/// All registered tasks.
+/// All registered tasks, by name (looked up once per message: foldhash, not SipHash).
 #[derive(Debug, Default)]
 pub struct Registry {
-    tasks: HashMap<String, Arc<TaskEntry>>,
+    tasks: HashMap<String, Arc<TaskEntry>, foldhash::fast::RandomState>,
 }
 
 impl Registry {

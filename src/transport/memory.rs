@@ -155,7 +155,7 @@ impl MemoryConsumer {
                     out.push(Delivery {
                         info: DeliveryInfo {
                             exchange: String::new(),
-                            routing_key: name.to_string(),
+                            routing_key: String::from(&**name),
                             redelivered: message.headers.extra.contains_key("redelivered"),
                         },
                         message,

@@ -522,7 +522,7 @@ fn store_meta(
         meta.name = Some(h.task.clone());
         meta.args = Some(args);
         meta.kwargs = Some(kwargs);
-        meta.worker = Some(shared.hostname.to_string());
+        meta.worker = Some(String::from(&*shared.hostname));
         meta.retries = Some(h.retries);
         meta.queue = Some(queue);
     }

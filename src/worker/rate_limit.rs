@@ -46,7 +46,8 @@ struct TaskRate {
 /// The rate limits of every registered task type.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimits {
-    tasks: HashMap<String, TaskRate>,
+    /// Looked up once per task run: foldhash, not SipHash.
+    tasks: HashMap<String, TaskRate, foldhash::fast::RandomState>,
     disabled: bool,
 }
 
