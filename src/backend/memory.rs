@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 use foldhash::fast::RandomState;
 use hashbrown::hash_table::{Entry as Found, HashTable};
-
 use serde_json::Value;
 
 use crate::protocol::{ResultMeta, State};
@@ -39,7 +38,11 @@ impl Slot {
 /// third of the memory and of the fresh pages the kernel clears for it.
 #[derive(Debug)]
 enum Stored {
-    Plain { status: State, result: Value, date_done: Option<String> },
+    Plain {
+        status: State,
+        result: Value,
+        date_done: Option<String>,
+    },
     /// Anything more (traceback, children, group, parent, extended fields); `task_id` emptied.
     Full(Box<ResultMeta>),
 }

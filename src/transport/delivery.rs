@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::protocol::{DeliveryInfo, TaskMessage};
 
-use super::redis::RedisAck;
 use super::memory::Link;
+use super::redis::RedisAck;
 
 /// Who settles the delivery.
 #[derive(Debug)]

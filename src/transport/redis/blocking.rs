@@ -113,8 +113,7 @@ impl Pool {
             // on a fresh one.
             _ => Blocking::open(url).and_then(|mut c| Ok((c.pipeline(cmds)?, c))),
         };
-        let (replies, conn) =
-            replies.map_err(|e| RedisError::ConnectionLost(format!("{}: {e}", url.redacted())))?;
+        let (replies, conn) = replies.map_err(|e| RedisError::ConnectionLost(format!("{}: {e}", url.redacted())))?;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOLED {
             idle.push(conn);

@@ -52,7 +52,12 @@ pub struct RedisBroker {
 
 impl RedisBroker {
     pub fn new(url: RedisUrl, opts: TransportOptions) -> Arc<Self> {
-        Arc::new(RedisBroker { url, keys: Keys::new(opts), declared: Mutex::new(HashSet::new()), blocking: Pool::default() })
+        Arc::new(RedisBroker {
+            url,
+            keys: Keys::new(opts),
+            declared: Mutex::new(HashSet::new()),
+            blocking: Pool::default(),
+        })
     }
 
     /// The envelope kombu would push for `msg` on `queue`.

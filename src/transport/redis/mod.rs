@@ -1,5 +1,6 @@
 //! The Redis transport, byte-compatible with kombu 5.7 (PROTOCOL.md §2): our own pipelined RESP
-//! client on the shard runtime, the kombu key layout, and a broker/consumer pair.
+//! client on the shard runtime (plus pooled blocking connections for sends from threads outside
+//! it), the kombu key layout, and a broker/consumer pair.
 
 mod blocking;
 mod broker;
