@@ -49,13 +49,13 @@ enum Stored {
 
 impl Stored {
     fn new(meta: ResultMeta) -> Self {
-        // Destructured in full, so a field added to ResultMeta cannot be dropped here unseen.
+        // Matched in full (no `..`), so a field added to ResultMeta cannot be dropped here unseen.
         let ResultMeta {
-            status,
-            result,
+            status: _,
+            result: _,
             traceback,
             children,
-            date_done,
+            date_done: _,
             group_id,
             parent_id,
             name,
@@ -64,8 +64,8 @@ impl Stored {
             worker,
             retries,
             queue,
-            task_id,
-        } = meta;
+            task_id: _,
+        } = &meta;
         let plain = traceback.is_none()
             && children.as_ref().is_some_and(Vec::is_empty)
             && group_id.is_none()
@@ -77,24 +77,9 @@ impl Stored {
             && retries.is_none()
             && queue.is_none();
         if plain {
-            return Stored::Plain { status, result, date_done };
+            return Stored::Plain { status: meta.status, result: meta.result, date_done: meta.date_done };
         }
-        Stored::Full(Box::new(ResultMeta {
-            status,
-            result,
-            traceback,
-            children,
-            date_done,
-            group_id,
-            parent_id,
-            name,
-            args,
-            kwargs,
-            worker,
-            retries,
-            queue,
-            task_id,
-        }))
+        Stored::Full(Box::new(meta))
     }
 
     fn status(&self) -> &State {
@@ -106,22 +91,9 @@ impl Stored {
 
     fn to_meta(&self, id: &str) -> ResultMeta {
         match self {
-            Stored::Plain { status, result, date_done } => ResultMeta {
-                status: status.clone(),
-                result: result.clone(),
-                traceback: None,
-                children: Some(Vec::new()),
-                date_done: date_done.clone(),
-                group_id: None,
-                parent_id: None,
-                name: None,
-                args: None,
-                kwargs: None,
-                worker: None,
-                retries: None,
-                queue: None,
-                task_id: id.to_owned(),
-            },
+            Stored::Plain { status, result, date_done } => {
+                ResultMeta::done_at(id, status.clone(), result.clone(), date_done.clone())
+            }
             Stored::Full(m) => ResultMeta { task_id: id.to_owned(), ..ResultMeta::clone(m) },
         }
     }

@@ -42,6 +42,11 @@ impl ResultMeta {
     /// A meta in `status` with no extended fields; `date_done` is set for ready states.
     pub fn new(task_id: &str, status: State, result: Value) -> Self {
         let date_done = status.is_ready().then(now_iso);
+        Self::done_at(task_id, status, result, date_done)
+    }
+
+    /// As [`new`](Self::new) with `date_done` as given.
+    pub fn done_at(task_id: &str, status: State, result: Value, date_done: Option<String>) -> Self {
         ResultMeta {
             status,
             result,
