@@ -8,7 +8,7 @@
 //! more on a fresh connection (kombu retries a publish on a connection error too).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,13 +20,27 @@ use redis_protocol::resp2::types::{BorrowedFrame, BytesFrame};
 
 use super::{RedisAddr, RedisError, RedisUrl};
 
-/// How long a blocking command waits for Redis before it reports the connection lost.
+/// How long a blocking connect or command waits for Redis before it reports the connection lost.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Idle connections kept per broker.
-const POOLED: usize = 16;
+/// Idle connections kept per broker: as many as threads sent at once, up to this (more
+/// concurrent senders than that open and close a connection per send).
+const POOLED: usize = 64;
 
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
+
+/// Connects to the first address of `addr` that answers within [`IO_TIMEOUT`] (an unreachable
+/// host would otherwise hold the sending thread for the system's TCP timeout, minutes).
+fn connect(addr: impl ToSocketAddrs) -> Result<TcpStream, String> {
+    let mut last = "no address".to_owned();
+    for a in addr.to_socket_addrs().map_err(|e| e.to_string())? {
+        match TcpStream::connect_timeout(&a, IO_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
 
 /// One blocking connection, after AUTH and SELECT.
 struct Blocking {
@@ -38,7 +52,7 @@ impl Blocking {
     fn open(url: &RedisUrl) -> Result<Self, String> {
         let mut io: Box<dyn Stream> = match &url.addr {
             RedisAddr::Tcp(host, port) => {
-                let s = TcpStream::connect((host.as_str(), *port)).map_err(|e| e.to_string())?;
+                let s = connect((host.as_str(), *port))?;
                 s.set_nodelay(true).map_err(|e| e.to_string())?;
                 s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
                 s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
