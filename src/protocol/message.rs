@@ -571,5 +571,12 @@ mod tests {
         assert!(matches!(d.parse(), Err(ProtocolError::Malformed(_))));
         let mut m = msg(json!({"id": "i"}), "[[1], {}, null]");
         assert!(m.decode_body(&Accept::default()).is_err());
+        // Not UTF-8: inside a borrowed arg, inside a kwarg name, after the body.
+        for bad in [&b"[[\"\xff\"], {}, null]"[..], b"[[1], {\"\xfe\": 1}, null]", b"[[1], {}, null]\xff"] {
+            let mut m = msg(json!({"task": "t", "id": "i"}), "");
+            m.body = Bytes::copy_from_slice(bad);
+            let d = m.decode_body(&Accept::default()).unwrap();
+            assert!(d.parse().is_err(), "{bad:?}");
+        }
     }
 }
