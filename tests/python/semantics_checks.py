@@ -106,8 +106,11 @@ def update_state_progress():
     deadline = time.time() + T
     while not r.ready():
         assert time.time() < deadline
-        if r.state == "PROGRESS":
-            info = r.info
+        # One read of the meta: `r.state` then `r.info` are two reads, and the task can finish
+        # between them (the second then returns the result, not the progress).
+        meta = r.backend.get_task_meta(r.id)
+        if meta["status"] == "PROGRESS":
+            info = meta["result"]
             assert info["total"] == 3, info
             if not currents or currents[-1] != info["current"]:
                 currents.append(info["current"])
