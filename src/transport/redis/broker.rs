@@ -96,10 +96,10 @@ impl RedisBroker {
 
     /// Publishes `msg` to `queue` from any thread; waits until Redis has it.
     pub fn publish(self: &Arc<Self>, queue: &str, msg: &TaskMessage) -> Result<(), TransportError> {
-        let env = Self::envelope(queue, msg);
-        let (b, q, p) = (self.clone(), queue.to_owned(), msg.properties.priority);
+        let (env, p) = (Self::envelope(queue, msg), msg.properties.priority);
         if rt::on_executor() {
             // On a shard (a task sending a subtask): queue it on the shard's pipelined writer.
+            let (b, q) = (self.clone(), queue.to_owned());
             rt::spawn_local(async move {
                 if let Err(e) = b.push(q, p, env).await {
                     tracing::error!("publishing to redis failed: {e}");
@@ -117,7 +117,7 @@ impl RedisBroker {
         let cmds: Vec<&[&[u8]]> = cmds.iter().map(|c| &c[..]).collect();
         self.blocking.pipeline(&self.url, &cmds).map_err(lost)?;
         if fresh {
-            self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q);
+            self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_owned());
         }
         Ok(())
     }
