@@ -402,6 +402,67 @@ fn redis_floor(broker: &str, n: usize) {
     }
 }
 
+/// The floor of an in-process round trip on this machine: a value sent to a peer that sends it
+/// straight back, nothing else, with the client and the peer pinned to one CPU or to two. The
+/// peer is a plain thread blocking in `recv` (two futex wake-ups) or a glommio executor as a
+/// shard is (the wake-up crosses glommio's eventfd and io_uring, its park the membarrier).
+fn memory_floor(n: usize) {
+    fn pin(cpu: usize) {
+        assert!(core_affinity::set_for_current(core_affinity::CoreId { id: cpu }), "pin to CPU {cpu}");
+    }
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (glommio, client_cpu) in [(false, 0), (false, 1), (true, 0), (true, 1)] {
+        let (to_peer, peer_rx) = flume::unbounded::<u64>();
+        let (peer_tx, from_peer) = flume::unbounded::<u64>();
+        let peer = if glommio {
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
+                .spawn(move || async move {
+                    while let Ok(v) = peer_rx.recv_async().await {
+                        peer_tx.send(v).unwrap();
+                    }
+                })
+                .expect("glommio executor");
+            std::thread::spawn(move || ex.join().expect("glommio peer"))
+        } else {
+            std::thread::spawn(move || {
+                pin(0);
+                while let Ok(v) = peer_rx.recv() {
+                    peer_tx.send(v).unwrap();
+                }
+            })
+        };
+        let h = std::thread::spawn(move || {
+            pin(client_cpu);
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+            for i in 0..(n + 200) as u64 {
+                let s = Instant::now();
+                to_peer.send(i).unwrap();
+                assert_eq!(from_peer.recv().unwrap(), i);
+                if i >= 200 {
+                    h.record(s.elapsed().as_nanos() as u64).unwrap();
+                }
+            }
+            h
+        })
+        .join()
+        .expect("floor client");
+        peer.join().expect("floor peer");
+        let what = format!(
+            "floor ({}, {})",
+            if glommio { "glommio executor" } else { "thread" },
+            if client_cpu == 0 { "same CPU" } else { "other CPU" }
+        );
+        println!(
+            "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"memory\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+            us(&h, 0.5),
+            us(&h, 0.9),
+            us(&h, 0.99),
+            us(&h, 0.999),
+            h.max() as f64 / 1000.0
+        );
+    }
+}
+
 fn scheme(url: &str) -> &str {
     url.split("://").next().unwrap_or(url)
 }
@@ -427,6 +488,9 @@ fn main() {
     }
     if what == "eta" {
         eta(n);
+    }
+    if what == "memory_floor" {
+        memory_floor(rtt_n);
     }
     if what == "redis_floor" {
         redis_floor(&broker, rtt_n);

@@ -24,6 +24,7 @@ raw="$(mktemp)"
 for i in $(seq "$RUNS"); do
   echo "run $i/$RUNS: celeriac memory://" >&2
   target/release/examples/perf --broker memory:// --n "$N" --rtt "$RTT" --rates 10000,50000 >>"$raw"
+  target/release/examples/perf --scenario memory_floor --rtt "$RTT" >>"$raw"
   echo "run $i/$RUNS: celeriac redis" >&2
   target/release/examples/perf --broker "$url" --n "$N" --rtt "$RTT" --rates 200,1000,10000 >>"$raw"
   target/release/examples/perf --broker "$url" --scenario redis_floor --rtt "$RTT" >>"$raw"
@@ -53,7 +54,7 @@ head="$(mktemp)"
   echo "Semantics: default (early) acks; json; 'results true' = add(i, i) with the result stored in the same Redis (memory:// for the in-process runs), 'false' = a no-op with ignore_result."
   echo "Drain = N messages loaded with no worker running, then the worker starts; celeriac: seconds from worker start until all N processed and its shutdown flushed every result and ack (start-up included); Python: from the worker's first progress (the queue shrinks) until the queue and unacked are empty and, with results, every result key exists — Python's ~1.5 s start-up is excluded."
   echo "celeriac: $N tasks, 2 shards, prefetch 64/shard, in one process with the client; Python: $PY_N tasks, worker with -P solo -c 1 and -P prefork -c 2."
-  echo "Round trip = sequential delay().get() from a client in the same process as the worker (celeriac) or a separate Python client process (Python). 'floor (raw RESP)' = the least any Celery-shaped round trip can cost here: raw RESP on blocking sockets, a client LPUSH, a worker thread's BLPOP and PUBLISH, the client's SUBSCRIBEd read (four sleeping-thread wake-ups, no decoding, no result stored); 'redis PING' = one PING round trip on the same connection kind (two wake-ups)."
+  echo "Round trip = sequential delay().get() from a client in the same process as the worker (celeriac) or a separate Python client process (Python). 'floor (raw RESP)' = the least any Celery-shaped round trip can cost here: raw RESP on blocking sockets, a client LPUSH, a worker thread's BLPOP and PUBLISH, the client's SUBSCRIBEd read (four sleeping-thread wake-ups, no decoding, no result stored); 'redis PING' = one PING round trip on the same connection kind (two wake-ups). 'floor (thread|glommio executor, same|other CPU)' = the least an in-process round trip can cost: a value sent to a peer pinned to CPU 0 that sends it straight back, from a client pinned to CPU 0 or 1."
   echo "Open loop = add tasks sent at a fixed rate for 2 s; latency from each scheduled send time to the result reaching the client (celeriac: get_async on a one-thread tokio runtime fed by a sender thread; Python: a PSUBSCRIBE listener thread in the sending process)."
   echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (README: Performance)."
 } >"$head"

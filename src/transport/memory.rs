@@ -64,7 +64,7 @@ impl MemoryBroker {
         q.buckets[priority_bucket(msg.properties.priority)].push(Box::new(msg));
         q.len.fetch_add(1, Ordering::AcqRel);
         self.published.fetch_add(1, Ordering::Relaxed);
-        q.notify.notify();
+        q.notify.notify_near();
     }
 
     /// Delivers `envelope` to every subscriber of the fanout `exchange` in this process.
@@ -85,7 +85,7 @@ impl MemoryBroker {
         let q = self.queue(queue);
         q.restored.push(msg);
         q.len.fetch_add(1, Ordering::AcqRel);
-        q.notify.notify();
+        q.notify.notify_near();
     }
 
     /// Messages waiting in `queue`.
