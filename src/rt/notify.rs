@@ -19,9 +19,9 @@ pub struct Notify {
 #[derive(Debug)]
 struct Waiter {
     waker: Waker,
-    /// The CPU the waiter registered from: a pinned shard's own.
+    /// The CPU a leaving wait registered from (a pinned shard's own); -1 for other waits.
     cpu: i32,
-    /// The [`Changed`] that registered it (wakers cannot tell two waits of one task apart).
+    /// The leaving wait that registered it (wakers cannot tell two waits of one task apart).
     wait: u64,
 }
 
@@ -80,20 +80,30 @@ impl Notify {
 
     /// Completes once the epoch differs from `seen`.
     pub fn changed(&self, seen: u64) -> Changed<'_> {
-        Changed { notifies: vec![(self, seen)], registered: None }
+        Changed { notifies: vec![(self, seen)], leaves: false, registered: None }
     }
 
     /// Completes once any of the notifies' epochs differs from the paired `seen` value.
     pub fn any_changed<'a>(notifies: Vec<(&'a Notify, u64)>) -> Changed<'a> {
-        Changed { notifies, registered: None }
+        Changed { notifies, leaves: false, registered: None }
+    }
+
+    /// [`Notify::any_changed`] for waiters of [`Notify::notify_near`]: the wait records its CPU
+    /// and leaves the waiter lists when it is dropped, so the one wake-up a near notify gives
+    /// never lands on a wait that is over. (Other waits stay listed until the next notify, as
+    /// they always have: a spurious wake-up costs little, and taking them off too hung a Redis
+    /// worker's shutdown twice — in a test and in a benchmark run — for a reason not yet found.)
+    pub fn any_changed_leaving<'a>(notifies: Vec<(&'a Notify, u64)>) -> Changed<'a> {
+        Changed { notifies, leaves: true, registered: None }
     }
 }
 
-/// Future of [`Notify::changed`]. Dropped, it takes its waker off every list it joined, so a
-/// [`Notify::notify_near`] never spends its one wake-up on a wait that is over.
+/// Future of [`Notify::changed`], [`Notify::any_changed`] and [`Notify::any_changed_leaving`].
 pub struct Changed<'a> {
     notifies: Vec<(&'a Notify, u64)>,
-    /// This wait's number and the waker it registered, once it has.
+    /// Made by `any_changed_leaving`.
+    leaves: bool,
+    /// A leaving wait's number and the waker it registered, once it has.
     registered: Option<(u64, Waker)>,
 }
 
@@ -102,6 +112,16 @@ impl Future for Changed<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.notifies.iter().any(|(n, seen)| n.epoch() != *seen) {
             return Poll::Ready(());
+        }
+        if !self.leaves {
+            // Listed once per waker; the entry stays until a notify takes it.
+            for (n, _) in &self.notifies {
+                let mut waiters = super::lock(&n.waiters);
+                if !waiters.iter().any(|w| w.waker.will_wake(cx.waker())) {
+                    waiters.push(Waiter { waker: cx.waker().clone(), cpu: -1, wait: 0 });
+                }
+            }
+            return self.recheck();
         }
         match &self.registered {
             Some((_, w)) if w.will_wake(cx.waker()) => {}
@@ -125,7 +145,13 @@ impl Future for Changed<'_> {
                 self.registered = Some((wait, cx.waker().clone()));
             }
         }
-        // Re-check after registering: a notify between the first check and the push is not lost.
+        self.recheck()
+    }
+}
+
+impl Changed<'_> {
+    /// Re-checks after registering: a notify between the first check and the push is not lost.
+    fn recheck(&self) -> Poll<()> {
         if self.notifies.iter().any(|(n, seen)| n.epoch() != *seen) {
             Poll::Ready(())
         } else {
@@ -192,7 +218,7 @@ mod tests {
     /// Polls a fresh wait on `n` once from `cpu`, leaving it registered there.
     fn wait_from<'a>(n: &'a Notify, cpu: usize, count: &Arc<Count>) -> Changed<'a> {
         on_cpu(cpu, || {
-            let mut fut = n.changed(n.epoch());
+            let mut fut = Notify::any_changed_leaving(vec![(n, n.epoch())]);
             let waker = Waker::from(count.clone());
             assert!(Pin::new(&mut fut).poll(&mut Context::from_waker(&waker)).is_pending());
             fut
