@@ -62,7 +62,8 @@ impl Notify {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let cpu = current_cpu();
         let mut waiters = super::lock(&self.waiters);
-        match waiters.iter().rposition(|w| w.cpu == cpu) {
+        // Unknown CPU (-1, as other waits are listed): everyone.
+        match waiters.iter().rposition(|w| cpu >= 0 && w.cpu == cpu) {
             Some(i) => {
                 let w = waiters.swap_remove(i);
                 drop(waiters);

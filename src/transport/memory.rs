@@ -3,7 +3,8 @@
 //! Each queue holds four lock-free FIFO buckets (kombu's priority steps; lower is served first)
 //! and a bucket of restored messages served before them, so a requeued or returned delivery is
 //! consumed next, as kombu's restore does. Publishers wake waiting consumers through the queue's
-//! [`Notify`], which also wakes a parked glommio shard from another thread.
+//! [`Notify`] — the one on the publisher's CPU if it waits, else all — which also wakes a parked
+//! glommio shard from another thread.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
