@@ -389,17 +389,21 @@ fn redis_floor(broker: &str, n: usize) {
     c_out.write_all(&cmd(&[b"LPUSH", b"floor.q", b"stop"])).unwrap();
     reply(&mut c);
     worker.join().expect("floor worker");
-    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    for (what, h) in [("floor (raw RESP)", &rtt), ("redis PING", &ping)] {
-        println!(
-            "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"redis\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
-            us(h, 0.5),
-            us(h, 0.9),
-            us(h, 0.99),
-            us(h, 0.999),
-            h.max() as f64 / 1000.0
-        );
-    }
+    print_floor("floor (raw RESP)", "redis", n, &rtt);
+    print_floor("redis PING", "redis", n, &ping);
+}
+
+/// One floor measurement as a round-trip line of the report (µs).
+fn print_floor(what: &str, broker: &str, n: usize, h: &hdrhistogram::Histogram<u64>) {
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"{broker}\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1000.0
+    );
 }
 
 /// The floor of an in-process round trip on this machine: a value sent to a peer that sends it
@@ -410,7 +414,6 @@ fn memory_floor(n: usize) {
     fn pin(cpu: usize) {
         assert!(core_affinity::set_for_current(core_affinity::CoreId { id: cpu }), "pin to CPU {cpu}");
     }
-    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     for (glommio, client_cpu) in [(false, 0), (false, 1), (true, 0), (true, 1)] {
         let (to_peer, peer_rx) = flume::unbounded::<u64>();
         let (peer_tx, from_peer) = flume::unbounded::<u64>();
@@ -452,14 +455,7 @@ fn memory_floor(n: usize) {
             if glommio { "glommio executor" } else { "thread" },
             if client_cpu == 0 { "same CPU" } else { "other CPU" }
         );
-        println!(
-            "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"memory\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
-            us(&h, 0.5),
-            us(&h, 0.9),
-            us(&h, 0.99),
-            us(&h, 0.999),
-            h.max() as f64 / 1000.0
-        );
+        print_floor(&what, "memory", n, &h);
     }
 }
 
