@@ -142,15 +142,10 @@ fn rtt(broker: &str, n: usize) {
         assert_eq!(v, i + 1);
     }
     w.shutdown();
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{{\"impl\": \"celeriac\", \"scenario\": \"rtt\", \"broker\": \"{}\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}, \"send_p50_us\": {:.1}}}",
+        "{{\"impl\": \"celeriac\", \"scenario\": \"rtt\", \"broker\": \"{}\", \"n\": {n}, {}, \"send_p50_us\": {:.1}}}",
         scheme(broker),
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
-        h.max() as f64 / 1000.0,
+        latency_fields(&h),
         sends.value_at_quantile(0.5) as f64 / 1000.0
     );
 }
@@ -202,16 +197,11 @@ fn open_loop(broker: &str, rate: u64, secs: u64) {
     late.sort_unstable();
     let late_p99 = late.get(late.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0;
     let h = hist.lock().unwrap();
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{{\"impl\": \"celeriac\", \"scenario\": \"open_loop\", \"broker\": \"{}\", \"rate\": {rate}, \"n\": {n}, \"errors\": {}, \"sender_late_p99_us\": {late_p99:.1}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+        "{{\"impl\": \"celeriac\", \"scenario\": \"open_loop\", \"broker\": \"{}\", \"rate\": {rate}, \"n\": {n}, \"errors\": {}, \"sender_late_p99_us\": {late_p99:.1}, {}}}",
         scheme(broker),
         errors.load(std::sync::atomic::Ordering::Relaxed),
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
-        h.max() as f64 / 1000.0
+        latency_fields(&h)
     );
 }
 
@@ -393,17 +383,25 @@ fn redis_floor(broker: &str, n: usize) {
     print_floor("redis PING", "redis", n, &ping);
 }
 
-/// One floor measurement as a round-trip line of the report (µs).
+/// One floor measurement as a round-trip line of the report.
 fn print_floor(what: &str, broker: &str, n: usize, h: &hdrhistogram::Histogram<u64>) {
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"{broker}\", \"n\": {n}, \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}}}",
+        "{{\"impl\": \"{what}\", \"scenario\": \"rtt\", \"broker\": \"{broker}\", \"n\": {n}, {}}}",
+        latency_fields(h)
+    );
+}
+
+/// The report's latency fields of a histogram of nanoseconds, in µs: p50, p90, p99, p99.9, max.
+fn latency_fields(h: &hdrhistogram::Histogram<u64>) -> String {
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    format!(
+        "\"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}",
         us(0.5),
         us(0.9),
         us(0.99),
         us(0.999),
         h.max() as f64 / 1000.0
-    );
+    )
 }
 
 /// The floor of an in-process round trip on this machine: a value sent to a peer that sends it
