@@ -21,17 +21,14 @@ impl IoThread {
         static IO: OnceLock<IoThread> = OnceLock::new();
         IO.get_or_init(|| {
             let (tx, rx) = flume::unbounded::<Job>();
-            LocalExecutorBuilder::new(Placement::Unbound)
-                .name("celeriac-io")
-                .preempt_timer(super::PREEMPT)
-                .io_memory(1 << 20)
-                .spawn(move || async move {
-                    let _beat = super::executor_started();
-                    while let Ok(job) = rx.recv_async().await {
-                        glommio::spawn_local(job()).detach();
-                    }
-                })
-                .expect("starting the celeriac-io executor");
+            let builder =
+                LocalExecutorBuilder::new(Placement::Unbound).preempt_timer(super::PREEMPT).io_memory(1 << 20);
+            super::spawn_executor("celeriac-io".into(), builder, move || async move {
+                while let Ok(job) = rx.recv_async().await {
+                    glommio::spawn_local(job()).detach();
+                }
+            })
+            .expect("starting the celeriac-io executor");
             IoThread { tx }
         })
     }

@@ -9,7 +9,7 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 /// A running shard thread; `join` waits for its main future to finish.
 pub struct ShardHandle {
-    inner: glommio::ExecutorJoinHandle<()>,
+    inner: std::thread::JoinHandle<Result<(), String>>,
     exited: Arc<AtomicBool>,
 }
 
@@ -32,7 +32,10 @@ impl ShardHandle {
 
     /// Waits for the shard to stop. A panic that escaped the shard is reported as an error.
     pub fn join(self) -> Result<(), String> {
-        self.inner.join().map_err(|e| e.to_string())
+        match self.inner.join() {
+            Ok(built) => built,
+            Err(panic) => Err(panic_message(&*panic)),
+        }
     }
 }
 
@@ -80,22 +83,25 @@ where
         if let Some(window) = busy_poll {
             builder = builder.spin_before_park(window);
         }
-        let h = builder
-            .name(&format!("{name}-{i}"))
+        let builder = builder
             .preempt_timer(super::PREEMPT)
             .io_memory(1 << 20)
-            .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
-            .spawn(move || {
-                let beat = super::executor_started();
-                let fut = main(i);
-                async move {
-                    let _flag = flag;
-                    let _beat = beat;
-                    fut.await
-                }
-            })
-            .map_err(|e| std::io::Error::other(format!("starting shard {i}: {e}")))?;
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(2));
+        let h = super::spawn_executor(format!("{name}-{i}"), builder, move || {
+            let fut = main(i);
+            async move {
+                let _flag = flag;
+                fut.await
+            }
+        })
+        .map_err(|e| std::io::Error::other(format!("starting shard {i}: {e}")))?;
         handles.push(ShardHandle { inner: h, exited });
     }
     Ok(handles)
+}
+
+/// The message of a panic that ended a shard's thread.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let msg = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    format!("panicked: {}", msg.unwrap_or("(no message)"))
 }
