@@ -160,6 +160,15 @@ impl Consumer {
         }
     }
 
+    /// Whether a fetch sent to the broker is still unanswered: the next [`Consumer::fetch`]
+    /// returns its messages, whatever `max` it is given.
+    pub fn in_flight(&self) -> bool {
+        match self {
+            Consumer::Memory(_) => false,
+            Consumer::Redis(c) => c.in_flight(),
+        }
+    }
+
     /// Stops consuming: deliveries still arriving are returned (to be requeued), and every
     /// settlement queued on this shard is flushed to the broker.
     pub async fn close(&mut self) -> Vec<Delivery> {

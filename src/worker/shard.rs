@@ -49,7 +49,11 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
             break;
         }
         let room = shared.prefetch.saturating_sub(reserved(&sh, local.len()));
-        if room == 0 {
+        // A pop already sent is taken whatever the room (work stolen meanwhile may have filled
+        // it): its messages have left the queue and are not stashed as unacked until accepted,
+        // so leaving its reply unread until a task ends widened the window in which a crash
+        // loses them from microseconds to seconds.
+        if room == 0 && !consumer.in_flight() {
             wake.changed(seen).await;
             continue;
         }

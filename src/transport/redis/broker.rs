@@ -404,6 +404,11 @@ impl RedisConsumer {
         }
     }
 
+    /// Whether a blocking pop is in flight (its reply may hold popped, unstashed messages).
+    pub fn in_flight(&self) -> bool {
+        self.pending.is_some()
+    }
+
     fn accept(&mut self, key: &str, items: Vec<BytesFrame>) -> Vec<Delivery> {
         let queue = self.broker.keys.queue_of(key);
         if self.broker.keys.opts.queue_order_strategy == "round_robin" && self.queues.len() > 1 {
