@@ -3,7 +3,8 @@
 //! Each queue holds four lock-free FIFO buckets (kombu's priority steps; lower is served first)
 //! and a bucket of restored messages served before them, so a requeued or returned delivery is
 //! consumed next, as kombu's restore does. Publishers wake waiting consumers through the queue's
-//! [`Notify`], which also wakes a parked glommio shard from another thread.
+//! [`Notify`] — the one on the publisher's CPU if it waits, else all — which also wakes a parked
+//! glommio shard from another thread.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -64,7 +65,7 @@ impl MemoryBroker {
         q.buckets[priority_bucket(msg.properties.priority)].push(Box::new(msg));
         q.len.fetch_add(1, Ordering::AcqRel);
         self.published.fetch_add(1, Ordering::Relaxed);
-        q.notify.notify();
+        q.notify.notify_near();
     }
 
     /// Delivers `envelope` to every subscriber of the fanout `exchange` in this process.
@@ -85,7 +86,7 @@ impl MemoryBroker {
         let q = self.queue(queue);
         q.restored.push(msg);
         q.len.fetch_add(1, Ordering::AcqRel);
-        q.notify.notify();
+        q.notify.notify_near();
     }
 
     /// Messages waiting in `queue`.
@@ -181,7 +182,7 @@ impl MemoryConsumer {
                 return got;
             }
             let queues = self.queues.clone();
-            Notify::any_changed(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
+            Notify::any_changed_leaving(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
         }
     }
 }
