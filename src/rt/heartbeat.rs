@@ -38,7 +38,7 @@ pub(crate) const BUSY: Duration = Duration::from_millis(5);
 pub(crate) const IDLE: Duration = Duration::from_millis(160);
 /// How long a registered executor may go without running its beat task before it is taken for
 /// stranded in its first round: starting one takes microseconds, a descheduled thread a few ms.
-pub(crate) const FIRST_ROUND: Duration = Duration::from_millis(20);
+const FIRST_ROUND: Duration = Duration::from_millis(20);
 /// Interrupts an executor parked before its first round. Ignored by default, so nothing else
 /// expects it; the Go runtime uses it for the same purpose (preempting a thread).
 const RESCUE_SIGNAL: libc::c_int = libc::SIGURG;
@@ -105,8 +105,9 @@ fn interrupt(thread: libc::pthread_t) {
     }
 }
 
-/// Registered while any clone lives: one is kept by the executor's thread around its run, one by
-/// the main future, whose end (on the executor) deregisters and releases the beat task's waker.
+/// An executor's registration. The first clone dropped ends it: normally the main future's, on
+/// the executor, where the beat task's waker is released too; the one the thread keeps around
+/// its run ends it before the thread exits even if the run unwinds.
 #[derive(Clone)]
 pub(crate) struct Guard(Arc<Beat>);
 
