@@ -104,8 +104,8 @@ pub struct Changed<'a> {
     notifies: Vec<(&'a Notify, u64)>,
     /// Made by `any_changed_leaving`.
     leaves: bool,
-    /// A leaving wait's number and the waker it registered, once it has.
-    registered: Option<(u64, Waker)>,
+    /// A leaving wait's number, once it has listed itself.
+    registered: Option<u64>,
 }
 
 impl Future for Changed<'_> {
@@ -124,26 +124,18 @@ impl Future for Changed<'_> {
             }
             return self.recheck();
         }
-        match &self.registered {
-            Some((_, w)) if w.will_wake(cx.waker()) => {}
-            Some((wait, _)) => {
-                // Polled by another task or waker: swap ours in, or add it where a notify took it.
-                let wait = *wait;
-                for (n, _) in &self.notifies {
-                    let mut waiters = super::lock(&n.waiters);
-                    match waiters.iter_mut().find(|w| w.wait == wait) {
-                        Some(w) => w.waker.clone_from(cx.waker()),
-                        None => waiters.push(Waiter { waker: cx.waker().clone(), cpu: current_cpu(), wait }),
-                    }
-                }
-                self.registered = Some((wait, cx.waker().clone()));
-            }
-            None => {
-                let (wait, cpu) = (NEXT_WAIT.fetch_add(1, Ordering::Relaxed), current_cpu());
-                for (n, _) in &self.notifies {
-                    super::lock(&n.waiters).push(Waiter { waker: cx.waker().clone(), cpu, wait });
-                }
-                self.registered = Some((wait, cx.waker().clone()));
+        // Listed under its number, checked on every poll: a notify whose epoch change this wait
+        // had already read may have taken the entry (it bumps, then takes), and a wake-up for
+        // nothing must not leave the wait unlisted.
+        let wait = *self.registered.get_or_insert_with(|| NEXT_WAIT.fetch_add(1, Ordering::Relaxed));
+        let cpu = current_cpu();
+        for (n, _) in &self.notifies {
+            let mut waiters = super::lock(&n.waiters);
+            match waiters.iter_mut().find(|w| w.wait == wait) {
+                // Polled by another task or waker: swap ours in.
+                Some(w) if !w.waker.will_wake(cx.waker()) => w.waker.clone_from(cx.waker()),
+                Some(_) => {}
+                None => waiters.push(Waiter { waker: cx.waker().clone(), cpu, wait }),
             }
         }
         self.recheck()
@@ -163,7 +155,7 @@ impl Changed<'_> {
 
 impl Drop for Changed<'_> {
     fn drop(&mut self) {
-        if let Some((wait, _)) = self.registered.take() {
+        if let Some(wait) = self.registered.take() {
             for (n, _) in &self.notifies {
                 let mut waiters = super::lock(&n.waiters);
                 if let Some(i) = waiters.iter().position(|w| w.wait == wait) {
@@ -224,6 +216,29 @@ mod tests {
             assert!(Pin::new(&mut fut).poll(&mut Context::from_waker(&waker)).is_pending());
             fut
         })
+    }
+
+    #[test]
+    fn a_wait_listed_after_a_notify_bumped_the_epoch_is_still_woken_by_the_next() {
+        // A notify bumps the epoch, then takes the list. A wait that read the new epoch and
+        // listed itself in between is taken too: woken for nothing, it must list itself again,
+        // or the next notify finds no one (this lost a Redis worker's shutdown when every wait
+        // left the lists).
+        let n = Notify::new();
+        let count = Arc::new(Count(0.into()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        n.epoch.fetch_add(1, Ordering::SeqCst); // the first notify's bump...
+        let mut wait = Notify::any_changed_leaving(vec![(&n, n.epoch())]);
+        assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
+        for w in std::mem::take(&mut *n.waiters.lock().unwrap()) {
+            w.waker.wake(); // ...and its take, which finds the new wait
+        }
+        assert!(Pin::new(&mut wait).poll(&mut cx).is_pending(), "woken for nothing");
+        let before = count.0.load(Ordering::SeqCst);
+        n.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), before + 1, "the next notify must wake the wait");
+        assert!(Pin::new(&mut wait).poll(&mut cx).is_ready());
     }
 
     #[test]
