@@ -19,9 +19,9 @@ pub struct Notify {
 #[derive(Debug)]
 struct Waiter {
     waker: Waker,
-    /// The CPU a leaving wait registered from (a pinned shard's own); -1 for other waits.
+    /// The CPU the wait listed itself from (a pinned shard's own), or -1.
     cpu: i32,
-    /// The leaving wait that registered it (wakers cannot tell two waits of one task apart).
+    /// The wait that listed it (wakers cannot tell two waits of one task apart).
     wait: u64,
 }
 
@@ -62,7 +62,7 @@ impl Notify {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let cpu = current_cpu();
         let mut waiters = super::lock(&self.waiters);
-        // Unknown CPU (-1, as other waits are listed): everyone.
+        // A CPU we cannot read (-1): everyone.
         match waiters.iter().rposition(|w| cpu >= 0 && w.cpu == cpu) {
             Some(i) => {
                 let w = waiters.swap_remove(i);
@@ -81,30 +81,21 @@ impl Notify {
 
     /// Completes once the epoch differs from `seen`.
     pub fn changed(&self, seen: u64) -> Changed<'_> {
-        Changed { notifies: vec![(self, seen)], leaves: false, registered: None }
+        Changed { notifies: vec![(self, seen)], registered: None }
     }
 
     /// Completes once any of the notifies' epochs differs from the paired `seen` value.
     pub fn any_changed<'a>(notifies: Vec<(&'a Notify, u64)>) -> Changed<'a> {
-        Changed { notifies, leaves: false, registered: None }
-    }
-
-    /// [`Notify::any_changed`] for waiters of [`Notify::notify_near`]: the wait records its CPU
-    /// and leaves the waiter lists when it is dropped, so the one wake-up a near notify gives
-    /// never lands on a wait that is over. (Other waits stay listed until the next notify, as
-    /// they always have: a spurious wake-up costs little, and taking them off too hung a Redis
-    /// worker's shutdown twice — in a test and in a benchmark run — for a reason not yet found.)
-    pub fn any_changed_leaving<'a>(notifies: Vec<(&'a Notify, u64)>) -> Changed<'a> {
-        Changed { notifies, leaves: true, registered: None }
+        Changed { notifies, registered: None }
     }
 }
 
-/// Future of [`Notify::changed`], [`Notify::any_changed`] and [`Notify::any_changed_leaving`].
+/// Future of [`Notify::changed`] and [`Notify::any_changed`]. It lists itself with its CPU and
+/// leaves the lists when dropped, so the one wake-up a [`Notify::notify_near`] gives never lands
+/// on a wait that is over.
 pub struct Changed<'a> {
     notifies: Vec<(&'a Notify, u64)>,
-    /// Made by `any_changed_leaving`.
-    leaves: bool,
-    /// A leaving wait's number, once it has listed itself.
+    /// This wait's number, once it has listed itself.
     registered: Option<u64>,
 }
 
@@ -113,16 +104,6 @@ impl Future for Changed<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.notifies.iter().any(|(n, seen)| n.epoch() != *seen) {
             return Poll::Ready(());
-        }
-        if !self.leaves {
-            // Listed once per waker; the entry stays until a notify takes it.
-            for (n, _) in &self.notifies {
-                let mut waiters = super::lock(&n.waiters);
-                if !waiters.iter().any(|w| w.waker.will_wake(cx.waker())) {
-                    waiters.push(Waiter { waker: cx.waker().clone(), cpu: -1, wait: 0 });
-                }
-            }
-            return self.recheck();
         }
         // Listed under its number, checked on every poll: a notify whose epoch change this wait
         // had already read may have taken the entry (it bumps, then takes), and a wake-up for
@@ -211,7 +192,7 @@ mod tests {
     /// Polls a fresh wait on `n` once from `cpu`, leaving it registered there.
     fn wait_from<'a>(n: &'a Notify, cpu: usize, count: &Arc<Count>) -> Changed<'a> {
         on_cpu(cpu, || {
-            let mut fut = Notify::any_changed_leaving(vec![(n, n.epoch())]);
+            let mut fut = n.changed(n.epoch());
             let waker = Waker::from(count.clone());
             assert!(Pin::new(&mut fut).poll(&mut Context::from_waker(&waker)).is_pending());
             fut
@@ -229,7 +210,7 @@ mod tests {
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         n.epoch.fetch_add(1, Ordering::SeqCst); // the first notify's bump...
-        let mut wait = Notify::any_changed_leaving(vec![(&n, n.epoch())]);
+        let mut wait = n.changed(n.epoch());
         assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
         for w in std::mem::take(&mut *n.waiters.lock().unwrap()) {
             w.waker.wake(); // ...and its take, which finds the new wait

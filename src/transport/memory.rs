@@ -182,7 +182,7 @@ impl MemoryConsumer {
                 return got;
             }
             let queues = self.queues.clone();
-            Notify::any_changed_leaving(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
+            Notify::any_changed(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
         }
     }
 }
