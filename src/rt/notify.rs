@@ -102,35 +102,35 @@ pub struct Changed<'a> {
 impl Future for Changed<'_> {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.notifies.iter().any(|(n, seen)| n.epoch() != *seen) {
+        if self.fired() {
             return Poll::Ready(());
         }
         // Listed under its number, checked on every poll: a notify whose epoch change this wait
         // had already read may have taken the entry (it bumps, then takes), and a wake-up for
         // nothing must not leave the wait unlisted.
         let wait = *self.registered.get_or_insert_with(|| NEXT_WAIT.fetch_add(1, Ordering::Relaxed));
-        let cpu = current_cpu();
         for (n, _) in &self.notifies {
             let mut waiters = super::lock(&n.waiters);
             match waiters.iter_mut().find(|w| w.wait == wait) {
                 // Polled by another task or waker: swap ours in.
                 Some(w) if !w.waker.will_wake(cx.waker()) => w.waker.clone_from(cx.waker()),
                 Some(_) => {}
-                None => waiters.push(Waiter { waker: cx.waker().clone(), cpu, wait }),
+                None => waiters.push(Waiter { waker: cx.waker().clone(), cpu: current_cpu(), wait }),
             }
         }
-        self.recheck()
-    }
-}
-
-impl Changed<'_> {
-    /// Re-checks after registering: a notify between the first check and the push is not lost.
-    fn recheck(&self) -> Poll<()> {
-        if self.notifies.iter().any(|(n, seen)| n.epoch() != *seen) {
+        // Re-checked after listing: a notify between the first check and the push is not lost.
+        if self.fired() {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+}
+
+impl Changed<'_> {
+    /// Whether any of the notifies' epochs moved past the one this wait saw.
+    fn fired(&self) -> bool {
+        self.notifies.iter().any(|(n, seen)| n.epoch() != *seen)
     }
 }
 
