@@ -59,6 +59,11 @@ where
     })
 }
 
+/// The text a panic was raised with (`panic!("…")` payloads are `&str` or `String`).
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
 /// Locks `m`, taking the data of a poisoned lock as it is (its holders only swap whole values).
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -102,6 +102,5 @@ where
 
 /// The message of a panic that ended a shard's thread.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let msg = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str));
-    format!("panicked: {}", msg.unwrap_or("(no message)"))
+    format!("panicked: {}", super::panic_text(panic).unwrap_or("(no message)"))
 }

@@ -60,11 +60,7 @@ fn extract<T: FromInvocation>(inv: &Invocation<'_>, pos: &mut usize) -> Result<T
 
 /// The error a panicking task body becomes; the shard keeps running.
 pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> TaskError {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "task panicked".to_owned());
+    let msg = crate::rt::panic_text(&*payload).unwrap_or("task panicked").to_owned();
     TaskError::with_module("celeriac", "TaskPanicked", msg)
 }
 
