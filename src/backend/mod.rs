@@ -36,6 +36,9 @@ pub enum BackendError {
     ConnectionLost(String),
     #[error("a stored result cannot be read: {0}")]
     Corrupt(String),
+    /// The store answered and refused the write (out of memory, read-only replica, …).
+    #[error("result backend refused the write: {0}")]
+    Refused(String),
 }
 
 /// One task's ready result on its way to a client (see [`Backend::watch`]). Once it is in, it
@@ -189,6 +192,15 @@ impl Backend {
             Backend::Disabled => Err(BackendError::Disabled),
             Backend::Memory(b) => Ok(b.restore_group(group_id)),
             Backend::Redis(b) => b.restore_group(group_id),
+        }
+    }
+
+    /// Whether the result store answers, from a thread outside the shards: `Err((fatal, why))`,
+    /// where `fatal` says retrying cannot help (a refused password).
+    pub fn check(&self) -> Result<(), (bool, String)> {
+        match self {
+            Backend::Disabled | Backend::Memory(_) => Ok(()),
+            Backend::Redis(b) => crate::transport::redis::check(&b.url),
         }
     }
 

@@ -3,7 +3,7 @@
 //! SUBSCRIBE (then GET once the subscription is confirmed, so nothing published in between is
 //! missed). Group results live at `celery-taskset-meta-<id>`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::protocol::{ResultMeta, ResultTuple};
 use crate::rt::{self, IoThread};
-use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl};
+use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl, Script};
 
 use super::BackendError;
 
@@ -51,7 +51,10 @@ impl RedisBackend {
     }
 
     /// Stores `meta` from an executor thread through its pipelined writer; retries for up to a
-    /// minute while Redis is unreachable, so a restart does not lose results.
+    /// minute while Redis is unreachable or busy (`LOADING` after a restart, `BUSY` with a script
+    /// running, `TRYAGAIN`, `MASTERDOWN`: what redis-py retries too), so a restart does not lose
+    /// results. A refusal that retrying cannot cure (`OOM`, `READONLY`, …) is returned as what it
+    /// is at once.
     pub fn store_local(&self, meta: &ResultMeta) -> impl Future<Output = Result<(), BackendError>> + 'static {
         let key = self.key(&meta.task_id);
         let body = serde_json::to_vec(meta).expect("result metas are JSON values");
@@ -62,15 +65,19 @@ impl RedisBackend {
             let mut wait = Duration::from_millis(50);
             loop {
                 let w = writer(&url);
-                match store_script(&w, key.as_bytes(), &body, ttl.as_bytes()).await {
+                let why = match store_script(&w, key.as_bytes(), &body, ttl.as_bytes()).await {
                     Ok(_) => return Ok(()),
-                    Err(RedisError::ConnectionLost(e)) if Instant::now() < deadline => {
-                        tracing::debug!("storing {key}: {e}; retrying");
-                        rt::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
-                    }
+                    Err(RedisError::ConnectionLost(e)) => e,
+                    Err(RedisError::Server(e)) if is_transient(&e) => e,
+                    Err(RedisError::Server(e)) => return Err(BackendError::Refused(e)),
                     Err(e) => return Err(lost(e)),
+                };
+                if Instant::now() >= deadline {
+                    return Err(BackendError::ConnectionLost(why));
                 }
+                tracing::debug!("storing {key}: {why}; retrying in {wait:?}");
+                rt::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
             }
         }
     }
@@ -144,27 +151,17 @@ impl RedisBackend {
     }
 }
 
-/// The SHA1 of [`STORE_LUA`], as `SCRIPT LOAD` answered it once.
-static STORE_SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Server errors that pass by themselves: the data set is loading, a script is running, a
+/// cluster slot is moving, the replica lost its master.
+fn is_transient(e: &str) -> bool {
+    ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"].iter().any(|p| e.starts_with(p))
+}
 
-/// Runs the store script by its SHA (EVALSHA: Redis neither receives nor hashes the script text
-/// per result); a server that does not know it yet (restarted, flushed) gets it by EVAL, which
-/// also caches it there.
+/// The store script, run by its SHA.
+static STORE: Script = Script::new(STORE_LUA);
+
 async fn store_script(conn: &Connection, key: &[u8], body: &[u8], ttl: &[u8]) -> Result<BytesFrame, RedisError> {
-    if STORE_SHA.get().is_none() {
-        if let Ok(f) = conn.call(&[b"SCRIPT", b"LOAD", STORE_LUA.as_bytes()]).await {
-            if let Some(sha) = frame_bytes(&f) {
-                let _ = STORE_SHA.set(String::from_utf8_lossy(sha).into_owned());
-            }
-        }
-    }
-    if let Some(sha) = STORE_SHA.get() {
-        match conn.call(&[b"EVALSHA", sha.as_bytes(), b"1", key, body, ttl]).await {
-            Err(RedisError::Server(e)) if e.starts_with("NOSCRIPT") => {}
-            other => return other,
-        }
-    }
-    conn.call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key, body, ttl]).await
+    STORE.call(conn, &[key], &[body, ttl]).await
 }
 
 async fn get_meta(conn: &Connection, key: &str) -> Result<Option<ResultMeta>, BackendError> {
@@ -180,6 +177,8 @@ struct Listener {
     url: RedisUrl,
     sub: RefCell<Option<Connection>>,
     waiters: RefCell<HashMap<String, Vec<flume::Sender<ResultMeta>>>>,
+    /// A subscribe-again after a refusal is scheduled.
+    resubscribing: Cell<bool>,
 }
 
 thread_local! {
@@ -195,6 +194,7 @@ fn listener(url: &RedisUrl) -> Rc<Listener> {
                     url: url.clone(),
                     sub: RefCell::new(None),
                     waiters: RefCell::new(HashMap::new()),
+                    resubscribing: Cell::new(false),
                 });
                 let weak: Weak<Listener> = Rc::downgrade(&lis);
                 let conn = Connection::open_subscriber(url.clone(), "results", move |frame| {
@@ -247,6 +247,26 @@ impl Listener {
     }
 
     fn on_push(self: &Rc<Self>, frame: BytesFrame) {
+        if let BytesFrame::Error(e) = &frame {
+            // A SUBSCRIBE refused while Redis is busy or loading: those waits would never hear
+            // of their results. Subscribe everything awaited again a little later (a second
+            // SUBSCRIBE of a key is harmless: one more confirmation, one more GET).
+            if is_transient(e) && !self.resubscribing.replace(true) {
+                tracing::debug!("result subscription refused ({e}); subscribing again");
+                let me = self.clone();
+                rt::spawn_local(async move {
+                    rt::sleep(Duration::from_millis(100)).await;
+                    me.resubscribing.set(false);
+                    let sub = me.sub();
+                    for key in me.waiters.borrow().keys() {
+                        sub.send(&[b"SUBSCRIBE", key.as_bytes()]);
+                    }
+                });
+            } else if !is_transient(e) {
+                tracing::warn!("result subscription refused: {e}");
+            }
+            return;
+        }
         let BytesFrame::Array(parts) = frame else { return };
         let kind = parts.first().and_then(frame_bytes).unwrap_or(b"");
         let channel = parts.get(1).and_then(frame_bytes).map(|c| String::from_utf8_lossy(c).into_owned());

@@ -177,8 +177,10 @@ impl Client {
         h.eta = eta.map(|t| format_datetime(&t.fixed_offset()));
         h.expires = expires.map(|t| format_datetime(&t.fixed_offset()));
         h.set_time_limits(o.time_limit, o.soft_time_limit);
-        h.argsrepr = Some(truncate(tuple_repr(args)));
-        h.kwargsrepr = Some(truncate(protocol::py_repr(&Value::Object(kwargs.clone()))));
+        h.argsrepr = Some(protocol::shorten(&tuple_repr(args), protocol::REPR_MAX).into_owned());
+        h.kwargsrepr = Some(
+            protocol::shorten(&protocol::py_repr(&Value::Object(kwargs.clone())), protocol::REPR_MAX).into_owned(),
+        );
         h.origin = Some(self.inner.origin.clone());
         h.ignore_result = Some(o.ignore_result.unwrap_or(self.inner.ignore_result));
         h.extra = o.headers.clone();
@@ -214,17 +216,4 @@ fn tuple_repr(args: &[Value]) -> String {
     } else {
         format!("({})", items.join(", "))
     }
-}
-
-/// Celery cuts reprs at 1024 characters (saferepr).
-fn truncate(mut s: String) -> String {
-    if s.len() > 1024 {
-        let mut cut = 1021;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
 }

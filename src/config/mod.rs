@@ -108,6 +108,13 @@ pub struct Config {
     pub worker_prefetch_multiplier: u32,
     /// Shards; `None` = the CPUs this process may use.
     pub worker_concurrency: Option<usize>,
+    /// Attempts to reach the broker and the result store at a worker's start before it gives
+    /// up (Celery's default 100; the delay doubles from 0.5 s up to 8 s).
+    pub broker_connection_max_retries: u32,
+    /// The largest message body a worker accepts after decompression, in bytes (0: no limit).
+    /// A body that would inflate past it is rejected, not inflated: a 1 MB zlib bomb must not
+    /// take the worker to a GiB. celeriac's own setting; default 64 MiB.
+    pub worker_max_body_size: usize,
     pub timezone: String,
     pub enable_utc: bool,
     /// kombu transport options for the broker (Redis: visibility_timeout, global_keyprefix, …).
@@ -161,6 +168,8 @@ impl Default for Config {
             result_extended: false,
             worker_prefetch_multiplier: 4,
             worker_concurrency: None,
+            broker_connection_max_retries: 100,
+            worker_max_body_size: crate::protocol::DEFAULT_MAX_BODY,
             timezone: "UTC".into(),
             enable_utc: true,
             broker_transport_options: TransportOptions::default(),
@@ -278,7 +287,8 @@ impl Config {
             task_serializer: serializer("task_serializer", &self.task_serializer)?,
             result_serializer: serializer("result_serializer", &self.result_serializer)?,
             accept: Accept::from_names(&self.accept_content)
-                .map_err(|e| ConfigError::Invalid { setting: "accept_content", reason: e.to_string() })?,
+                .map_err(|e| ConfigError::Invalid { setting: "accept_content", reason: e.to_string() })?
+                .max_body(self.worker_max_body_size),
             compression: self
                 .task_compression
                 .as_deref()

@@ -95,28 +95,29 @@ impl Compression {
 
     /// Decompresses `data`; corrupt input is an error, never a panic.
     pub fn decompress(self, data: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+        self.decompress_max(data, usize::MAX)
+    }
+
+    /// Decompresses `data` into at most `limit` bytes: a body that inflates past it is an error
+    /// as soon as the limit is crossed, so a small bomb never costs more than `limit` of memory.
+    pub fn decompress_max(self, data: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
         let fail = |e: std::io::Error| ProtocolError::Compression {
             method: self.label(),
             op: "decompress",
             reason: e.to_string(),
         };
-        let mut out = Vec::with_capacity(data.len() * 4);
-        match self {
-            Compression::Zlib => {
-                flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
-            }
-            Compression::Bzip2 => {
-                bzip2::read::BzDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
-            }
-            Compression::Lzma => {
-                liblzma::read::XzDecoder::new(data).read_to_end(&mut out).map_err(fail)?;
-            }
-            Compression::Zstd => {
-                zstd::stream::read::Decoder::new(data).map_err(fail)?.read_to_end(&mut out).map_err(fail)?;
-            }
-            Compression::Brotli => {
-                brotli::Decompressor::new(data, 4096).read_to_end(&mut out).map_err(fail)?;
-            }
+        let reader: Box<dyn Read + '_> = match self {
+            Compression::Zlib => Box::new(flate2::read::ZlibDecoder::new(data)),
+            Compression::Bzip2 => Box::new(bzip2::read::BzDecoder::new(data)),
+            Compression::Lzma => Box::new(liblzma::read::XzDecoder::new(data)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(data).map_err(fail)?),
+            Compression::Brotli => Box::new(brotli::Decompressor::new(data, 4096)),
+        };
+        let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+        // One byte past the limit tells "exactly at the limit" from "over it".
+        let took = reader.take(limit.saturating_add(1) as u64).read_to_end(&mut out).map_err(fail)?;
+        if took > limit {
+            return Err(ProtocolError::TooLarge { what: "decompressed body", limit });
         }
         Ok(out)
     }
@@ -140,6 +141,18 @@ mod tests {
     fn gzip_alias_writes_a_zlib_stream_like_kombu() {
         let z = Compression::from_name("gzip").unwrap().compress(b"x").unwrap();
         assert_eq!(&z[..2], &[0x78, 0x9c]);
+    }
+
+    #[test]
+    fn a_body_inflating_past_the_limit_is_refused_without_inflating_it() {
+        let bomb = vec![0u8; 8 * 1024 * 1024];
+        for c in Compression::ALL {
+            let z = c.compress(&bomb).unwrap();
+            assert!(z.len() < 64 * 1024, "{c:?} compresses zeros well");
+            let e = c.decompress_max(&z, 1024 * 1024).unwrap_err();
+            assert!(matches!(e, ProtocolError::TooLarge { limit: 1_048_576, .. }), "{c:?}: {e}");
+            assert_eq!(c.decompress_max(&z, bomb.len()).unwrap().len(), bomb.len(), "{c:?}: at the limit is fine");
+        }
     }
 
     #[test]

@@ -117,12 +117,17 @@ impl ContentType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accept {
     allowed: Vec<ContentType>,
+    /// The largest body taken after decompression, in bytes (`usize::MAX`: no limit).
+    max_body: usize,
 }
 
+/// The default [`Accept::max_body`]: 64 MiB (`worker_max_body_size`).
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+
 impl Default for Accept {
-    /// Celery's default: `["json"]`.
+    /// Celery's default: `["json"]`, bodies up to [`DEFAULT_MAX_BODY`].
     fn default() -> Self {
-        Accept { allowed: vec![ContentType::Json] }
+        Accept { allowed: vec![ContentType::Json], max_body: DEFAULT_MAX_BODY }
     }
 }
 
@@ -130,7 +135,18 @@ impl Accept {
     /// Builds the set from setting values (`["json", "msgpack"]` or MIME types).
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, ProtocolError> {
         let allowed = names.iter().map(|n| ContentType::from_name(n.as_ref())).collect::<Result<_, _>>()?;
-        Ok(Accept { allowed })
+        Ok(Accept { allowed, max_body: DEFAULT_MAX_BODY })
+    }
+
+    /// Caps the size of a body after decompression (`0`: no cap).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = if bytes == 0 { usize::MAX } else { bytes };
+        self
+    }
+
+    /// The cap on a body's size after decompression.
+    pub fn body_limit(&self) -> usize {
+        self.max_body
     }
 
     /// Checks a message's `content_type`; raw data and text are always trusted, as in kombu.

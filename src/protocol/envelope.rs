@@ -43,6 +43,25 @@ pub struct Envelope<H = Map<String, Value>> {
     properties: EnvelopeProperties,
 }
 
+impl Envelope<Headers> {
+    /// Reads an envelope whose task headers did not decode ([`Envelope::decode`] failed): the
+    /// headers that read are kept and the others named in [`Headers::malformed`], so the message
+    /// can be failed by id instead of vanishing. Errors only when the rest is not an envelope.
+    pub fn decode_lenient(raw: &[u8]) -> Result<Self, ProtocolError> {
+        let mut v: Value =
+            serde_json::from_slice(raw).map_err(|e| ProtocolError::Malformed(format!("kombu envelope: {e}")))?;
+        let headers = match v.get_mut("headers").map(Value::take) {
+            Some(Value::Object(m)) => m,
+            _ => return Err(ProtocolError::Malformed("kombu envelope: headers are not an object".into())),
+        };
+        v["headers"] = Value::Object(Map::new());
+        let mut env: Envelope<Headers> =
+            serde_json::from_value(v).map_err(|e| ProtocolError::Malformed(format!("kombu envelope: {e}")))?;
+        env.headers = Headers::lenient(headers);
+        Ok(env)
+    }
+}
+
 impl<H: Serialize + serde::de::DeserializeOwned> Envelope<H> {
     /// Wraps body bytes (already serialized and compressed) for publishing.
     pub fn new(

@@ -22,6 +22,9 @@ pub enum ProtocolError {
     /// Compressed bytes are corrupt.
     #[error("cannot {op} with {method}: {reason}")]
     Compression { method: &'static str, op: &'static str, reason: String },
+    /// A value is larger than the configured limit allows.
+    #[error("{what} larger than the limit of {limit} bytes (worker_max_body_size)")]
+    TooLarge { what: &'static str, limit: usize },
     /// The message is structurally wrong (a missing required header, a body of the wrong shape).
     #[error("malformed message: {0}")]
     Malformed(String),

@@ -1,8 +1,32 @@
 //! Exceptions as Celery stores them for non-pickle serializers (`prepare_exception`):
 //! `{"exc_type", "exc_message", "exc_module"}`, which Python re-raises by type name.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// The longest repr of arguments Celery writes (`argsrepr_maxsize`, `saferepr`'s cut), and the
+/// longest value or error text celeriac puts into a log line.
+pub const REPR_MAX: usize = 1024;
+/// The longest string argument of a stored exception: a 50 MB argument echoed into an error
+/// message must not become a 200 MB FAILURE.
+pub const EXC_MESSAGE_MAX: usize = 4096;
+/// The longest traceback text stored with a failure.
+pub const TRACEBACK_MAX: usize = 64 * 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, ending in `...` when cut, as
+/// Celery's `saferepr` cuts long reprs.
+pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut cut = max.saturating_sub(3);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Cow::Owned(format!("{}...", &s[..cut]))
+}
 
 /// A stored exception. `exc_message` is the Python `exc.args` list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +56,20 @@ impl ExceptionInfo {
         let o = v.as_object()?;
         o.get("exc_type")?.as_str()?;
         serde_json::from_value(v.clone()).ok()
+    }
+
+    /// The same exception with every string argument at most `max` bytes (see [`shorten`]).
+    pub fn bounded(mut self, max: usize) -> Self {
+        fn cut(v: &mut Value, max: usize) {
+            match v {
+                Value::String(s) if s.len() > max => *s = shorten(s, max).into_owned(),
+                Value::Array(a) => a.iter_mut().for_each(|v| cut(v, max)),
+                Value::Object(o) => o.values_mut().for_each(|v| cut(v, max)),
+                _ => {}
+            }
+        }
+        cut(&mut self.exc_message, max);
+        self
     }
 
     /// The dict written into result metas.
@@ -94,5 +132,17 @@ mod tests {
         assert_eq!(e.repr(), "MyError('bad thing', 42)");
         assert_eq!(ExceptionInfo::new("builtins", "ValueError", "boom").message(), "boom");
         assert!(ExceptionInfo::from_value(&json!(5)).is_none());
+    }
+
+    #[test]
+    fn long_texts_are_cut_like_saferepr() {
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("abcdefghijkl", 10), "abcdefg...");
+        assert_eq!(shorten("ééééé", 6), "é...", "never inside a character");
+        let big = "x".repeat(50_000_000);
+        let e = ExceptionInfo::new("builtins", "TypeError", big.clone()).bounded(EXC_MESSAGE_MAX);
+        assert_eq!(e.message().len(), EXC_MESSAGE_MAX);
+        let nested = ExceptionInfo { exc_message: json!([[big], {"k": "v"}]), ..e }.bounded(100);
+        assert_eq!(nested.exc_message[0][0].as_str().unwrap().len(), 100);
     }
 }

@@ -69,6 +69,10 @@ pub struct Headers {
     /// User headers (`apply_async(headers=…)`), `redelivered`, and anything newer.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Why some header could not be read (set only by [`Headers::lenient`]): the worker rejects
+    /// the message and, its id being known, stores the FAILURE a waiting client needs.
+    #[serde(skip)]
+    pub malformed: Option<String>,
 }
 
 /// Written by hand rather than derived: serde's `flatten` (for `extra`) buffers every header
@@ -169,7 +173,34 @@ impl Headers {
             stamps: Map::new(),
             compression: None,
             extra: Map::new(),
+            malformed: None,
         }
+    }
+
+    /// Reads headers that failed to decode as a whole: every header that reads on its own is
+    /// kept, the others are named in [`Headers::malformed`] (their defaults stand in). For the
+    /// error path only: it decodes each header twice.
+    pub fn lenient(map: Map<String, Value>) -> Headers {
+        let mut kept = Map::new();
+        let mut bad = Vec::new();
+        for (k, v) in map {
+            let one = Value::Object(Map::from_iter([(k.clone(), v)]));
+            match Headers::deserialize(&one) {
+                Ok(_) => {
+                    let Value::Object(one) = one else { unreachable!("built as an object") };
+                    kept.extend(one);
+                }
+                Err(e) => {
+                    let shown = super::shorten(&one[&k].to_string(), 80).into_owned();
+                    bad.push(format!("header {k:?} = {shown}: {e}"));
+                }
+            }
+        }
+        let mut h = Headers::deserialize(&Value::Object(kept)).unwrap_or_else(|_| Headers::new("", ""));
+        if !bad.is_empty() {
+            h.malformed = Some(bad.join("; "));
+        }
+        h
     }
 }
 
@@ -275,9 +306,12 @@ impl TaskMessage {
     pub fn decode_body(&mut self, accept: &Accept) -> Result<DecodedBody, ProtocolError> {
         let ct = accept.check(&self.content_type)?;
         let raw: Bytes = match &self.headers.compression {
-            Some(c) => Bytes::from(Compression::from_name(c)?.decompress(&self.body)?),
+            Some(c) => Bytes::from(Compression::from_name(c)?.decompress_max(&self.body, accept.body_limit())?),
             None => self.body.clone(),
         };
+        if raw.len() > accept.body_limit() {
+            return Err(ProtocolError::TooLarge { what: "message body", limit: accept.body_limit() });
+        }
         let json = if ct == ContentType::Json {
             raw
         } else {

@@ -17,11 +17,11 @@ mod signature;
 mod state;
 
 pub use compression::Compression;
-pub use content::{Accept, ContentType};
+pub use content::{Accept, ContentType, DEFAULT_MAX_BODY};
 pub use envelope::{DeliveryInfo, Envelope};
 pub use error::ProtocolError;
 pub use event::Event;
-pub use exception::{repr as py_repr, ExceptionInfo};
+pub use exception::{repr as py_repr, shorten, ExceptionInfo, EXC_MESSAGE_MAX, REPR_MAX, TRACEBACK_MAX};
 pub use message::{encode_json_body, Body, DecodedBody, Embed, Headers, Properties, TaskMessage};
 pub use pidbox::{ControlReply, ControlRequest, ReplyTo};
 pub use result_meta::{ResultMeta, ResultTuple};

@@ -1,6 +1,7 @@
 //! The request context a task can ask for (Celery's `self.request`), plus what a running task
 //! may do to its own request: report progress (`update_state`) and notice its soft time limit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,9 @@ pub(crate) struct CtxInner {
     pub shard: usize,
     /// When the soft time limit passes, if there is one.
     pub soft_deadline: Option<Instant>,
+    /// The body asked about its soft limit: it handles the limit itself, so the worker does not
+    /// stop it there.
+    pub watches_soft_limit: AtomicBool,
     /// Where `update_state` writes.
     pub backend: Backend,
 }
@@ -98,16 +102,28 @@ impl TaskCtx {
     }
 
     /// Whether the soft time limit has passed. Celery raises `SoftTimeLimitExceeded` inside the
-    /// task; a Rust task checks this (or awaits [`TaskCtx::soft_time_limit`]) and returns
-    /// [`TaskError::soft_time_limit_exceeded`](super::TaskError::soft_time_limit_exceeded) or
-    /// whatever partial result it wants to keep.
+    /// task; a Rust task that calls this (or [`TaskCtx::soft_time_limit`]) before the limit says
+    /// it handles the limit itself: the worker lets it run on (up to the hard limit), and it
+    /// returns [`TaskError::soft_time_limit_exceeded`](super::TaskError::soft_time_limit_exceeded)
+    /// or whatever partial result it wants to keep. A task that never asks is stopped when the
+    /// limit passes, with that failure stored (see [`TaskOptions::watches_soft_time_limit`]).
+    ///
+    /// [`TaskOptions::watches_soft_time_limit`]: super::TaskOptions::watches_soft_time_limit
     pub fn soft_time_limit_exceeded(&self) -> bool {
+        self.0.watches_soft_limit.store(true, Ordering::Relaxed);
         self.0.soft_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Whether the body declared that it watches its soft limit (by asking about it).
+    pub(crate) fn watches_soft_limit(&self) -> bool {
+        self.0.watches_soft_limit.load(Ordering::Relaxed)
+    }
+
     /// Completes when the soft time limit passes (never, without one). From any executor:
-    /// `futures::select!`/`or` it against the work to stop cleanly.
+    /// `futures::select!`/`or` it against the work to stop cleanly. Calling it declares, as
+    /// [`TaskCtx::soft_time_limit_exceeded`] does, that the task handles the limit itself.
     pub async fn soft_time_limit(&self) {
+        self.0.watches_soft_limit.store(true, Ordering::Relaxed);
         match self.0.soft_deadline {
             Some(d) => crate::rt::sleep_anywhere(d.saturating_duration_since(Instant::now())).await,
             None => std::future::pending().await,

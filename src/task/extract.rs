@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::client::Client;
-use crate::protocol::Body;
+use crate::protocol::{shorten, Body, REPR_MAX};
 
 use super::{TaskCtx, TaskError};
 
@@ -86,10 +86,15 @@ impl<T: DeserializeOwned> FromInvocation for T {
         let raw = inv.raw(position)?;
         serde_json::from_str(raw).map_err(|e| {
             let name = inv.names.get(position).map(String::as_str).unwrap_or("?");
+            // Both the value and serde's message (which quotes it) are cut: a 50 MB argument of
+            // the wrong type must not make a 100 MB error.
+            let e = e.to_string();
             TaskError::type_error(format!(
-                "{}() argument '{name}': {raw} does not fit {}: {e}",
+                "{}() argument '{name}': {} does not fit {}: {}",
                 inv.ctx.name(),
-                std::any::type_name::<T>()
+                shorten(raw, REPR_MAX),
+                std::any::type_name::<T>(),
+                shorten(&e, REPR_MAX)
             ))
         })
     }

@@ -45,6 +45,15 @@ pub struct TaskOptions {
     pub time_limit: Option<f64>,
     /// Soft time limit in seconds (overrides `task_soft_time_limit`).
     pub soft_time_limit: Option<f64>,
+    /// The body watches its soft limit itself ([`TaskCtx::soft_time_limit_exceeded`],
+    /// [`TaskCtx::soft_time_limit`]) and keeps running past it until it returns or the hard
+    /// limit hits. Without it (the default), a body still running when the soft limit passes
+    /// fails with `SoftTimeLimitExceeded`, as Celery raises it inside the task; calling either
+    /// `TaskCtx` method before the limit declares the same for one run.
+    ///
+    /// [`TaskCtx::soft_time_limit_exceeded`]: super::TaskCtx::soft_time_limit_exceeded
+    /// [`TaskCtx::soft_time_limit`]: super::TaskCtx::soft_time_limit
+    pub watches_soft_time_limit: bool,
     /// `"10/s"`, `"100/m"`, `"1000/h"` or a number per second, per worker.
     pub rate_limit: Option<String>,
     /// Store STARTED when the task starts (overrides `task_track_started`).

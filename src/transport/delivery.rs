@@ -59,6 +59,17 @@ impl Settle {
         }
     }
 
+    /// Leaves the message unacked with the broker, which delivers it again later (Redis: kombu's
+    /// visibility restore; AMQP: when the channel closes), as it would after a crash. For a
+    /// message whose outcome could not be recorded.
+    pub fn abandon(self) {
+        match self.target {
+            // In-process: nothing outlives the broker to deliver it again, so it counts as done.
+            AckTarget::Memory(b) => b.settled(),
+            AckTarget::Redis(r) => r.abandon(),
+        }
+    }
+
     /// Rejects without requeue: the message is dropped (kombu: same as ack).
     pub fn reject(self) {
         self.ack()

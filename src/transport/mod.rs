@@ -119,6 +119,15 @@ impl Broker {
         }
     }
 
+    /// Whether the broker answers, from a thread outside the shards: `Err((fatal, why))`, where
+    /// `fatal` says retrying cannot help (a refused password).
+    pub fn check(&self) -> Result<(), (bool, String)> {
+        match self {
+            Broker::Memory(_) => Ok(()),
+            Broker::Redis(b) => redis::check(&b.url),
+        }
+    }
+
     /// The URL this broker was opened from, for banners and logs.
     pub fn url(&self) -> String {
         match self {

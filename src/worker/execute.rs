@@ -18,9 +18,10 @@ use chrono::Utc;
 use futures_lite::FutureExt;
 use serde_json::{json, Value};
 
-use crate::backend::Stored;
+use crate::backend::{BackendError, Stored};
 use crate::protocol::{
-    json::parse_datetime, DecodedBody, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage,
+    json::parse_datetime, shorten, DecodedBody, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage,
+    EXC_MESSAGE_MAX, REPR_MAX, TRACEBACK_MAX,
 };
 use crate::rt;
 use crate::task::{
@@ -128,6 +129,10 @@ pub(crate) struct Extended {
 pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     let (mut msg, settle) = d.into_parts();
     let shared = &sh.shared;
+    if let Some(why) = msg.headers.malformed.take() {
+        let e = ProtocolError::Malformed(why);
+        return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e);
+    }
     let body = match msg.decode_body(&shared.accept) {
         Ok(b) => b,
         Err(e) => return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e),
@@ -137,6 +142,13 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     };
     if shared.revoked.contains(&msg.headers.id) {
         return discard_revoked(sh, &entry, &msg.headers, settle, "revoked");
+    }
+    for (what, value) in [("ETA", &msg.headers.eta), ("expires", &msg.headers.expires)] {
+        if let Some(v) = value.as_deref().filter(|v| parse_datetime(v).is_none()) {
+            // Celery: "Couldn't convert ETA ... to timestamp", and the message is rejected.
+            let e = ProtocolError::Malformed(format!("couldn't convert {what} {:?} to a timestamp", shorten(v, 80)));
+            return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e);
+        }
     }
     if let Some(eta) = msg.headers.eta.as_deref().and_then(parse_datetime) {
         let wait = (eta.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -206,6 +218,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: De
         hostname: shared.hostname.clone(),
         shard: sh.index,
         soft_deadline: soft.map(|s| started + Duration::from_secs_f64(s)),
+        watches_soft_limit: std::sync::atomic::AtomicBool::new(entry.options.watches_soft_time_limit),
         backend: shared.client.backend().clone(),
         message: msg,
         body,
@@ -248,7 +261,7 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: De
                         Err(p) => Ended::Done(Outcome::Failure(panic_error(p))),
                     }
                 };
-                let limits = async { Ended::TimedOut(watch_limits(&ctx, started, hard, soft).await) };
+                let limits = async { watch_limits(&ctx, started, hard, soft).await };
                 let stopped = async { Ended::Stopped(abort.fired().await) };
                 let ended = body.or(limits).or(stopped).await;
                 sh.active.borrow_mut().remove(ctx.id());
@@ -261,12 +274,9 @@ fn run(sh: &Rc<ShardCtx>, entry: Arc<TaskEntry>, msg: Box<TaskMessage>, body: De
         Ok(Err(arg_error)) => Outcome::Failure(arg_error),
         Err(p) => Outcome::Failure(panic_error(p)),
     };
-    // A sync body cannot be interrupted; one that ran past its hard limit is treated as Celery
-    // treats a killed one: its result is dropped and the task fails with TimeLimitExceeded.
-    let ended = match hard {
-        Some(h) if started.elapsed().as_secs_f64() > h => Ended::TimedOut(h),
-        _ => Ended::Done(outcome),
-    };
+    // A sync body cannot be interrupted; one that ran past a limit is treated as Celery treats
+    // a killed (hard) or interrupted (soft) one.
+    let ended = inline_ended(&ctx, outcome, started, hard, soft);
     finish(sh, &entry, &ctx, ended, started, settle, extended);
 }
 
@@ -279,19 +289,41 @@ fn time_limits(shared: &WorkerShared, entry: &TaskEntry, h: &Headers) -> (Option
     (hard, soft)
 }
 
-/// Logs the soft limit when it passes; completes at the hard limit (never without one).
-async fn watch_limits(ctx: &TaskCtx, started: Instant, hard: Option<f64>, soft: Option<f64>) -> f64 {
+/// Completes when a limit stops the body: at the soft limit, unless the body watches it itself
+/// (then it is only logged), else at the hard limit; never without either.
+async fn watch_limits(ctx: &TaskCtx, started: Instant, hard: Option<f64>, soft: Option<f64>) -> Ended {
     let at = |secs: f64| (started + Duration::from_secs_f64(secs)).saturating_duration_since(Instant::now());
     if let Some(s) = soft.filter(|s| hard.is_none_or(|h| *s < h)) {
         rt::sleep(at(s)).await;
         tracing::warn!("Soft time limit ({s}s) exceeded for {}[{}]", ctx.name(), ctx.id());
+        if !ctx.watches_soft_limit() {
+            // Celery raises SoftTimeLimitExceeded inside the body; here the body is dropped at
+            // its current await (a blocking one is abandoned to its pool thread, as at the hard
+            // limit) and the raise becomes the outcome, retried or stored like any failure.
+            return Ended::Done(Outcome::Failure(TaskError::soft_time_limit_exceeded()));
+        }
     }
     match hard {
         Some(h) => {
             rt::sleep(at(h)).await;
-            h
+            Ended::TimedOut(h)
         }
         None => std::future::pending().await,
+    }
+}
+
+/// How a sync body that ran inline ended, given the limits it could not be stopped at: past the
+/// hard limit its result is dropped for TimeLimitExceeded; past the soft limit, unless it watched
+/// the limit itself, for SoftTimeLimitExceeded (what Python's raise inside it would have done).
+fn inline_ended(ctx: &TaskCtx, outcome: Outcome, started: Instant, hard: Option<f64>, soft: Option<f64>) -> Ended {
+    let took = started.elapsed().as_secs_f64();
+    match (hard, soft) {
+        (Some(h), _) if took > h => Ended::TimedOut(h),
+        (_, Some(s)) if took > s && !ctx.watches_soft_limit() => {
+            tracing::warn!("Soft time limit ({s}s) exceeded for {}[{}]", ctx.name(), ctx.id());
+            Ended::Done(Outcome::Failure(TaskError::soft_time_limit_exceeded()))
+        }
+        _ => Ended::Done(outcome),
     }
 }
 
@@ -423,6 +455,12 @@ impl After {
         After { settle, how, message }
     }
 
+    /// The outcome could not be stored: the message is not acked as done but left with the
+    /// broker to deliver again (as after a crash with acks_late).
+    pub fn undone(self) {
+        self.settle.abandon()
+    }
+
     pub fn done(self) {
         match (self.how, self.message) {
             (Settled::Requeue, Some(m)) => self.settle.requeue(m),
@@ -444,9 +482,15 @@ pub(crate) fn fail(
     let h = ctx.headers();
     let shared = &sh.shared;
     sh.stats().failed.fetch_add(1, Ordering::Relaxed);
-    tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, e.exception().repr());
-    let tb = e.traceback().map(str::to_owned).unwrap_or_else(|| synthetic_traceback(&shared.hostname, h, &e));
-    let exc = e.exception().to_value();
+    // Bounded as Celery's saferepr bounds reprs: an error that quotes a huge argument must cost
+    // neither a huge stored FAILURE nor a huge log line.
+    let bounded = e.exception().clone().bounded(EXC_MESSAGE_MAX);
+    tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, shorten(&bounded.repr(), REPR_MAX));
+    let tb = match e.traceback() {
+        Some(tb) => shorten(tb, TRACEBACK_MAX).into_owned(),
+        None => synthetic_traceback(&shared.hostname, h, &bounded),
+    };
+    let exc = bounded.to_value();
     shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Failure, retval: &exc });
     shared.hooks.send(&Signal::TaskFailure { ctx, exception: e.exception(), traceback: Some(&tb) });
     store_with(sh, entry, h, extended, State::Failure, exc, Some(tb), after)
@@ -454,8 +498,7 @@ pub(crate) fn fail(
 
 /// Python-style traceback text for a Rust failure, so `AsyncResult.traceback` has something to
 /// show (the frames are the worker's, not Python's).
-fn synthetic_traceback(hostname: &str, h: &Headers, e: &TaskError) -> String {
-    let exc = e.exception();
+fn synthetic_traceback(hostname: &str, h: &Headers, exc: &ExceptionInfo) -> String {
     let qual = if exc.exc_module == "builtins" {
         exc.exc_type.clone()
     } else {
@@ -527,28 +570,64 @@ fn store_meta(
         meta.queue = Some(queue);
     }
     match shared.client.backend().store(meta) {
-        Stored::Done(r) => {
-            if let Err(e) = r {
-                tracing::error!("Cannot store the result of {}[{}]: {e}", h.task, h.id);
-            }
+        Stored::Done(r) => stored(sh, h, r, after),
+        Stored::Pending(write) => {
+            let what = (h.task.clone(), h.id.clone());
+            sh.storing.set(sh.storing.get() + 1);
+            let sh = sh.clone();
+            rt::spawn_local(async move {
+                let r = write.or(store_deadline(&sh)).await;
+                stored_as(&sh, &what.0, &what.1, r, after);
+                sh.storing.set(sh.storing.get() - 1);
+                sh.wake();
+            });
+        }
+    }
+}
+
+/// How long a result write still retrying may hold a shutdown.
+const STORE_GRACE: Duration = Duration::from_secs(5);
+
+/// Fails a result write [`STORE_GRACE`] after a shutdown began: a dead store must not hold the
+/// worker for ever (the write's own retries stop after a minute anyway).
+async fn store_deadline(sh: &ShardCtx) -> Result<(), BackendError> {
+    let wake = &sh.shared.steal.wake[sh.index];
+    loop {
+        let seen = wake.epoch();
+        if !sh.shared.lifecycle.is_running() {
+            break;
+        }
+        wake.changed(seen).await;
+    }
+    rt::sleep(STORE_GRACE).await;
+    Err(BackendError::ConnectionLost(format!("still failing {}s into the shutdown", STORE_GRACE.as_secs())))
+}
+
+fn stored(sh: &ShardCtx, h: &Headers, r: Result<(), BackendError>, after: Option<After>) {
+    stored_as(sh, &h.task, &h.id, r, after)
+}
+
+/// Settles a delivery once its outcome's write ended: acked (or as decided) when stored; when
+/// the store refused it, counted, logged with the task, and left unacked for the broker to
+/// deliver again (an early-acked message is gone already: only the count and the log remain).
+fn stored_as(sh: &ShardCtx, task: &str, id: &str, r: Result<(), BackendError>, after: Option<After>) {
+    match r {
+        Ok(()) => {
             if let Some(a) = after {
                 a.done();
             }
         }
-        Stored::Pending(write) => {
-            let what = format!("{}[{}]", h.task, h.id);
-            sh.storing.set(sh.storing.get() + 1);
-            let sh = sh.clone();
-            rt::spawn_local(async move {
-                if let Err(e) = write.await {
-                    tracing::error!("Cannot store the result of {what}: {e}");
+        Err(e) => {
+            sh.stats().store_failed.fetch_add(1, Ordering::Relaxed);
+            match after {
+                Some(a) => {
+                    tracing::error!(
+                        "Cannot store the result of {task}[{id}]: {e}. The message is left unacked for redelivery."
+                    );
+                    a.undone();
                 }
-                if let Some(a) = after {
-                    a.done();
-                }
-                sh.storing.set(sh.storing.get() - 1);
-                sh.wake();
-            });
+                None => tracing::error!("Cannot store the result of {task}[{id}]: {e}. The result is lost."),
+            }
         }
     }
 }
@@ -559,8 +638,12 @@ fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: 
     let task = if h.task.is_empty() { "<unknown>" } else { &h.task };
     let id = if h.id.is_empty() { "<no id>" } else { &h.id };
     tracing::error!(
-        "Can't decode message body of task {task}[{id}] (content-type {content_type:?}, queue {:?}): {e}. The message has been rejected.",
-        settle.queue.as_ref()
+        "Can't decode message body of task {}[{}] (content-type {:?}, queue {:?}): {}. The message has been rejected.",
+        shorten(task, REPR_MAX),
+        shorten(id, REPR_MAX),
+        shorten(content_type, REPR_MAX),
+        settle.queue.as_ref(),
+        shorten(&e.to_string(), REPR_MAX)
     );
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     if !h.id.is_empty() && !h.ignores_result() {
@@ -568,7 +651,7 @@ fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: 
             ProtocolError::ContentDisallowed { .. } => ("kombu.exceptions", "ContentDisallowed"),
             _ => ("kombu.exceptions", "DecodeError"),
         };
-        let exc = ExceptionInfo::new(module, ty, e.to_string());
+        let exc = ExceptionInfo::new(module, ty, e.to_string()).bounded(EXC_MESSAGE_MAX);
         store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
@@ -580,8 +663,8 @@ fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: 
 fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
     tracing::error!(
         "Received unregistered task of type {:?} (id {}). The message has been ignored and discarded.",
-        h.task,
-        h.id
+        shorten(&h.task, REPR_MAX),
+        shorten(&h.id, REPR_MAX)
     );
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     if !h.ignores_result() {

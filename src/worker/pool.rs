@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     pub failed: AtomicU64,
     pub rejected: AtomicU64,
     pub stolen: AtomicU64,
+    pub store_failed: AtomicU64,
 }
 
 /// A snapshot of the worker's counters.
@@ -44,6 +45,9 @@ pub struct WorkerStats {
     pub rejected: u64,
     /// Deliveries moved from one shard's reserved queue to another's.
     pub stolen: u64,
+    /// Outcomes the result store refused or never took (each logged with its task): with
+    /// acks_late their messages stay unacked for the broker to deliver again.
+    pub store_failed: u64,
     /// Tasks processed by each shard.
     pub per_shard: Vec<u64>,
 }
@@ -232,6 +236,7 @@ impl WorkerBuilder {
         let rate_limits = RateLimits::new(rates, self.config.worker_disable_rate_limits);
         let revoked = Revoked::open(self.config.worker_state_db.as_deref().map(std::path::Path::new))
             .map_err(|e| invalid("worker_state_db", e))?;
+        wait_for_services(&self.client, self.config.broker_connection_max_retries)?;
         let (steal, locals) = StealSet::new(n, self.stealing);
         let c = &self.config;
         let shared = Arc::new(WorkerShared {
@@ -285,6 +290,42 @@ impl WorkerBuilder {
     }
 }
 
+/// Waits until the broker and the result store answer, the way Celery's consumer retries its
+/// broker connection at start: each failure is logged with its reason and the next delay, and
+/// the worker does not claim to be ready meanwhile. A refusal no retry can cure (a wrong
+/// password, a missing database) and the last of `max_retries` attempts are errors that say why.
+fn wait_for_services(client: &Client, max_retries: u32) -> Result<()> {
+    let broker = client.broker();
+    let backend = client.backend();
+    type Check<'a> = &'a dyn Fn() -> std::result::Result<(), (bool, String)>;
+    let checks: [(&str, String, Check<'_>); 2] =
+        [("broker", broker.url(), &|| broker.check()), ("result backend", backend.url(), &|| backend.check())];
+    for (what, url, check) in checks {
+        let mut delay = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            match check() {
+                Ok(()) => break,
+                Err((fatal, why)) if fatal || attempt >= max_retries.max(1) => {
+                    let setting = if what == "broker" { "broker_url" } else { "result_backend" };
+                    let reason = format!("cannot use the {what} at {url}: {why}");
+                    return Err(Error::Config(ConfigError::Invalid { setting, reason }));
+                }
+                Err((_, why)) => {
+                    tracing::error!(
+                        "Cannot connect to the {what} at {url}: {why}. Trying again in {:.2} seconds... ({attempt}/{max_retries})",
+                        delay.as_secs_f64()
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A shard stopped before it came up (its executor could not be built, or it panicked): the
 /// others are stopped and the first shard's own error is returned, instead of waiting forever.
 fn shard_start_failed(shared: &WorkerShared, shards: Vec<ShardHandle>) -> Error {
@@ -335,6 +376,7 @@ impl WorkerHandle {
             failed: sum(|c| &c.failed),
             rejected: sum(|c| &c.rejected),
             stolen: sum(|c| &c.stolen),
+            store_failed: sum(|c| &c.store_failed),
             per_shard: shards.iter().map(|c| c.processed.load(Ordering::Relaxed)).collect(),
         }
     }

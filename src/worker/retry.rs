@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 
-use crate::protocol::{encode_json_body, json::format_datetime, ContentType, ExceptionInfo, State, TaskMessage};
+use crate::protocol::{
+    encode_json_body, json::format_datetime, shorten, ContentType, ExceptionInfo, State, TaskMessage, REPR_MAX,
+};
 use crate::task::{Retry, TaskCtx, TaskEntry, TaskError};
 use crate::transport::Settle;
 
@@ -64,8 +66,8 @@ pub(crate) fn retry(
                     "Can't retry {}[{}] args:{} kwargs:{}",
                     h.task,
                     h.id,
-                    h.argsrepr.as_deref().unwrap_or("()"),
-                    h.kwargsrepr.as_deref().unwrap_or("{}")
+                    shorten(h.argsrepr.as_deref().unwrap_or("()"), REPR_MAX),
+                    shorten(h.kwargsrepr.as_deref().unwrap_or("{}"), REPR_MAX)
                 ),
             ),
         };

@@ -163,7 +163,13 @@ fn python_client_sees_celeriac_task_semantics() {
     let worker = celeriac_worker(&server, None, "rs6");
     python_checks(&server, &worker, "semantics_checks.py", "all python semantics checks passed");
     let log = worker.output();
-    for line in ["retry: Retry in 0.1s", "Hard time limit (0.5s) exceeded", "Tasks flagged as revoked", "Terminated"] {
+    for line in [
+        "retry: Retry in 0.1s",
+        "Hard time limit (0.5s) exceeded",
+        "Soft time limit (1s) exceeded",
+        "Tasks flagged as revoked",
+        "Terminated",
+    ] {
         assert!(log.contains(line), "no {line:?} in the worker log:\n{log}");
     }
 }

@@ -6,5 +6,6 @@ mod fuzz;
 mod interop;
 mod memory;
 mod redis;
+mod regression;
 mod semantics;
 mod support;

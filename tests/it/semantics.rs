@@ -50,6 +50,13 @@ impl Env {
                 },
             )
             .task("s.soft", [], soft)
+            .task("s.soft_ignored", ["ms"], soft_ignored)
+            .task_with(
+                "s.soft_option",
+                ["ms"],
+                TaskOptions { watches_soft_time_limit: true, ..TaskOptions::default() },
+                sleep_ms,
+            )
             .task("s.block", ["ms"], blocking(|ms: u64| std::thread::sleep(Duration::from_millis(ms))))
             .task("s.progress", ["steps"], progress)
             .task("s.reject", [], |ctx: TaskCtx| -> Result<&'static str, TaskError> {
@@ -81,6 +88,14 @@ fn flaky(ctx: TaskCtx, fail_times: u32) -> Result<u32, TaskError> {
         return Err(Retry::new().countdown(0.05).exc(TaskError::value_error("flaky")).into());
     }
     Ok(ctx.retries())
+}
+
+/// Says it watches its soft limit, then runs past it.
+async fn soft_ignored(ctx: TaskCtx, ms: u64) -> String {
+    assert!(!ctx.soft_time_limit_exceeded());
+    celeriac::rt::sleep(Duration::from_millis(ms)).await;
+    assert!(ctx.soft_time_limit_exceeded());
+    "finished".to_owned()
 }
 
 /// Works until its soft limit, then stops cleanly with SoftTimeLimitExceeded.
@@ -148,7 +163,7 @@ fn countdown_and_expires(env: &Env) {
 }
 
 fn time_limits(env: &Env) {
-    let app = env.app().configure(|c| c.task_soft_time_limit = Some(0.1)).build().unwrap();
+    let app = env.app().build().unwrap();
     let w = app.worker().concurrency(2).start().unwrap();
     // Hard limit from the message's timelimit header: an async body is abandoned.
     let opts = SendOptions::new().time_limit(0.2);
@@ -163,8 +178,37 @@ fn time_limits(env: &Env) {
     // A blocking body is stopped waiting for too (its thread finishes on its own).
     let e = failure(app.send_task_with("s.block", (1_000,), Map::new(), &opts).unwrap().get::<()>(T).unwrap_err());
     assert_eq!(e.exception.exc_type, "TimeLimitExceeded");
-    // The soft limit (task_soft_time_limit) is visible to the task, which stops cleanly.
+    w.shutdown();
+}
+
+/// Issue 14: a soft limit stops a body that does not watch it, as Celery's raise inside the task
+/// does; a body that watches it runs on and decides.
+fn soft_time_limits(env: &Env) {
+    let app = env.app().configure(|c| c.task_soft_time_limit = Some(0.1)).build().unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    // An async body that never asks about its limit is dropped at its await.
+    let started = Instant::now();
+    let e = failure(app.send_task("t.sleep", (5_000,)).unwrap().get::<u64>(T).unwrap_err());
+    assert_eq!(
+        (e.exception.exc_type.as_str(), e.exception.exc_module.as_str()),
+        ("SoftTimeLimitExceeded", "billiard.exceptions")
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "the soft limit did not stop the body");
+    // The message's own soft limit, on a blocking body: the worker stops waiting at once.
+    let opts = SendOptions::new().soft_time_limit(0.2);
+    let started = Instant::now();
+    let e = failure(app.send_task_with("s.block", (3_000,), Map::new(), &opts).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "SoftTimeLimitExceeded");
+    assert!(started.elapsed() < Duration::from_secs(2), "the soft limit did not free the slot");
+    // A body that watches its limit (asked before it passed) stops cleanly by itself...
     let e = failure(app.send_task("s.soft", ()).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "SoftTimeLimitExceeded");
+    // ...or keeps running past it and returns what it likes.
+    assert_eq!(app.send_task("s.soft_ignored", (300,)).unwrap().get::<String>(T).unwrap(), "finished");
+    // The task option declares the same for a body that never asks.
+    assert_eq!(app.send_task("s.soft_option", (300,)).unwrap().get::<u64>(T).unwrap(), 300);
+    // A sync body that overran its soft limit without watching fails as if it had raised.
+    let e = failure(app.send_task("t.hog", (300,)).unwrap().get::<u64>(T).unwrap_err());
     assert_eq!(e.exception.exc_type, "SoftTimeLimitExceeded");
     w.shutdown();
 }
@@ -379,6 +423,7 @@ stamp!(
     retries,
     countdown_and_expires,
     time_limits,
+    soft_time_limits,
     rate_limits,
     acks_reject_and_ignore,
     track_started_and_update_state,

@@ -258,3 +258,18 @@ pub fn frame_int(f: &celeriac::transport::redis::BytesFrame) -> i64 {
 pub fn on_redis(name: &str, server: &RedisServer) -> AppBuilder {
     base(name).broker(&server.url()).result_backend(&server.url())
 }
+
+/// Sends one command on a fresh plain socket and returns the first line of the reply (`+OK`,
+/// `-LOADING …`, `:1`): for server states the celeriac client would retry through.
+pub fn raw_redis(port: u16, args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(cmd.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}

@@ -6,7 +6,7 @@ Each check prints its name; any failure raises, so the exit status tells the Rus
 """
 import time
 
-from billiard.exceptions import TimeLimitExceeded
+from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.exceptions import TaskRevokedError
 
 from pyproj import add, app, fail, flaky, progress, sleep
@@ -78,6 +78,28 @@ def time_limit():
     assert time.time() - started < 5
 
 
+def soft_time_limit():
+    # proj.tasks.sleep under soft_time_limit=1: SoftTimeLimitExceeded after about 1 s, as a
+    # Python worker raises it inside time.sleep.
+    started = time.time()
+    r = sleep.apply_async((5,), soft_time_limit=1)
+    try:
+        r.get(timeout=T)
+        raise AssertionError("no soft time limit")
+    except SoftTimeLimitExceeded:
+        pass
+    took = time.time() - started
+    assert r.state == "FAILURE"
+    assert 0.9 < took < 3, took
+    # With both limits, the soft one comes first.
+    r = sleep.apply_async((5,), soft_time_limit=0.3, time_limit=2)
+    try:
+        r.get(timeout=T)
+        raise AssertionError("no soft time limit")
+    except SoftTimeLimitExceeded:
+        pass
+
+
 def revoke():
     r = add.apply_async((1, 2), countdown=2)
     time.sleep(0.3)
@@ -139,6 +161,7 @@ if __name__ == "__main__":
         ("countdown", countdown),
         ("expires", expires),
         ("time_limit", time_limit),
+        ("soft_time_limit", soft_time_limit),
         ("revoke", revoke),
         ("update_state_progress", update_state_progress),
         ("ignore_result", ignore_result),

@@ -139,3 +139,8 @@ impl Pool {
         }
     }
 }
+
+/// Connects to `url` (AUTH, SELECT) and PINGs it once, on this thread: the start-up check.
+pub(crate) fn ping(url: &RedisUrl) -> Result<(), RedisError> {
+    Pool::default().pipeline(url, &[&[b"PING"]]).map(|_| ())
+}

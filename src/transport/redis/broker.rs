@@ -22,6 +22,8 @@ use crate::transport::{Delivery, TransportError};
 
 use super::blocking::Pool;
 use super::connection::frame_bytes;
+use super::owner::{Owner, Settlement};
+use super::script::Script;
 use super::{writer, BytesFrame, Connection, Keys, RedisError, RedisUrl, TransportOptions};
 
 /// Atomically takes a message out of the unacked bookkeeping and pushes it back to its queue
@@ -32,6 +34,48 @@ const RESTORE_LUA: &str = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
 /// Takes the payload of one unacked tag atomically (for the visibility restore).
 const TAKE_LUA: &str = "local p = redis.call('HGET', KEYS[1], ARGV[1]) if not p then return false end \
     redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) return p";
+
+/// Pops up to `ARGV[1]` messages from the first non-empty list (kombu's order) and stashes them
+/// in `unacked`/`unacked_index` in the same step, so a popped message is never in neither place:
+/// a worker killed at any moment leaves each message in its list or in `unacked`, for the
+/// visibility restore. One `HSET` and one `ZADD` carry the batch. The stash is kombu's
+/// `[envelope, exchange, routing_key]` with the empty exchange and the queue the message was
+/// taken from, so any kombu restores it to that queue. The tag is the envelope's
+/// `delivery_tag` (found by pattern: the body is base64 and escaped strings cannot match it), or
+/// `ARGV[3]` and the item's index when it has none; the reply lists the tags used, and the acks
+/// name those. An item that is not a JSON object is not stashed (tag ""): the consumer drops it.
+/// KEYS: unacked, unacked_index, the lists; ARGV: count, now, tag prefix, each list's queue.
+static POP_STASH: Script = Script::new(
+    r#"local n = tonumber(ARGV[1])
+for i = 3, #KEYS do
+  local items = redis.call('RPOP', KEYS[i], n)
+  if items then
+    local q = cjson.encode(ARGV[i + 1])
+    local h, z, tags = {}, {}, {}
+    for j = 1, #items do
+      local item = items[j]
+      local tag = ''
+      if string.byte(item, 1) == 123 then
+        tag = string.match(item, '"delivery_tag"%s*:%s*"([^"\]+)"') or (ARGV[3] .. j)
+        h[#h + 1] = tag
+        h[#h + 1] = '[' .. item .. ',"",' .. q .. ']'
+        z[#z + 1] = ARGV[2]
+        z[#z + 1] = tag
+      end
+      tags[j] = tag
+    end
+    if #h > 0 then
+      redis.call('HSET', KEYS[1], unpack(h))
+      redis.call('ZADD', KEYS[2], unpack(z))
+    end
+    return {KEYS[i], items, tags}
+  end
+end
+return false"#,
+);
+
+/// The most messages one pop takes (Lua's `unpack` has a stack limit of a few thousand values).
+const POP_MAX: usize = 1000;
 
 /// redis-py's lock release: delete only if we still hold it.
 const UNLOCK_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
@@ -240,8 +284,10 @@ impl RedisBroker {
         RedisConsumer {
             broker: self.clone(),
             fetch: Connection::open(self.url.clone(), "fetch"),
+            owner: Owner::start(self.clone()),
             queues: queues.to_vec(),
             pending: None,
+            backlogged: true,
             last_restore: Instant::now() - vt,
             restore_every: (vt / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)),
             token: uuid::Uuid::new_v4().to_string(),
@@ -252,7 +298,7 @@ impl RedisBroker {
 
     /// Restores one unacked tag to its queue (consumed next), marked redelivered. Fire and forget
     /// on the shard's writer; returns at once.
-    fn requeue_raw(&self, tag: &str, queue: &str, priority: u8, raw: &[u8]) {
+    pub(super) fn requeue_raw(&self, tag: &str, queue: &str, priority: u8, raw: &[u8]) {
         let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
         let conn = writer(&self.url);
         conn.send(&[
@@ -312,10 +358,10 @@ fn mark_redelivered(raw: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&v).ok()
 }
 
-/// The settlement data of one Redis delivery.
+/// The settlement data of one Redis delivery; it goes back to the shard that popped it.
 #[derive(Debug)]
 pub struct RedisAck {
-    broker: Arc<RedisBroker>,
+    owner: Arc<Owner>,
     tag: String,
     queue: String,
     priority: u8,
@@ -323,29 +369,47 @@ pub struct RedisAck {
 }
 
 impl RedisAck {
-    /// Acknowledges: removes the tag from the unacked bookkeeping (pipelined on this shard).
+    /// Acknowledges: removes the tag from the unacked bookkeeping, on the owner's writer.
     pub(crate) fn ack(self) {
-        let conn = writer(&self.broker.url);
-        let k = &self.broker.keys;
-        conn.send(&[b"ZREM", k.unacked_index().as_bytes(), self.tag.as_bytes()]);
-        conn.send(&[b"HDEL", k.unacked().as_bytes(), self.tag.as_bytes()]);
+        self.owner.settle(Settlement::Ack { tag: self.tag });
+    }
+
+    /// Leaves the message in `unacked` for the visibility restore.
+    pub(crate) fn abandon(self) {
+        self.owner.settle(Settlement::Abandon);
     }
 
     /// Returns the message to its queue, consumed next, marked redelivered.
     pub(crate) fn requeue(self) {
-        self.broker.requeue_raw(&self.tag, &self.queue, self.priority, &self.raw);
+        let RedisAck { owner, tag, queue, priority, raw } = self;
+        owner.settle(Settlement::Requeue { tag, queue, priority, raw });
     }
 }
 
 type Pending = Pin<Box<dyn Future<Output = Result<BytesFrame, RedisError>>>>;
+
+/// Which pop is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pop {
+    /// The pop-and-stash script: its messages are in `unacked` already.
+    Stashing,
+    /// `BLMPOP … COUNT 1`, waiting for a message while every list is empty: its message is
+    /// stashed by the next command on the owner's writer (the one window left, as in kombu's
+    /// `BRPOP`, one message wide and only when the worker was idle).
+    Blocking,
+}
 
 /// One shard's Redis consumer. Cancel-safe: a blocking pop in flight survives a dropped
 /// `fetch` call and is picked up by the next one, so no popped message is ever dropped.
 pub struct RedisConsumer {
     broker: Arc<RedisBroker>,
     fetch: Connection,
+    /// Where this consumer's deliveries are settled, wherever they run.
+    owner: Arc<Owner>,
     queues: Vec<String>,
-    pending: Option<Pending>,
+    pending: Option<(Pop, Pending)>,
+    /// The last pop found messages: pop again without blocking.
+    backlogged: bool,
     last_restore: Instant,
     restore_every: Duration,
     token: String,
@@ -377,31 +441,73 @@ impl RedisConsumer {
             });
         }
         if self.pending.is_none() {
-            let keys = self.broker.keys.pop_order(&self.queues);
-            let (n, count) = (keys.len().to_string(), max.max(1).to_string());
-            let mut args: Vec<&[u8]> = vec![b"BLMPOP", b"1", n.as_bytes()];
-            args.extend(keys.iter().map(|k| k.as_bytes()));
-            args.extend([b"RIGHT".as_slice(), b"COUNT", count.as_bytes()]);
-            self.pending = Some(Box::pin(self.fetch.call(&args)));
+            self.pending = Some(self.pop(max));
         }
-        let reply = self.pending.as_mut().expect("set above").await;
+        let (kind, pending) = self.pending.as_mut().expect("set above");
+        let kind = *kind;
+        let reply = pending.await;
         self.pending = None;
+        let what = match kind {
+            Pop::Stashing => "the pop script",
+            Pop::Blocking => "BLMPOP",
+        };
         match reply {
-            Ok(BytesFrame::Null) => Ok(Vec::new()),
-            Ok(BytesFrame::Array(mut kv)) if kv.len() == 2 => {
-                let items = kv.pop();
-                let key = kv.pop();
+            Ok(BytesFrame::Null) => {
+                self.backlogged = false;
+                Ok(Vec::new())
+            }
+            Ok(BytesFrame::Array(mut parts)) if parts.len() == 2 || parts.len() == 3 => {
+                let tags = if parts.len() == 3 { parts.pop() } else { None };
+                let items = parts.pop();
+                let key = parts.pop();
+                let tags = match tags {
+                    Some(BytesFrame::Array(t)) => Some(t),
+                    None => None,
+                    Some(_) => return Err(TransportError::ConnectionLost(format!("{what}: unexpected reply shape"))),
+                };
                 match (key.as_ref().and_then(frame_bytes), items) {
                     (Some(key), Some(BytesFrame::Array(items))) => {
-                        Ok(self.accept(&String::from_utf8_lossy(key), items))
+                        self.backlogged = true;
+                        Ok(self.accept(&String::from_utf8_lossy(key), items, tags))
                     }
-                    _ => Err(TransportError::ConnectionLost("BLMPOP: unexpected reply shape".into())),
+                    _ => Err(TransportError::ConnectionLost(format!("{what}: unexpected reply shape"))),
                 }
             }
-            Ok(other) => Err(TransportError::ConnectionLost(format!("BLMPOP: unexpected reply {other:?}"))),
+            Ok(other) => Err(TransportError::ConnectionLost(format!("{what}: unexpected reply {other:?}"))),
             Err(RedisError::Server(e)) => Err(TransportError::Server(e)),
             Err(e) => Err(lost(e)),
         }
+    }
+
+    /// Sends the next pop: the pop-and-stash script while messages are waiting, else a blocking
+    /// pop of one.
+    fn pop(&self, max: usize) -> (Pop, Pending) {
+        let keys = self.broker.keys.pop_order(&self.queues);
+        if self.backlogged {
+            let k = &self.broker.keys;
+            let mut script_keys: Vec<Vec<u8>> = vec![k.unacked().into_bytes(), k.unacked_index().into_bytes()];
+            script_keys.extend(keys.iter().map(|key| key.clone().into_bytes()));
+            let mut args: Vec<Vec<u8>> = vec![
+                max.clamp(1, POP_MAX).to_string().into_bytes(),
+                unix_now().to_string().into_bytes(),
+                format!("celeriac-{}-", uuid::Uuid::new_v4()).into_bytes(),
+            ];
+            args.extend(keys.iter().map(|key| k.queue_of(key).into_bytes()));
+            let conn = self.fetch.clone();
+            return (
+                Pop::Stashing,
+                Box::pin(async move {
+                    let keys: Vec<&[u8]> = script_keys.iter().map(Vec::as_slice).collect();
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    POP_STASH.call(&conn, &keys, &args).await
+                }),
+            );
+        }
+        let n = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"BLMPOP", b"1", n.as_bytes()];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        args.extend([b"RIGHT".as_slice(), b"COUNT", b"1"]);
+        (Pop::Blocking, Box::pin(self.fetch.call(&args)))
     }
 
     /// Whether a blocking pop is in flight (its reply may hold popped, unstashed messages).
@@ -409,7 +515,10 @@ impl RedisConsumer {
         self.pending.is_some()
     }
 
-    fn accept(&mut self, key: &str, items: Vec<BytesFrame>) -> Vec<Delivery> {
+    /// Turns popped items into deliveries. `tags` are the pop script's (the items are stashed
+    /// already); without them (a blocking pop) the stash is queued on the owner's writer first,
+    /// ahead of any settlement of these deliveries.
+    fn accept(&mut self, key: &str, items: Vec<BytesFrame>, tags: Option<Vec<BytesFrame>>) -> Vec<Delivery> {
         let queue = self.broker.keys.queue_of(key);
         if self.broker.keys.opts.queue_order_strategy == "round_robin" && self.queues.len() > 1 {
             if let Some(i) = self.queues.iter().position(|q| *q == queue) {
@@ -417,45 +526,66 @@ impl RedisConsumer {
                 self.queues.push(q);
             }
         }
-        let conn = writer(&self.broker.url);
-        let now = unix_now().to_string();
+        let stashed = tags.is_some();
+        let mut tags = tags.map(Vec::into_iter);
         let qname: Arc<str> = Arc::from(queue.as_str());
+        let quoted = serde_json::to_string(&queue).expect("a string always serializes");
+        let (mut hset, mut zadd): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+        let now = unix_now().to_string();
         let mut out = Vec::with_capacity(items.len());
         for item in items {
+            let script_tag = tags.as_mut().and_then(Iterator::next);
             let raw = match item {
                 BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => b,
                 _ => continue,
             };
-            let env = match Envelope::<Headers>::decode(&raw) {
+            // Headers that do not decode still name the task's id, most of the time: the worker
+            // fails it by id (a waiting client learns why) instead of it vanishing.
+            let env = match Envelope::<Headers>::decode(&raw).or_else(|e| {
+                Envelope::<Headers>::decode_lenient(&raw).ok().filter(|l| !l.headers().id.is_empty()).ok_or(e)
+            }) {
                 Ok(e) => e,
                 Err(e) => {
                     let shown = String::from_utf8_lossy(&raw[..raw.len().min(120)]).into_owned();
+                    let e = crate::protocol::shorten(&e.to_string(), crate::protocol::REPR_MAX).into_owned();
                     tracing::error!("discarding a garbage entry from queue {queue:?}: {e}; entry starts {shown:?}");
+                    // The script stashed what looked like an object; take it out again.
+                    if let Some(tag) = script_tag.as_ref().and_then(frame_bytes).filter(|t| !t.is_empty()) {
+                        self.owner.popped(1);
+                        let tag = String::from_utf8_lossy(tag).into_owned();
+                        self.owner.settle(Settlement::Ack { tag });
+                    }
                     continue;
                 }
             };
-            let tag = env.delivery_tag().to_owned();
+            let tag = match script_tag.as_ref().and_then(frame_bytes) {
+                Some(t) if !t.is_empty() => String::from_utf8_lossy(t).into_owned(),
+                _ => env.delivery_tag().to_owned(),
+            };
             let info = env.delivery_info().clone();
-            // [envelope, exchange, routing_key], the envelope exactly as received (it just
-            // decoded, so it is JSON: no second parse to wrap it).
-            let mut stash = Vec::with_capacity(raw.len() + info.exchange.len() + info.routing_key.len() + 8);
-            stash.push(b'[');
-            stash.extend_from_slice(&raw);
-            for part in [&info.exchange, &info.routing_key] {
-                stash.push(b',');
-                serde_json::to_writer(&mut stash, part).expect("a string always serializes");
-            }
-            stash.push(b']');
-            conn.send(&[b"HSET", self.broker.keys.unacked().as_bytes(), tag.as_bytes(), &stash]);
-            conn.send(&[b"ZADD", self.broker.keys.unacked_index().as_bytes(), now.as_bytes(), tag.as_bytes()]);
             let message = match env.into_task() {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!("discarding an entry of queue {queue:?} with an undecodable body: {e}");
-                    RedisAck { broker: self.broker.clone(), tag, queue: queue.clone(), priority: 0, raw }.ack();
+                    if stashed {
+                        self.owner.popped(1);
+                        self.owner.settle(Settlement::Ack { tag });
+                    }
                     continue;
                 }
             };
+            if !stashed {
+                // [envelope, exchange, routing_key], the envelope exactly as received.
+                let mut stash = Vec::with_capacity(raw.len() + quoted.len() + 8);
+                stash.push(b'[');
+                stash.extend_from_slice(&raw);
+                stash.extend_from_slice(b",\"\",");
+                stash.extend_from_slice(quoted.as_bytes());
+                stash.push(b']');
+                hset.extend([tag.clone().into_bytes(), stash]);
+                zadd.extend([now.clone().into_bytes(), tag.clone().into_bytes()]);
+            }
+            self.owner.popped(1);
             let redelivered = info.redelivered || message.headers.extra.get("redelivered") == Some(&Value::Bool(true));
             let priority = message.properties.priority;
             out.push(Delivery {
@@ -463,7 +593,7 @@ impl RedisConsumer {
                 info: DeliveryInfo { redelivered, ..info },
                 queue: qname.clone(),
                 target: AckTarget::Redis(RedisAck {
-                    broker: self.broker.clone(),
+                    owner: self.owner.clone(),
                     tag,
                     queue: queue.clone(),
                     priority,
@@ -471,11 +601,24 @@ impl RedisConsumer {
                 }),
             });
         }
+        if !hset.is_empty() {
+            let conn = writer(&self.broker.url);
+            let k = &self.broker.keys;
+            let (unacked, index) = (k.unacked(), k.unacked_index());
+            let mut cmd: Vec<&[u8]> = vec![b"HSET", unacked.as_bytes()];
+            cmd.extend(hset.iter().map(Vec::as_slice));
+            conn.send(&cmd);
+            let mut cmd: Vec<&[u8]> = vec![b"ZADD", index.as_bytes()];
+            cmd.extend(zadd.iter().map(Vec::as_slice));
+            conn.send(&cmd);
+        }
         out
     }
 
-    /// Waits until settlements queued on this shard reached Redis.
+    /// Waits until every delivery this consumer popped is settled (stolen ones included) and
+    /// those settlements reached Redis.
     pub async fn flush(&self) {
+        self.owner.close().await;
         flush(&self.broker.url).await
     }
 

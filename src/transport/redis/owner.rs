@@ -1,0 +1,125 @@
+//! The shard that popped a Redis delivery settles it, wherever it ran. Its writer connection
+//! sent the delivery's stash (`HSET unacked` / `ZADD unacked_index`), and Redis orders commands
+//! only within one connection: an ack sent from a thief shard's connection could reach Redis
+//! before the stash and leave the entry in `unacked` for ever, to run a second time after
+//! kombu's visibility restore (issue 14: 10,187 of 200,000 tasks). So every settlement — local or
+//! from another shard — is queued here, and the owner's task sends them on its writer, the acks of
+//! one round as one `ZREM` and one `HDEL` (kombu's ack, batched).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::rt::{self, Notify};
+
+use super::broker::RedisBroker;
+use super::writer;
+
+/// How a delivery ends on the broker.
+#[derive(Debug)]
+pub(crate) enum Settlement {
+    /// Done (or rejected without requeue: the same on Redis): out of the unacked bookkeeping.
+    Ack { tag: String },
+    /// Back to its queue, consumed next, marked redelivered.
+    Requeue { tag: String, queue: String, priority: u8, raw: Bytes },
+    /// Left in `unacked`: the visibility restore delivers it again.
+    Abandon,
+}
+
+/// One consumer's settlement inbox, shared by every shard that may hold its deliveries.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    tx: flume::Sender<Settlement>,
+    rx: flume::Receiver<Settlement>,
+    wake: Notify,
+    /// Deliveries popped and not yet settled on the owner's writer.
+    outstanding: AtomicUsize,
+    /// Set once the consumer is closed and everything settled: the owner's task ends.
+    closed: AtomicBool,
+}
+
+impl Owner {
+    /// An inbox for a consumer on the current shard, with the task that empties it there.
+    pub(crate) fn start(broker: Arc<RedisBroker>) -> Arc<Owner> {
+        let (tx, rx) = flume::unbounded();
+        let owner = Arc::new(Owner {
+            tx,
+            rx,
+            wake: Notify::new(),
+            outstanding: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
+        rt::spawn_local(serve(owner.clone(), broker));
+        owner
+    }
+
+    /// Counts `n` deliveries popped: each must come back through [`Owner::settle`].
+    pub(crate) fn popped(&self, n: usize) {
+        self.outstanding.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Queues a settlement for the owner's writer; from any thread.
+    pub(crate) fn settle(&self, s: Settlement) {
+        // The receiver lives as long as `self`: a send cannot fail.
+        let _ = self.tx.send(s);
+        self.wake.notify();
+    }
+
+    /// Waits until every delivery popped was settled on the owner's writer (deliveries stolen by
+    /// other shards included), then ends the owner's task. On the owner's shard.
+    pub(crate) async fn close(&self) {
+        loop {
+            let seen = self.wake.epoch();
+            if self.outstanding.load(Ordering::Acquire) == 0 && self.rx.is_empty() {
+                break;
+            }
+            self.wake.changed(seen).await;
+        }
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify();
+    }
+}
+
+/// The owner's task: drains the inbox each time it runs, so the settlements of one scheduling
+/// round share one write.
+async fn serve(owner: Arc<Owner>, broker: Arc<RedisBroker>) {
+    let k = &broker.keys;
+    let (index, unacked) = (k.unacked_index(), k.unacked());
+    let mut tags: Vec<String> = Vec::new();
+    loop {
+        let seen = owner.wake.epoch();
+        let mut settled = 0;
+        let conn = writer(&broker.url);
+        while let Ok(s) = owner.rx.try_recv() {
+            settled += 1;
+            match s {
+                Settlement::Ack { tag } => tags.push(tag),
+                Settlement::Requeue { tag, queue, priority, raw } => broker.requeue_raw(&tag, &queue, priority, &raw),
+                Settlement::Abandon => {}
+            }
+        }
+        // Redis takes up to a few thousand arguments per command comfortably; batches here are
+        // at most what the shards held (prefetch), so one command of each almost always.
+        for chunk in tags.chunks(1024) {
+            let mut zrem: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 2);
+            zrem.extend([b"ZREM".as_slice(), index.as_bytes()]);
+            zrem.extend(chunk.iter().map(|t| t.as_bytes()));
+            conn.send(&zrem);
+            zrem[0] = b"HDEL";
+            zrem[1] = unacked.as_bytes();
+            conn.send(&zrem);
+        }
+        tags.clear();
+        if settled > 0 {
+            // Counted only now that the commands are queued on the writer, after the stash.
+            owner.outstanding.fetch_sub(settled, Ordering::AcqRel);
+            owner.wake.notify();
+            continue;
+        }
+        if owner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        owner.wake.changed(seen).await;
+    }
+}
