@@ -75,6 +75,59 @@ fn flush_db(broker: &str) {
     }
 }
 
+/// One command's reply from the broker's Redis, as text (for INFO and counters).
+fn redis_text(broker: &str, args: &[&str]) -> String {
+    let url = celeriac::transport::redis::RedisUrl::parse(broker).expect("redis url");
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let reply = celeriac::rt::block_on(celeriac::rt::IoThread::global().run(move || async move {
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        celeriac::transport::redis::writer(&url).call(&refs).await
+    }));
+    match reply.expect("redis command") {
+        celeriac::transport::redis::BytesFrame::Integer(n) => n.to_string(),
+        f => celeriac::transport::redis::frame_bytes(&f)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// `field:value` from an INFO section, as a number.
+fn info_number(info: &str, field: &str) -> f64 {
+    info.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Redis's own counters before a drain: commands processed and CPU seconds.
+fn redis_counters(broker: &str) -> (f64, f64) {
+    let stats = redis_text(broker, &["INFO", "stats"]);
+    let cpu = redis_text(broker, &["INFO", "cpu"]);
+    (
+        info_number(&stats, "total_commands_processed"),
+        info_number(&cpu, "used_cpu_sys") + info_number(&cpu, "used_cpu_user"),
+    )
+}
+
+/// What a user checks after a drain on Redis: nothing left queued or in kombu's unacked
+/// bookkeeping, and (with results) a result key per task. A drain that fails this is a failed
+/// run, not a number: the harness exits non-zero.
+fn check_redis_after_drain(broker: &str, n: usize, results: bool) -> String {
+    let count = |args: &[&str]| redis_text(broker, args).parse::<i64>().unwrap_or(-1);
+    let (unacked, index, queued) =
+        (count(&["HLEN", "unacked"]), count(&["ZCARD", "unacked_index"]), count(&["LLEN", "celery"]));
+    let stored = if results {
+        let keys = redis_text(broker, &["EVAL", "return #redis.call('KEYS', 'celery-task-meta-*')", "0"]);
+        keys.parse::<i64>().unwrap_or(-1)
+    } else {
+        n as i64
+    };
+    if (unacked, index, queued, stored) != (0, 0, 0, n as i64) {
+        eprintln!(
+            "FAILED drain: {unacked} left in unacked, {index} in unacked_index, {queued} still queued, {stored} of {n} results stored"
+        );
+        std::process::exit(2);
+    }
+    format!(", \"unacked_after\": {unacked}, \"results_stored\": {stored}")
+}
+
 fn drain(broker: &str, n: usize, task: &str) {
     flush_db(broker);
     let results = task == "perf.add";
@@ -89,6 +142,8 @@ fn drain(broker: &str, n: usize, task: &str) {
         }
     }
     let loaded = load.elapsed();
+    let on_redis = broker.starts_with("redis");
+    let redis0 = if on_redis { redis_counters(broker) } else { (0.0, 0.0) };
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let w = app.worker().start().expect("worker");
@@ -100,8 +155,18 @@ fn drain(broker: &str, n: usize, task: &str) {
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     assert_eq!(stats.processed, n as u64);
+    let redis = if on_redis {
+        let (cmds1, rcpu1) = redis_counters(broker);
+        // The two INFO calls of the first reading are in the count; they are noise at this n.
+        let per_task = (cmds1 - redis0.0) / n as f64;
+        let redis_cpu = (rcpu1 - redis0.1) * 1e6 / n as f64;
+        let checked = check_redis_after_drain(broker, n, results);
+        format!(", \"redis_cmds_per_task\": {per_task:.3}, \"redis_cpu_us_per_task\": {redis_cpu:.2}, \"stolen\": {}{checked}", stats.stolen)
+    } else {
+        String::new()
+    };
     println!(
-        "{{\"impl\": \"celeriac\", \"scenario\": \"drain\", \"broker\": \"{}\", \"task\": \"{task}\", \"results\": {results}, \"n\": {n}, \"shards\": {shards}, \"seconds\": {secs:.4}, \"tasks_per_s\": {:.0}, \"cpu_us_per_task\": {:.2}, \"load_seconds\": {:.3}, \"peak_rss_mb\": {:.1}}}",
+        "{{\"impl\": \"celeriac\", \"scenario\": \"drain\", \"broker\": \"{}\", \"task\": \"{task}\", \"results\": {results}, \"n\": {n}, \"shards\": {shards}, \"seconds\": {secs:.4}, \"tasks_per_s\": {:.0}, \"cpu_us_per_task\": {:.2}, \"load_seconds\": {:.3}, \"peak_rss_mb\": {:.1}{redis}}}",
         scheme(broker),
         n as f64 / secs,
         cpu * 1e6 / n as f64,

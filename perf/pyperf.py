@@ -89,7 +89,9 @@ def drain(pool, concurrency, n, task):
                 sig.apply_async((i, i), producer=producer)
             else:
                 sig.apply_async((), producer=producer)
+    info0 = {**r.info("stats"), **r.info("cpu")}
     p = start_worker(pool, concurrency)
+    ours = 0  # commands this poll loop sends, taken off Redis's count
     # The clock starts at the worker's first progress (the queue shrinks), so Python's ~1.5 s
     # interpreter and app start-up is not counted against it (celeriac's start-up is counted).
     # Polling must not load the Redis both workers depend on: cheap LLEN/HLEN while the queue
@@ -97,19 +99,29 @@ def drain(pool, concurrency, n, task):
     start = None
     while True:
         left = r.llen("celery")
+        ours += 1
         if left < n and start is None:
             start = time.monotonic()
-        if left == 0 and r.hlen("unacked") == 0:
-            if task != "perf.add" or r.eval("return #redis.call('keys', 'celery-task-meta-*')", 0) >= n:
-                break
+        if left == 0:
+            ours += 1
+            if r.hlen("unacked") == 0:
+                ours += 1
+                if task != "perf.add" or r.eval("return #redis.call('keys', 'celery-task-meta-*')", 0) >= n:
+                    break
         time.sleep(0.005)
     secs = time.monotonic() - start
+    info1 = {**r.info("stats"), **r.info("cpu")}
+    # The first INFO pair is counted in the second reading, and the second's own two.
+    cmds = info1["total_commands_processed"] - info0["total_commands_processed"] - ours - 2
+    rcpu = (info1["used_cpu_sys"] + info1["used_cpu_user"]) - (info0["used_cpu_sys"] + info0["used_cpu_user"])
     cpu = cpu_seconds(p.pid)
     rss = rss_mb(p.pid)
     stop(p)
     print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "drain", "broker": "redis", "task": task,
                       "results": task == "perf.add", "n": n, "seconds": round(secs, 4), "tasks_per_s": round(n / secs),
-                      "cpu_us_per_task": round(cpu * 1e6 / n, 1), "worker_rss_mb": round(rss, 1)}), flush=True)
+                      "cpu_us_per_task": round(cpu * 1e6 / n, 1), "worker_rss_mb": round(rss, 1),
+                      "redis_cmds_per_task": round(cmds / n, 3), "redis_cpu_us_per_task": round(rcpu * 1e6 / n, 2)}),
+          flush=True)
 
 
 def rtt(pool, concurrency, n):

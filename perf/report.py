@@ -18,7 +18,8 @@ def med(rows, field):
 
 
 out = [header, "", "## Drain throughput (tasks/s, median of runs)", "",
-       "| impl | broker | task | results | n | runs | tasks/s | CPU µs/task | note |", "|---|---|---|---|---|---|---|---|---|"]
+       "| impl | broker | task | results | n | runs | tasks/s | CPU µs/task | Redis cmds/task | Redis CPU µs/task | note |",
+       "|---|---|---|---|---|---|---|---|---|---|---|"]
 best_py = {}
 for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     if scen != "drain":
@@ -33,7 +34,10 @@ for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     note = ""
     if impl == "celeriac" and (broker, task) in best_py:
         note = f"{tps / best_py[(broker, task)]:.1f}× Python's best"
-    out.append(f"| {impl} | {broker} | {task} | {rows[0]['results']} | {rows[0]['n']} | {len(rows)} | {tps:,.0f} | {med(rows, 'cpu_us_per_task'):.1f} | {note} |")
+    cmds, rcpu = med(rows, "redis_cmds_per_task"), med(rows, "redis_cpu_us_per_task")
+    cmds = "—" if cmds is None else f"{cmds:.2f}"
+    rcpu = "—" if rcpu is None else f"{rcpu:.1f}"
+    out.append(f"| {impl} | {broker} | {task} | {rows[0]['results']} | {rows[0]['n']} | {len(rows)} | {tps:,.0f} | {med(rows, 'cpu_us_per_task'):.1f} | {cmds} | {rcpu} | {note} |")
 out += ["", "## Sequential round trip `delay().get()` (µs, median of runs)", "",
         "| impl | broker | n | runs | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|---|---|---|"]
 for (impl, scen, broker, task, _), rows in sorted(groups.items()):
