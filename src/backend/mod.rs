@@ -6,6 +6,7 @@
 
 mod memory;
 mod redis;
+mod result_batch;
 
 pub use self::redis::RedisBackend;
 pub use memory::MemoryBackend;

@@ -10,11 +10,13 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use serde_json::{json, Value};
 
 use crate::protocol::{ResultMeta, ResultTuple};
 use crate::rt::{self, IoThread};
-use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl, Script};
+use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl};
 
 use super::BackendError;
 
@@ -56,17 +58,26 @@ impl RedisBackend {
     /// results. A refusal that retrying cannot cure (`OOM`, `READONLY`, …) is returned as what it
     /// is at once.
     pub fn store_local(&self, meta: &ResultMeta) -> impl Future<Output = Result<(), BackendError>> + 'static {
-        let key = self.key(&meta.task_id);
-        let body = serde_json::to_vec(meta).expect("result metas are JSON values");
-        let ttl = self.expires.map_or(0, |d| d.as_secs()).to_string();
+        let key = Bytes::from(self.key(&meta.task_id));
+        let body = Bytes::from(serde_json::to_vec(meta).expect("result metas are JSON values"));
+        let ttl = self.expires.map_or(0, |d| d.as_secs());
         let url = self.url.clone();
+        // Queued now, not when the future is first polled: the write joins the batch of the
+        // shard's current run of tasks.
+        let mut first = Some(super::result_batch::enqueue(&url, ttl, key.clone(), body.clone()));
         async move {
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut wait = Duration::from_millis(50);
             loop {
-                let w = writer(&url);
-                let why = match store_script(&w, key.as_bytes(), &body, ttl.as_bytes()).await {
-                    Ok(_) => return Ok(()),
+                let done = match first.take() {
+                    Some(queued) => queued,
+                    None => super::result_batch::enqueue(&url, ttl, key.clone(), body.clone()),
+                };
+                let outcome = done.recv_async().await.unwrap_or_else(|_| {
+                    Err(RedisError::ConnectionLost(format!("{}: the shard stopped", url.redacted())))
+                });
+                let why = match outcome {
+                    Ok(()) => return Ok(()),
                     Err(RedisError::ConnectionLost(e)) => e,
                     Err(RedisError::Server(e)) if is_transient(&e) => e,
                     Err(RedisError::Server(e)) => return Err(BackendError::Refused(e)),
@@ -75,7 +86,7 @@ impl RedisBackend {
                 if Instant::now() >= deadline {
                     return Err(BackendError::ConnectionLost(why));
                 }
-                tracing::debug!("storing {key}: {why}; retrying in {wait:?}");
+                tracing::debug!("storing {}: {why}; retrying in {wait:?}", String::from_utf8_lossy(&key));
                 rt::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
@@ -153,15 +164,8 @@ impl RedisBackend {
 
 /// Server errors that pass by themselves: the data set is loading, a script is running, a
 /// cluster slot is moving, the replica lost its master.
-fn is_transient(e: &str) -> bool {
+pub(super) fn is_transient(e: &str) -> bool {
     ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"].iter().any(|p| e.starts_with(p))
-}
-
-/// The store script, run by its SHA.
-static STORE: Script = Script::new(STORE_LUA);
-
-async fn store_script(conn: &Connection, key: &[u8], body: &[u8], ttl: &[u8]) -> Result<BytesFrame, RedisError> {
-    STORE.call(conn, &[key], &[body, ttl]).await
 }
 
 async fn get_meta(conn: &Connection, key: &str) -> Result<Option<ResultMeta>, BackendError> {

@@ -5,12 +5,14 @@
 //! thread) wake a parked executor. Swapping the runtime (an epoll fallback for containers where
 //! io_uring is blocked) is a change of this folder.
 
+mod deferred;
 mod heartbeat;
 mod io_thread;
 mod notify;
 mod shard;
 mod timer;
 
+pub use deferred::{defer, dispatching, run_deferred};
 pub use io_thread::IoThread;
 pub use notify::Notify;
 pub use shard::{cpus, start_shards, LocalTask, ShardHandle};
@@ -70,6 +72,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Spawns a future on the current shard's executor; it runs until completion (detached).
+/// glommio polls it at once, up to its first pending point, before this returns.
 pub fn spawn_local<F>(fut: F)
 where
     F: std::future::Future<Output = ()> + 'static,

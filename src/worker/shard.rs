@@ -139,10 +139,18 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
     let shared = &sh.shared;
     let wake = &shared.steal.wake[sh.index];
     let max_running = shared.prefetch;
+    // Work deferred by the tasks (result writes) leaves every few starts and before parking.
+    let mut since_flush = 0u32;
+    rt::dispatching(true);
     loop {
         let seen = wake.epoch();
         if !shared.lifecycle.is_running() {
             break;
+        }
+        since_flush += 1;
+        if since_flush >= FLUSH_EVERY {
+            since_flush = 0;
+            rt::run_deferred();
         }
         while let Some((id, signal)) = shared.terminate[sh.index].pop() {
             if let Some(abort) = sh.active.borrow().get(&id) {
@@ -150,7 +158,7 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
             }
         }
         if sh.running.get() >= max_running {
-            wake.changed(seen).await;
+            park(wake.changed(seen)).await;
             continue;
         }
         let due = sh.ready.borrow_mut().pop_front();
@@ -183,11 +191,24 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
                     execute::start(sh, d);
                     continue;
                 }
-                wake.changed(seen).await;
+                park(wake.changed(seen)).await;
                 shared.steal.set_idle(sh.index, false);
             }
         }
     }
+    rt::dispatching(false);
+}
+
+/// Starts between two runs of the shard's deferred work while it stays busy: the most result
+/// writes one call carries in a steady drain.
+const FLUSH_EVERY: u32 = 32;
+
+/// Parks the run loop until `wake`: the deferred work of the run that ends goes first, and
+/// work deferred while parked runs by itself.
+async fn park(wake: impl std::future::Future<Output = ()>) {
+    rt::dispatching(false);
+    wake.await;
+    rt::dispatching(true);
 }
 
 /// Warm shutdown: wait for running bodies, then return every reserved delivery to the broker.

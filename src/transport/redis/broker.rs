@@ -40,35 +40,37 @@ const TAKE_LUA: &str = "local p = redis.call('HGET', KEYS[1], ARGV[1]) if not p 
 /// a worker killed at any moment leaves each message in its list or in `unacked`, for the
 /// visibility restore. One `HSET` and one `ZADD` carry the batch. The stash is kombu's
 /// `[envelope, exchange, routing_key]` with the empty exchange and the queue the message was
-/// taken from, so any kombu restores it to that queue. The tag is the envelope's
-/// `delivery_tag` (found by pattern: the body is base64 and escaped strings cannot match it), or
-/// `ARGV[3]` and the item's index when it has none; the reply lists the tags used, and the acks
-/// name those. An item that is not a JSON object is not stashed (tag ""): the consumer drops it.
-/// KEYS: unacked, unacked_index, the lists; ARGV: count, now, tag prefix, each list's queue.
+/// taken from, so any kombu restores it to that queue. Each entry's tag is `ARGV[3]` (unique to
+/// this pop) and the item's position: the tag only pairs an `unacked` field with its
+/// `unacked_index` member and names the ack, and nobody else looks a delivery up by it (kombu's
+/// restore reads both by what it finds). Finding the envelope's own `delivery_tag` in Lua cost
+/// Redis about a µs per message. An item that is not a JSON object is not stashed (the consumer
+/// drops it); the reply says which were, by position.
+/// KEYS: unacked, unacked_index, the lists; ARGV: count, score, tag prefix, each list's queue.
 static POP_STASH: Script = Script::new(
     r#"local n = tonumber(ARGV[1])
 for i = 3, #KEYS do
   local items = redis.call('RPOP', KEYS[i], n)
   if items then
     local q = cjson.encode(ARGV[i + 1])
-    local h, z, tags = {}, {}, {}
+    local h, z, skipped = {}, {}, {}
     for j = 1, #items do
       local item = items[j]
-      local tag = ''
       if string.byte(item, 1) == 123 then
-        tag = string.match(item, '"delivery_tag"%s*:%s*"([^"\]+)"') or (ARGV[3] .. j)
+        local tag = ARGV[3] .. j
         h[#h + 1] = tag
         h[#h + 1] = '[' .. item .. ',"",' .. q .. ']'
         z[#z + 1] = ARGV[2]
         z[#z + 1] = tag
+      else
+        skipped[#skipped + 1] = j
       end
-      tags[j] = tag
     end
     if #h > 0 then
       redis.call('HSET', KEYS[1], unpack(h))
       redis.call('ZADD', KEYS[2], unpack(z))
     end
-    return {KEYS[i], items, tags}
+    return {KEYS[i], items, skipped}
   end
 end
 return false"#,
@@ -288,6 +290,7 @@ impl RedisBroker {
             queues: queues.to_vec(),
             pending: None,
             backlogged: true,
+            pops: 0,
             last_restore: Instant::now() - vt,
             restore_every: (vt / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)),
             token: uuid::Uuid::new_v4().to_string(),
@@ -386,13 +389,21 @@ impl RedisAck {
     }
 }
 
+/// What the pop script stashed: item `j` (from 1) under `prefix` and `j`, except the positions
+/// it skipped (not JSON objects).
+struct Stashed {
+    prefix: String,
+    skipped: Vec<i64>,
+}
+
 type Pending = Pin<Box<dyn Future<Output = Result<BytesFrame, RedisError>>>>;
 
 /// Which pop is in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Pop {
-    /// The pop-and-stash script: its messages are in `unacked` already.
-    Stashing,
+    /// The pop-and-stash script, with the tag prefix it was given: its messages are in
+    /// `unacked` already.
+    Stashing(String),
     /// `BLMPOP … COUNT 1`, waiting for a message while every list is empty: its message is
     /// stashed by the next command on the owner's writer (the one window left, as in kombu's
     /// `BRPOP`, one message wide and only when the worker was idle).
@@ -410,6 +421,8 @@ pub struct RedisConsumer {
     pending: Option<(Pop, Pending)>,
     /// The last pop found messages: pop again without blocking.
     backlogged: bool,
+    /// Pops sent so far: with `token`, a prefix unique to each pop for the stash's tags.
+    pops: u64,
     last_restore: Instant,
     restore_every: Duration,
     token: String,
@@ -443,34 +456,38 @@ impl RedisConsumer {
         if self.pending.is_none() {
             self.pending = Some(self.pop(max));
         }
-        let (kind, pending) = self.pending.as_mut().expect("set above");
-        let kind = *kind;
+        let (_, pending) = self.pending.as_mut().expect("set above");
         let reply = pending.await;
-        self.pending = None;
+        let (kind, _) = self.pending.take().expect("awaited above");
         let what = match kind {
-            Pop::Stashing => "the pop script",
+            Pop::Stashing(_) => "the pop script",
             Pop::Blocking => "BLMPOP",
         };
+        let shape = || TransportError::ConnectionLost(format!("{what}: unexpected reply shape"));
         match reply {
             Ok(BytesFrame::Null) => {
                 self.backlogged = false;
                 Ok(Vec::new())
             }
             Ok(BytesFrame::Array(mut parts)) if parts.len() == 2 || parts.len() == 3 => {
-                let tags = if parts.len() == 3 { parts.pop() } else { None };
+                let skipped = if parts.len() == 3 { parts.pop() } else { None };
                 let items = parts.pop();
                 let key = parts.pop();
-                let tags = match tags {
-                    Some(BytesFrame::Array(t)) => Some(t),
-                    None => None,
-                    Some(_) => return Err(TransportError::ConnectionLost(format!("{what}: unexpected reply shape"))),
+                let stash = match (kind, skipped) {
+                    (Pop::Stashing(prefix), Some(BytesFrame::Array(s))) => {
+                        let skipped =
+                            s.iter().filter_map(|f| if let BytesFrame::Integer(j) = f { Some(*j) } else { None });
+                        Some(Stashed { prefix, skipped: skipped.collect() })
+                    }
+                    (Pop::Blocking, None) => None,
+                    _ => return Err(shape()),
                 };
                 match (key.as_ref().and_then(frame_bytes), items) {
                     (Some(key), Some(BytesFrame::Array(items))) => {
                         self.backlogged = true;
-                        Ok(self.accept(&String::from_utf8_lossy(key), items, tags))
+                        Ok(self.accept(&String::from_utf8_lossy(key), items, stash))
                     }
-                    _ => Err(TransportError::ConnectionLost(format!("{what}: unexpected reply shape"))),
+                    _ => Err(shape()),
                 }
             }
             Ok(other) => Err(TransportError::ConnectionLost(format!("{what}: unexpected reply {other:?}"))),
@@ -481,21 +498,23 @@ impl RedisConsumer {
 
     /// Sends the next pop: the pop-and-stash script while messages are waiting, else a blocking
     /// pop of one.
-    fn pop(&self, max: usize) -> (Pop, Pending) {
+    fn pop(&mut self, max: usize) -> (Pop, Pending) {
         let keys = self.broker.keys.pop_order(&self.queues);
         if self.backlogged {
             let k = &self.broker.keys;
             let mut script_keys: Vec<Vec<u8>> = vec![k.unacked().into_bytes(), k.unacked_index().into_bytes()];
             script_keys.extend(keys.iter().map(|key| key.clone().into_bytes()));
+            self.pops += 1;
+            let prefix = format!("{}.{}.", self.token, self.pops);
             let mut args: Vec<Vec<u8>> = vec![
                 max.clamp(1, POP_MAX).to_string().into_bytes(),
-                unix_now().to_string().into_bytes(),
-                format!("celeriac-{}-", uuid::Uuid::new_v4()).into_bytes(),
+                index_score().into_bytes(),
+                prefix.clone().into_bytes(),
             ];
             args.extend(keys.iter().map(|key| k.queue_of(key).into_bytes()));
             let conn = self.fetch.clone();
             return (
-                Pop::Stashing,
+                Pop::Stashing(prefix),
                 Box::pin(async move {
                     let keys: Vec<&[u8]> = script_keys.iter().map(Vec::as_slice).collect();
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
@@ -515,10 +534,10 @@ impl RedisConsumer {
         self.pending.is_some()
     }
 
-    /// Turns popped items into deliveries. `tags` are the pop script's (the items are stashed
-    /// already); without them (a blocking pop) the stash is queued on the owner's writer first,
-    /// ahead of any settlement of these deliveries.
-    fn accept(&mut self, key: &str, items: Vec<BytesFrame>, tags: Option<Vec<BytesFrame>>) -> Vec<Delivery> {
+    /// Turns popped items into deliveries. With `stash` (the pop script's) the items are in
+    /// `unacked` already; without (a blocking pop) the stash is queued on the owner's writer
+    /// first, ahead of any settlement of these deliveries.
+    fn accept(&mut self, key: &str, items: Vec<BytesFrame>, stash: Option<Stashed>) -> Vec<Delivery> {
         let queue = self.broker.keys.queue_of(key);
         if self.broker.keys.opts.queue_order_strategy == "round_robin" && self.queues.len() > 1 {
             if let Some(i) = self.queues.iter().position(|q| *q == queue) {
@@ -526,15 +545,15 @@ impl RedisConsumer {
                 self.queues.push(q);
             }
         }
-        let stashed = tags.is_some();
-        let mut tags = tags.map(Vec::into_iter);
+        let stashed = stash.is_some();
         let qname: Arc<str> = Arc::from(queue.as_str());
         let quoted = serde_json::to_string(&queue).expect("a string always serializes");
         let (mut hset, mut zadd): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
-        let now = unix_now().to_string();
+        let now = index_score();
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let script_tag = tags.as_mut().and_then(Iterator::next);
+        for (j, item) in (1i64..).zip(items) {
+            // The tag the script stashed this item under, if it did.
+            let script_tag = stash.as_ref().filter(|s| !s.skipped.contains(&j)).map(|s| format!("{}{j}", s.prefix));
             let raw = match item {
                 BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => b,
                 _ => continue,
@@ -550,18 +569,14 @@ impl RedisConsumer {
                     let e = crate::protocol::shorten(&e.to_string(), crate::protocol::REPR_MAX).into_owned();
                     tracing::error!("discarding a garbage entry from queue {queue:?}: {e}; entry starts {shown:?}");
                     // The script stashed what looked like an object; take it out again.
-                    if let Some(tag) = script_tag.as_ref().and_then(frame_bytes).filter(|t| !t.is_empty()) {
+                    if let Some(tag) = script_tag {
                         self.owner.popped(1);
-                        let tag = String::from_utf8_lossy(tag).into_owned();
                         self.owner.settle(Settlement::Ack { tag });
                     }
                     continue;
                 }
             };
-            let tag = match script_tag.as_ref().and_then(frame_bytes) {
-                Some(t) if !t.is_empty() => String::from_utf8_lossy(t).into_owned(),
-                _ => env.delivery_tag().to_owned(),
-            };
+            let tag = script_tag.unwrap_or_else(|| env.delivery_tag().to_owned());
             let info = env.delivery_info().clone();
             let message = match env.into_task() {
                 Ok(m) => m,
@@ -721,6 +736,15 @@ async fn bound_queue(broker: &RedisBroker, conn: &Connection, exchange: &str, rk
 /// Waits until every command queued so far on this shard's writer to `url` got its reply.
 pub async fn flush(url: &RedisUrl) {
     let _ = writer(url).call(&[b"PING"]).await;
+}
+
+/// The `unacked_index` score of a message stashed now: kombu's `time()`, rounded up to whole
+/// seconds. A whole number is stored as an integer in a small sorted set, where each insert
+/// compares against every entry: with float scores each comparison parsed a float string, and
+/// the batch's ZADD cost Redis ~6 µs per message. Rounded up, an entry never looks older than it
+/// is, so nothing is restored early; at most a second late.
+fn index_score() -> String {
+    (unix_now().ceil() as u64).to_string()
 }
 
 fn unix_now() -> f64 {
