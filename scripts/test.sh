@@ -24,6 +24,10 @@ venv="$("$root/scripts/venv.sh")"
 "$venv/bin/python" -c "import celery, kombu; assert celery.__version__ == '5.7.0', celery.__version__" \
   || { echo "test.sh: the venv does not hold celery 5.7.0" >&2; exit 1; }
 
+# The import graph (DESIGN §1): no cycle between files, no layer used from below, runtime and
+# wire crates only in their folders.
+python3 "$root/scripts/check-imports.py" "$root/src"
+
 export CELERIAC_PYTHON="$venv/bin/python"
 export CELERIAC_REDIS_SERVER="$(command -v redis-server)"
 cargo test --all-features --no-run "$@"

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use crate::backend::BackendError;
-use crate::client::TaskFailure;
 use crate::config::ConfigError;
-use crate::protocol::ProtocolError;
+use crate::protocol::{ExceptionInfo, ProtocolError, State};
 use crate::transport::TransportError;
 
 /// Every error celeriac returns.
@@ -46,3 +45,18 @@ pub enum Error {
 
 /// `Result` with celeriac's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A task that failed (or was revoked): the exception Python would raise, with its traceback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFailure {
+    pub task_id: String,
+    pub state: State,
+    pub exception: ExceptionInfo,
+    pub traceback: Option<String>,
+}
+
+impl std::fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task {} {}: {}: {}", self.task_id, self.state, self.exception.exc_type, self.exception.message())
+    }
+}

@@ -38,9 +38,9 @@ mod app;
 mod error;
 
 pub use app::{App, AppBuilder};
-pub use client::{AsyncResult, Client, SendOptions, TaskFailure, TaskRef, TypedResult};
+pub use client::{AsyncResult, Client, SendOptions, TaskRef, TypedResult};
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, Result, TaskFailure};
 pub use protocol::State;
 pub use task::{blocking, Ignore, Reject, Retry, ShardState, TaskCtx, TaskError, TaskOptions};
 pub use worker::{ShutdownMode, Signal, WorkerHandle};

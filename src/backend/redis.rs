@@ -18,7 +18,7 @@ use crate::protocol::{ResultMeta, ResultTuple};
 use crate::rt::{self, IoThread};
 use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl};
 
-use super::BackendError;
+use super::error::BackendError;
 
 /// Stores a meta unless a SUCCESS is already there; SETEX (or SET without expiry) and PUBLISH.
 const STORE_LUA: &str = "local cur = redis.call('GET', KEYS[1]) \

@@ -6,50 +6,34 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::backend::ResultWatch;
+use crate::backend::{Backend, ResultWatch};
 use crate::protocol::{ExceptionInfo, ResultMeta, State};
-use crate::{Error, Result};
-
-use super::Client;
-
-/// A task that failed (or was revoked): the exception Python would raise, with its traceback.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskFailure {
-    pub task_id: String,
-    pub state: State,
-    pub exception: ExceptionInfo,
-    pub traceback: Option<String>,
-}
-
-impl std::fmt::Display for TaskFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "task {} {}: {}: {}", self.task_id, self.state, self.exception.exc_type, self.exception.message())
-    }
-}
+use crate::{Error, Result, TaskFailure};
 
 /// A handle on one task's result. Clones share one subscription to it.
 #[derive(Debug, Clone)]
 pub struct AsyncResult {
     id: String,
-    client: Client,
+    /// Where the result is read (all a result handle needs of the client that sent it).
+    backend: Backend,
     /// Opened at send time (Redis results) or by the first wait.
     watch: Arc<OnceLock<ResultWatch>>,
 }
 
 impl AsyncResult {
-    pub(crate) fn new(id: String, client: Client, watch: Option<ResultWatch>) -> Self {
+    pub(crate) fn new(id: String, backend: Backend, watch: Option<ResultWatch>) -> Self {
         let cell = OnceLock::new();
         if let Some(w) = watch {
             let _ = cell.set(w);
         }
-        AsyncResult { id, client, watch: Arc::new(cell) }
+        AsyncResult { id, backend, watch: Arc::new(cell) }
     }
 
     fn watch(&self) -> Result<&ResultWatch> {
         if let Some(w) = self.watch.get() {
             return Ok(w);
         }
-        let w = self.client.backend().watch(&self.id)?;
+        let w = self.backend.watch(&self.id)?;
         // A clone racing us may have set one first; ours is then dropped (and pruned).
         Ok(self.watch.get_or_init(|| w))
     }
@@ -60,7 +44,7 @@ impl AsyncResult {
     }
 
     fn meta(&self) -> Result<Option<ResultMeta>> {
-        Ok(self.client.backend().get(&self.id)?)
+        Ok(self.backend.get(&self.id)?)
     }
 
     /// The current state; PENDING when nothing is stored.
@@ -93,7 +77,7 @@ impl AsyncResult {
 
     /// Deletes the stored result.
     pub fn forget(&self) -> Result<()> {
-        Ok(self.client.backend().forget(&self.id)?)
+        Ok(self.backend.forget(&self.id)?)
     }
 
     /// Blocks until the task is ready and returns its value as `T`; a failed task is

@@ -10,7 +10,8 @@ mod producer;
 mod routes;
 mod task_ref;
 
-pub use async_result::{AsyncResult, TaskFailure};
+pub use crate::error::TaskFailure;
+pub use async_result::AsyncResult;
 pub use options::SendOptions;
 pub use producer::Client;
 pub use routes::Router;

@@ -12,7 +12,7 @@ use crate::protocol::{self, json::format_datetime, Embed, Headers, Properties, T
 use crate::transport::Broker;
 use crate::{Error, Result};
 
-use super::{AsyncResult, Router, SendOptions, TaskRef, TypedResult};
+use super::{AsyncResult, Router, SendOptions};
 
 /// A handle for sending tasks and reading results. `Send + Sync`; clones share one connection set.
 #[derive(Clone, Debug)]
@@ -120,27 +120,12 @@ impl Client {
         let backend = &self.inner.backend;
         let watch = watch && backend.watches_at_send() && msg.headers.ignore_result != Some(true);
         let watch = if watch { Some(backend.watch(&id)?) } else { None };
-        Ok((msg, queue, AsyncResult::new(id, self.clone(), watch)))
-    }
-
-    /// `task.delay(*args)` through a typed handle.
-    pub fn delay<A: Serialize, R>(&self, task: &TaskRef<A, R>, args: A) -> Result<TypedResult<R>> {
-        Ok(TypedResult::new(self.send_task(task.name(), args)?))
-    }
-
-    /// `task.apply_async(args, **options)` through a typed handle.
-    pub fn apply_async<A: Serialize, R>(
-        &self,
-        task: &TaskRef<A, R>,
-        args: A,
-        options: &SendOptions,
-    ) -> Result<TypedResult<R>> {
-        Ok(TypedResult::new(self.send_task_with(task.name(), args, Map::new(), options)?))
+        Ok((msg, queue, AsyncResult::new(id, self.inner.backend.clone(), watch)))
     }
 
     /// A result handle for a known task id.
     pub fn async_result(&self, task_id: impl Into<String>) -> AsyncResult {
-        AsyncResult::new(task_id.into(), self.clone(), None)
+        AsyncResult::new(task_id.into(), self.inner.backend.clone(), None)
     }
 
     pub fn broker(&self) -> &Broker {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use serde_json::Map;
+
 use crate::Result;
 
 use super::{AsyncResult, Client, SendOptions};
@@ -36,6 +38,23 @@ impl<A: Serialize, R> TaskRef<A, R> {
     /// `task.apply_async(args, **options)`.
     pub fn apply_async(&self, client: &Client, args: A, options: &SendOptions) -> Result<TypedResult<R>> {
         client.apply_async(self, args, options)
+    }
+}
+
+impl Client {
+    /// `task.delay(*args)` through a typed handle.
+    pub fn delay<A: Serialize, R>(&self, task: &TaskRef<A, R>, args: A) -> Result<TypedResult<R>> {
+        Ok(TypedResult::new(self.send_task(task.name(), args)?))
+    }
+
+    /// `task.apply_async(args, **options)` through a typed handle.
+    pub fn apply_async<A: Serialize, R>(
+        &self,
+        task: &TaskRef<A, R>,
+        args: A,
+        options: &SendOptions,
+    ) -> Result<TypedResult<R>> {
+        Ok(TypedResult::new(self.send_task_with(task.name(), args, Map::new(), options)?))
     }
 }
 

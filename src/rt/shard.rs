@@ -39,9 +39,6 @@ impl ShardHandle {
     }
 }
 
-/// A task spawned on the current shard (kept only so callers need not name glommio).
-pub type LocalTask<T> = glommio::Task<T>;
-
 /// The CPU ids this process may run on (its affinity mask), in order.
 pub fn cpus() -> Vec<usize> {
     let mut ids: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();

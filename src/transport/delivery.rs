@@ -1,18 +1,33 @@
 //! A delivered message and its acknowledgement. Acking or rejecting consumes the delivery, so a
-//! message cannot be settled twice; a delivery is `Send`, so an idle shard can steal it.
+//! message cannot be settled twice; a delivery is `Send`, so an idle shard can steal it, and its
+//! settlement goes back to whoever the transport says owns it (on Redis, the shard that popped
+//! it: its connection sent the stash the ack must follow).
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::protocol::{DeliveryInfo, TaskMessage};
 
-use super::memory::Link;
-use super::redis::RedisAck;
+/// The broker side of settling, implemented by each transport for the owner of its deliveries
+/// (the memory broker's consumer link, a Redis consumer's settlement inbox). From any thread.
+pub(crate) trait Settler: Send + Sync + std::fmt::Debug {
+    /// The message is done (or rejected without requeue: the same on Redis).
+    fn ack(&self, key: DeliveryKey);
+    /// The message goes back to `queue`, consumed next, marked redelivered.
+    fn requeue(&self, key: DeliveryKey, queue: &str, msg: Box<TaskMessage>);
+    /// The message stays unacked with the broker, to be delivered again later.
+    fn abandon(&self, key: DeliveryKey);
+}
 
-/// Who settles the delivery.
-#[derive(Debug)]
-pub(crate) enum AckTarget {
-    Memory(Arc<Link>),
-    Redis(RedisAck),
+/// What the broker needs to find one delivery again: its tag (Redis: the `unacked` field) and,
+/// for a requeue without the decoded message, the message as it arrived and its priority.
+/// Empty for the in-process broker.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryKey {
+    pub(crate) tag: String,
+    pub(crate) raw: Bytes,
+    pub(crate) priority: u8,
 }
 
 /// A task message handed to a worker, unacked until settled.
@@ -22,13 +37,14 @@ pub struct Delivery {
     pub info: DeliveryInfo,
     /// The queue it was taken from.
     pub queue: Arc<str>,
-    pub(crate) target: AckTarget,
+    pub(crate) settler: Arc<dyn Settler>,
+    pub(crate) key: DeliveryKey,
 }
 
 impl Delivery {
     /// Splits the delivery into the message (to decode and run) and its settlement handle.
     pub fn into_parts(self) -> (Box<TaskMessage>, Settle) {
-        let settle = Settle { info: self.info, queue: self.queue, target: self.target };
+        let settle = Settle { info: self.info, queue: self.queue, settler: self.settler, key: self.key };
         (self.message, settle)
     }
 
@@ -44,30 +60,25 @@ impl Delivery {
 #[derive(Debug)]
 pub struct Settle {
     /// Where the message came from, carried with it while it waits (ETA, rate limit); the task
-    /// context takes it when the task runs, settling needs only the queue and the target.
+    /// context takes it when the task runs, settling needs only the queue and the owner.
     pub info: DeliveryInfo,
     pub queue: Arc<str>,
-    target: AckTarget,
+    settler: Arc<dyn Settler>,
+    key: DeliveryKey,
 }
 
 impl Settle {
     /// Acknowledges: the message is done.
     pub fn ack(self) {
-        match self.target {
-            AckTarget::Memory(b) => b.settled(),
-            AckTarget::Redis(r) => r.ack(),
-        }
+        self.settler.ack(self.key)
     }
 
     /// Leaves the message unacked with the broker, which delivers it again later (Redis: kombu's
     /// visibility restore; AMQP: when the channel closes), as it would after a crash. For a
-    /// message whose outcome could not be recorded.
+    /// message whose outcome could not be recorded. The in-process broker has nobody to deliver
+    /// it again once the process is gone, so there it counts as done.
     pub fn abandon(self) {
-        match self.target {
-            // In-process: nothing outlives the broker to deliver it again, so it counts as done.
-            AckTarget::Memory(b) => b.settled(),
-            AckTarget::Redis(r) => r.abandon(),
-        }
+        self.settler.abandon(self.key)
     }
 
     /// Rejects without requeue: the message is dropped (kombu: same as ack).
@@ -79,9 +90,6 @@ impl Settle {
     /// consumed next (kombu's restore puts it at the consuming end).
     pub fn requeue(self, mut msg: Box<TaskMessage>) {
         msg.headers.extra.insert("redelivered".into(), serde_json::Value::Bool(true));
-        match self.target {
-            AckTarget::Memory(b) => b.restore(&self.queue, msg),
-            AckTarget::Redis(r) => r.requeue(),
-        }
+        self.settler.requeue(self.key, &self.queue, msg)
     }
 }

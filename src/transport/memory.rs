@@ -15,8 +15,8 @@ use crossbeam_queue::SegQueue;
 use crate::protocol::{DeliveryInfo, TaskMessage};
 use crate::rt::Notify;
 
-use super::delivery::AckTarget;
-use super::{priority_bucket, Delivery};
+use super::delivery::{Delivery, DeliveryKey, Settler};
+use super::priority::priority_bucket;
 
 #[derive(Debug, Default)]
 struct MemQueue {
@@ -123,13 +123,23 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub(crate) fn settled(&self) {
+    fn settled(&self) {
         self.unacked.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Settler for Link {
+    fn ack(&self, _: DeliveryKey) {
+        self.settled();
     }
 
     /// Puts a delivered message back at the consuming end of `queue`.
-    pub(crate) fn restore(&self, queue: &str, msg: Box<TaskMessage>) {
+    fn requeue(&self, _: DeliveryKey, queue: &str, msg: Box<TaskMessage>) {
         self.broker.restore(queue, msg);
+        self.settled();
+    }
+
+    fn abandon(&self, _: DeliveryKey) {
         self.settled();
     }
 }
@@ -161,7 +171,8 @@ impl MemoryConsumer {
                         },
                         message,
                         queue: name.clone(),
-                        target: AckTarget::Memory(self.link.clone()),
+                        settler: self.link.clone(),
+                        key: DeliveryKey::default(),
                     });
                 }
                 None => {

@@ -12,7 +12,7 @@ use crate::protocol::{ControlRequest, Envelope, ExceptionInfo, ResultMeta, State
 use crate::rt;
 use crate::transport::Fanout;
 
-use super::pool::WorkerShared;
+use super::shared::WorkerShared;
 
 /// Serves control requests until the worker stops running.
 pub(crate) async fn serve(shared: Arc<WorkerShared>, index: usize, mailbox: Fanout) {

@@ -7,18 +7,23 @@
 //! store the result.
 
 mod banner;
-mod execute;
 mod lifecycle;
 mod mailbox;
 mod nodename;
+mod outcome;
 mod pool;
 mod rate_limit;
+mod request;
 mod retry;
 mod revoke;
+mod settlement;
 mod shard;
+mod shard_ctx;
+mod shared;
 mod signal;
 mod steal;
 mod timer;
+mod trace;
 
 pub use banner::banner;
 pub use lifecycle::{Phase, ShutdownMode};

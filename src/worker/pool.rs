@@ -18,21 +18,10 @@ use crate::{Error, Result};
 use super::lifecycle::Lifecycle;
 use super::rate_limit::RateLimits;
 use super::revoke::Revoked;
+use super::shared::{Counters, WorkerShared};
 use super::signal::{Hooks, Signal};
 use super::steal::StealSet;
 use super::{expand_nodename, Phase, ShutdownMode};
-
-/// One shard's counters over the worker's life, on a cache line of their own: a shared counter
-/// bumped by every shard per task moved its line between cores on each task.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Counters {
-    pub processed: AtomicU64,
-    pub failed: AtomicU64,
-    pub rejected: AtomicU64,
-    pub stolen: AtomicU64,
-    pub store_failed: AtomicU64,
-}
 
 /// A snapshot of the worker's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,41 +39,6 @@ pub struct WorkerStats {
     pub store_failed: u64,
     /// Tasks processed by each shard.
     pub per_shard: Vec<u64>,
-}
-
-/// What every shard shares, frozen at start (config, registry) or atomic (lifecycle, counters).
-pub(crate) struct WorkerShared {
-    pub registry: Arc<Registry>,
-    pub client: Client,
-    pub accept: Accept,
-    pub acks_late: bool,
-    pub ignore_result: bool,
-    pub result_extended: bool,
-    pub track_started: bool,
-    pub acks_on_failure_or_timeout: bool,
-    pub reject_on_worker_lost: bool,
-    /// `task_time_limit` / `task_soft_time_limit`, seconds.
-    pub time_limit: Option<f64>,
-    pub soft_time_limit: Option<f64>,
-    /// ETA tasks one shard holds before further ones count against its prefetch
-    /// (`worker_eta_task_limit` split over the shards).
-    pub eta_limit: Option<usize>,
-    pub rate_limits: RateLimits,
-    pub revoked: Revoked,
-    /// Per shard: ids (and signal names) of running tasks to terminate.
-    pub terminate: Vec<SegQueue<(String, Option<String>)>>,
-    pub hooks: Hooks,
-    pub hostname: Arc<str>,
-    pub queues: Vec<String>,
-    /// Per-shard prefetch: reserved deliveries and concurrently running bodies.
-    pub prefetch: usize,
-    pub lifecycle: Lifecycle,
-    pub steal: StealSet,
-    /// Per shard.
-    pub stats: Vec<Counters>,
-    pub state_factories: Vec<(TypeId, StateFactory)>,
-    pub started: AtomicUsize,
-    pub started_notify: Notify,
 }
 
 /// Configures a worker; made by [`App::worker`](crate::App::worker).

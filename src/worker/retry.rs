@@ -14,7 +14,9 @@ use crate::protocol::{
 use crate::task::{Retry, TaskCtx, TaskEntry, TaskError};
 use crate::transport::Settle;
 
-use super::execute::{fail_settled, store_with, After, ShardCtx};
+use super::outcome::{fail_settled, store_with};
+use super::settlement::After;
+use super::shard_ctx::ShardCtx;
 use super::signal::Signal;
 
 /// Celery's `Task.max_retries` and `Task.default_retry_delay`.

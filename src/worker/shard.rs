@@ -10,8 +10,9 @@ use crossbeam_deque::Worker as LocalQueue;
 use crate::rt;
 use crate::transport::{Consumer, Delivery};
 
-use super::execute::{self, ShardCtx, Stop};
-use super::pool::WorkerShared;
+use super::request;
+use super::shard_ctx::{ShardCtx, Stop};
+use super::shared::WorkerShared;
 use super::Phase;
 
 pub(crate) async fn shard_main(shared: Arc<WorkerShared>, index: usize, local: LocalQueue<Delivery>) {
@@ -25,7 +26,7 @@ pub(crate) async fn shard_main(shared: Arc<WorkerShared>, index: usize, local: L
         rt::spawn_local(super::mailbox::serve(sh.shared.clone(), index, mailbox));
     }
     rt::spawn_local(timer(sh.clone()));
-    let consumer = glommio::spawn_local(consume(sh.clone(), local.clone()));
+    let consumer = rt::spawn(consume(sh.clone(), local.clone()));
     // consume() hands its consumer back when it stops, for the shutdown drain.
     sh.shared.started.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     sh.shared.started_notify.notify();
@@ -113,7 +114,7 @@ async fn timer(sh: Rc<ShardCtx>) {
         }
         let now = std::time::Instant::now();
         while let Some(held) = sh.timer.pop_due(now) {
-            execute::release(&sh, held);
+            request::release(&sh, held);
         }
         let rearm = sh.timer.changed.changed(seen);
         let stop = async {
@@ -164,7 +165,7 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
         let due = sh.ready.borrow_mut().pop_front();
         if let Some(held) = due {
             wake.notify();
-            execute::admit(sh, held);
+            request::admit(sh, held);
             rt::yield_now().await;
             continue;
         }
@@ -180,7 +181,7 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
                 }
                 // A slot in the prefetch window opened: let the consumer fetch.
                 wake.notify();
-                execute::start(sh, d);
+                request::start(sh, d);
                 rt::yield_now().await;
             }
             None => {
@@ -188,7 +189,7 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
                 if let Some(d) = shared.steal.steal_into(sh.index, local) {
                     shared.steal.set_idle(sh.index, false);
                     sh.stats().stolen.fetch_add(1 + local.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    execute::start(sh, d);
+                    request::start(sh, d);
                     continue;
                 }
                 park(wake.changed(seen)).await;

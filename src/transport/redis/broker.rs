@@ -11,25 +11,21 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::protocol::{DeliveryInfo, Envelope, Headers, TaskMessage};
 use crate::rt::{self, IoThread};
-use crate::transport::delivery::AckTarget;
-use crate::transport::{Delivery, TransportError};
+use crate::transport::delivery::{Delivery, DeliveryKey};
+use crate::transport::error::TransportError;
 
 use super::blocking::Pool;
 use super::connection::frame_bytes;
-use super::owner::{Owner, Settlement};
+use super::owner::{mark_redelivered, Owner, Settlement};
 use super::script::Script;
-use super::{writer, BytesFrame, Connection, Keys, RedisError, RedisUrl, TransportOptions};
+use redis_protocol::resp2::types::BytesFrame;
 
-/// Atomically takes a message out of the unacked bookkeeping and pushes it back to its queue
-/// (consumed next). Returns 0 when the tag was already settled by someone else.
-const RESTORE_LUA: &str = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
-    redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('RPUSH', KEYS[3], ARGV[2]) return 1 end return 0";
+use super::{writer, Connection, Keys, RedisError, RedisUrl, TransportOptions};
 
 /// Takes the payload of one unacked tag atomically (for the visibility restore).
 const TAKE_LUA: &str = "local p = redis.call('HGET', KEYS[1], ARGV[1]) if not p then return false end \
@@ -286,7 +282,7 @@ impl RedisBroker {
         RedisConsumer {
             broker: self.clone(),
             fetch: Connection::open(self.url.clone(), "fetch"),
-            owner: Owner::start(self.clone()),
+            owner: Owner::start(self.url.clone(), self.keys.clone()),
             queues: queues.to_vec(),
             pending: None,
             backlogged: true,
@@ -297,23 +293,6 @@ impl RedisBroker {
             restoring: Rc::new(Cell::new(false)),
             declared: false,
         }
-    }
-
-    /// Restores one unacked tag to its queue (consumed next), marked redelivered. Fire and forget
-    /// on the shard's writer; returns at once.
-    pub(super) fn requeue_raw(&self, tag: &str, queue: &str, priority: u8, raw: &[u8]) {
-        let marked = mark_redelivered(raw).unwrap_or_else(|| raw.to_vec());
-        let conn = writer(&self.url);
-        conn.send(&[
-            b"EVAL",
-            RESTORE_LUA.as_bytes(),
-            b"3",
-            self.keys.unacked().as_bytes(),
-            self.keys.unacked_index().as_bytes(),
-            self.keys.queue_key(queue, priority).as_bytes(),
-            tag.as_bytes(),
-            &marked,
-        ]);
     }
 }
 
@@ -349,43 +328,6 @@ impl Drop for FanoutSubscription {
                 c.close();
             }
         }));
-    }
-}
-
-/// Sets `headers.redelivered` and `properties.delivery_info.redelivered`, as kombu does when it
-/// restores a message.
-fn mark_redelivered(raw: &[u8]) -> Option<Vec<u8>> {
-    let mut v: Value = serde_json::from_slice(raw).ok()?;
-    v.get_mut("headers")?.as_object_mut()?.insert("redelivered".into(), Value::Bool(true));
-    v.get_mut("properties")?.get_mut("delivery_info")?.as_object_mut()?.insert("redelivered".into(), Value::Bool(true));
-    serde_json::to_vec(&v).ok()
-}
-
-/// The settlement data of one Redis delivery; it goes back to the shard that popped it.
-#[derive(Debug)]
-pub struct RedisAck {
-    owner: Arc<Owner>,
-    tag: String,
-    queue: String,
-    priority: u8,
-    raw: Bytes,
-}
-
-impl RedisAck {
-    /// Acknowledges: removes the tag from the unacked bookkeeping, on the owner's writer.
-    pub(crate) fn ack(self) {
-        self.owner.settle(Settlement::Ack { tag: self.tag });
-    }
-
-    /// Leaves the message in `unacked` for the visibility restore.
-    pub(crate) fn abandon(self) {
-        self.owner.settle(Settlement::Abandon);
-    }
-
-    /// Returns the message to its queue, consumed next, marked redelivered.
-    pub(crate) fn requeue(self) {
-        let RedisAck { owner, tag, queue, priority, raw } = self;
-        owner.settle(Settlement::Requeue { tag, queue, priority, raw });
     }
 }
 
@@ -607,13 +549,8 @@ impl RedisConsumer {
                 message: Box::new(message),
                 info: DeliveryInfo { redelivered, ..info },
                 queue: qname.clone(),
-                target: AckTarget::Redis(RedisAck {
-                    owner: self.owner.clone(),
-                    tag,
-                    queue: queue.clone(),
-                    priority,
-                    raw,
-                }),
+                settler: self.owner.clone(),
+                key: DeliveryKey { tag, raw, priority },
             });
         }
         if !hset.is_empty() {

@@ -10,11 +10,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde_json::Value;
 
+use crate::protocol::TaskMessage;
 use crate::rt::{self, Notify};
+use crate::transport::delivery::{DeliveryKey, Settler};
 
-use super::broker::RedisBroker;
-use super::writer;
+use super::{writer, Keys, RedisUrl};
+
+/// Atomically takes a message out of the unacked bookkeeping and pushes it back to its queue
+/// (consumed next). Returns 0 when the tag was already settled by someone else.
+const RESTORE_LUA: &str = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then \
+    redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('RPUSH', KEYS[3], ARGV[2]) return 1 end return 0";
 
 /// How a delivery ends on the broker.
 #[derive(Debug)]
@@ -41,7 +48,7 @@ pub(crate) struct Owner {
 
 impl Owner {
     /// An inbox for a consumer on the current shard, with the task that empties it there.
-    pub(crate) fn start(broker: Arc<RedisBroker>) -> Arc<Owner> {
+    pub(crate) fn start(url: RedisUrl, keys: Keys) -> Arc<Owner> {
         let (tx, rx) = flume::unbounded();
         let owner = Arc::new(Owner {
             tx,
@@ -50,7 +57,7 @@ impl Owner {
             outstanding: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         });
-        rt::spawn_local(serve(owner.clone(), broker));
+        rt::spawn_local(serve(owner.clone(), url, keys));
         owner
     }
 
@@ -83,19 +90,31 @@ impl Owner {
 
 /// The owner's task: drains the inbox each time it runs, so the settlements of one scheduling
 /// round share one write.
-async fn serve(owner: Arc<Owner>, broker: Arc<RedisBroker>) {
-    let k = &broker.keys;
-    let (index, unacked) = (k.unacked_index(), k.unacked());
+async fn serve(owner: Arc<Owner>, url: RedisUrl, keys: Keys) {
+    let (index, unacked) = (keys.unacked_index(), keys.unacked());
     let mut tags: Vec<String> = Vec::new();
     loop {
         let seen = owner.wake.epoch();
         let mut settled = 0;
-        let conn = writer(&broker.url);
+        let conn = writer(&url);
         while let Ok(s) = owner.rx.try_recv() {
             settled += 1;
             match s {
                 Settlement::Ack { tag } => tags.push(tag),
-                Settlement::Requeue { tag, queue, priority, raw } => broker.requeue_raw(&tag, &queue, priority, &raw),
+                Settlement::Requeue { tag, queue, priority, raw } => {
+                    // Atomically out of the unacked bookkeeping and back to the consuming end.
+                    let marked = mark_redelivered(&raw).unwrap_or_else(|| raw.to_vec());
+                    conn.send(&[
+                        b"EVAL",
+                        RESTORE_LUA.as_bytes(),
+                        b"3",
+                        unacked.as_bytes(),
+                        index.as_bytes(),
+                        keys.queue_key(&queue, priority).as_bytes(),
+                        tag.as_bytes(),
+                        &marked,
+                    ]);
+                }
                 Settlement::Abandon => {}
             }
         }
@@ -122,4 +141,29 @@ async fn serve(owner: Arc<Owner>, broker: Arc<RedisBroker>) {
         }
         owner.wake.changed(seen).await;
     }
+}
+
+impl Settler for Owner {
+    fn ack(&self, key: DeliveryKey) {
+        self.settle(Settlement::Ack { tag: key.tag });
+    }
+
+    /// Redis requeues the message as it arrived (marked redelivered), not the decoded one.
+    fn requeue(&self, key: DeliveryKey, queue: &str, _: Box<TaskMessage>) {
+        let DeliveryKey { tag, raw, priority } = key;
+        self.settle(Settlement::Requeue { tag, queue: queue.to_owned(), priority, raw });
+    }
+
+    fn abandon(&self, _: DeliveryKey) {
+        self.settle(Settlement::Abandon);
+    }
+}
+
+/// Sets `headers.redelivered` and `properties.delivery_info.redelivered`, as kombu does when it
+/// restores a message.
+pub(super) fn mark_redelivered(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(raw).ok()?;
+    v.get_mut("headers")?.as_object_mut()?.insert("redelivered".into(), Value::Bool(true));
+    v.get_mut("properties")?.get_mut("delivery_info")?.as_object_mut()?.insert("redelivered".into(), Value::Bool(true));
+    serde_json::to_vec(&v).ok()
 }

@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 
 use super::connection::frame_bytes;
-use super::{BytesFrame, Connection, RedisError};
+use redis_protocol::resp2::types::BytesFrame;
+
+use super::{Connection, RedisError};
 
 /// A script and the SHA1 that `SCRIPT LOAD` answered for it once.
 pub struct Script {

@@ -1,0 +1,200 @@
+//! The result stores as one enum ([`Backend`]: static dispatch, the one file a new store adds a
+//! variant to), the outcome of a worker's write, and a client's watch on one result.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::ResultMeta;
+
+use super::error::BackendError;
+use super::memory::MemoryBackend;
+use super::redis::RedisBackend;
+
+/// A result store shared by the worker's shards and by clients.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// No `result_backend` configured: nothing is stored; waiting on a result is an error.
+    Disabled,
+    Memory(Arc<MemoryBackend>),
+    Redis(Arc<RedisBackend>),
+}
+
+/// One task's ready result on its way to a client (see [`Backend::watch`]). Once it is in, it
+/// stays: every later wait returns it at once. Dropped unread, it cancels its subscription.
+#[derive(Debug)]
+pub struct ResultWatch {
+    task_id: String,
+    tx: flume::Sender<ResultMeta>,
+    rx: flume::Receiver<ResultMeta>,
+    backend: Backend,
+}
+
+impl ResultWatch {
+    /// Blocks until the result is ready; `None` on timeout.
+    pub fn wait_blocking(&self, timeout: Duration) -> Option<ResultMeta> {
+        self.rx.recv_timeout(timeout).ok().map(|m| self.keep(m))
+    }
+
+    /// Waits from any executor until the result is ready; `None` on timeout.
+    pub async fn wait(&self, timeout: Duration) -> Option<ResultMeta> {
+        crate::rt::timeout_anywhere(timeout, self.rx.recv_async()).await.and_then(Result::ok).map(|m| self.keep(m))
+    }
+
+    /// Puts the meta back for the next wait (the channel holds one, and only the backend's
+    /// single delivery or this put-back ever fill it).
+    fn keep(&self, meta: ResultMeta) -> ResultMeta {
+        let _ = self.tx.try_send(meta.clone());
+        meta
+    }
+}
+
+impl Drop for ResultWatch {
+    fn drop(&mut self) {
+        if !self.rx.is_empty() {
+            return; // delivered: the backend let go of it then
+        }
+        // Abandoned before its result came: let the backend drop its end (after this drop,
+        // nobody holds the receiver, which is how it recognises the dead sender).
+        let rx = std::mem::replace(&mut self.rx, flume::bounded(1).1);
+        drop(rx);
+        match &self.backend {
+            Backend::Disabled => {}
+            Backend::Memory(b) => b.prune(&self.task_id),
+            Backend::Redis(b) => b.prune(&self.task_id),
+        }
+    }
+}
+
+/// The outcome of a store: done already (in-process backends) or a write in flight on this
+/// shard's pipelined connection.
+pub enum Stored {
+    Done(Result<(), BackendError>),
+    Pending(Pin<Box<dyn Future<Output = Result<(), BackendError>>>>),
+}
+
+impl Backend {
+    /// Stores `meta` from a worker shard; an existing SUCCESS is never overwritten (as Celery
+    /// checks before writing).
+    pub fn store(&self, meta: ResultMeta) -> Stored {
+        match self {
+            Backend::Disabled => Stored::Done(Ok(())),
+            Backend::Memory(b) => {
+                b.store(meta);
+                Stored::Done(Ok(()))
+            }
+            Backend::Redis(b) => Stored::Pending(Box::pin(b.store_local(&meta))),
+        }
+    }
+
+    /// Stores `meta` from any thread without waiting: on a shard it joins the shard's pipelined
+    /// writes (so it lands before anything the shard stores later); elsewhere the I/O thread
+    /// writes it. Failures are logged.
+    pub fn store_detached(&self, meta: ResultMeta) {
+        let what = meta.task_id.clone();
+        let log = move |r: Result<(), BackendError>| {
+            if let Err(e) = r {
+                tracing::error!("Cannot store the state of task {what}: {e}");
+            }
+        };
+        match self {
+            Backend::Disabled => {}
+            Backend::Memory(b) => b.store(meta),
+            Backend::Redis(b) if crate::rt::on_executor() => {
+                let write = b.store_local(&meta);
+                crate::rt::spawn_local(async move { log(write.await) });
+            }
+            Backend::Redis(b) => {
+                let b = b.clone();
+                // Queued on the I/O thread at once; nobody waits for the reply.
+                drop(crate::rt::IoThread::global().run(move || async move { log(b.store_local(&meta).await) }));
+            }
+        }
+    }
+
+    /// The stored meta of `task_id`, if any (none means PENDING).
+    pub fn get(&self, task_id: &str) -> Result<Option<ResultMeta>, BackendError> {
+        match self {
+            Backend::Disabled => Err(BackendError::Disabled),
+            Backend::Memory(b) => Ok(b.get(task_id)),
+            Backend::Redis(b) => b.get(task_id),
+        }
+    }
+
+    /// Starts listening for `task_id`'s ready result. On Redis this queues the SUBSCRIBE without
+    /// waiting, so a client that watches before it publishes (Celery's `on_task_call`) finds the
+    /// result already on its way when it calls `get()`: no round trip after the publish.
+    pub fn watch(&self, task_id: &str) -> Result<ResultWatch, BackendError> {
+        let (tx, rx) = flume::bounded(1);
+        match self {
+            Backend::Disabled => return Err(BackendError::Disabled),
+            Backend::Memory(b) => b.register(task_id, tx.clone()),
+            Backend::Redis(b) => b.register(task_id, tx.clone()),
+        }
+        Ok(ResultWatch { task_id: task_id.to_owned(), tx, rx, backend: self.clone() })
+    }
+
+    /// Whether a result is worth watching from the moment its task is sent (Celery's
+    /// `on_task_call`): on Redis the subscription then costs `get()` no round trip; an in-process
+    /// store hands the result over at once whenever the watch starts.
+    pub fn watches_at_send(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
+
+    /// Deletes the stored result.
+    pub fn forget(&self, task_id: &str) -> Result<(), BackendError> {
+        match self {
+            Backend::Disabled => Err(BackendError::Disabled),
+            Backend::Memory(b) => {
+                b.forget(task_id);
+                Ok(())
+            }
+            Backend::Redis(b) => b.forget(task_id),
+        }
+    }
+
+    /// Saves a group's member ids (`GroupResult.save()`).
+    pub fn save_group(&self, group_id: &str, task_ids: &[String]) -> Result<(), BackendError> {
+        match self {
+            Backend::Disabled => Err(BackendError::Disabled),
+            Backend::Memory(b) => {
+                b.save_group(group_id, task_ids);
+                Ok(())
+            }
+            Backend::Redis(b) => b.save_group(group_id, task_ids),
+        }
+    }
+
+    /// Restores a saved group's member ids (`GroupResult.restore()`).
+    pub fn restore_group(&self, group_id: &str) -> Result<Option<Vec<String>>, BackendError> {
+        match self {
+            Backend::Disabled => Err(BackendError::Disabled),
+            Backend::Memory(b) => Ok(b.restore_group(group_id)),
+            Backend::Redis(b) => b.restore_group(group_id),
+        }
+    }
+
+    /// Whether the result store answers, from a thread outside the shards: `Err((fatal, why))`,
+    /// where `fatal` says retrying cannot help (a refused password).
+    pub fn check(&self) -> Result<(), (bool, String)> {
+        match self {
+            Backend::Disabled | Backend::Memory(_) => Ok(()),
+            Backend::Redis(b) => crate::transport::redis::check(&b.url),
+        }
+    }
+
+    /// Whether results are stored at all.
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self, Backend::Disabled)
+    }
+
+    /// The URL, for banners and logs (passwords hidden).
+    pub fn url(&self) -> String {
+        match self {
+            Backend::Disabled => "disabled://".to_owned(),
+            Backend::Memory(_) => "memory://".to_owned(),
+            Backend::Redis(b) => b.url.redacted(),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The transports as one enum each for the broker handle, a shard's consumer and a fanout
+//! subscription: static dispatch, and the one file a new transport adds a variant to.
+
+use std::sync::Arc;
+
+use crate::protocol::TaskMessage;
+
+use super::delivery::Delivery;
+use super::error::TransportError;
+use super::memory::{MemoryBroker, MemoryConsumer};
+use super::redis::{self, RedisBroker, RedisConsumer};
+
+/// A broker connection factory shared by clients and worker shards.
+#[derive(Clone, Debug)]
+pub enum Broker {
+    Memory(Arc<MemoryBroker>),
+    Redis(Arc<RedisBroker>),
+}
+
+impl Broker {
+    /// Publishes a task message to `queue`.
+    pub fn publish(&self, queue: &str, msg: TaskMessage) -> Result<(), TransportError> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish(queue, msg);
+                Ok(())
+            }
+            Broker::Redis(b) => b.publish(queue, &msg),
+        }
+    }
+
+    /// Publishes many messages to one queue; on Redis pipelined in one round of writes.
+    pub fn publish_batch(&self, queue: &str, msgs: Vec<TaskMessage>) -> Result<(), TransportError> {
+        match self {
+            Broker::Memory(b) => {
+                for m in msgs {
+                    b.publish(queue, m);
+                }
+                Ok(())
+            }
+            Broker::Redis(b) => b.publish_batch(queue, &msgs),
+        }
+    }
+
+    /// Publishes without blocking a thread: the future runs on any executor.
+    pub fn publish_async(
+        &self,
+        queue: &str,
+        msg: TaskMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransportError>> + Send>> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish(queue, msg);
+                Box::pin(std::future::ready(Ok(())))
+            }
+            Broker::Redis(b) => Box::pin(b.publish_async(queue, &msg)),
+        }
+    }
+
+    /// Publishes a kombu envelope on a fanout exchange (remote control, events): every current
+    /// subscriber gets it, nobody else. From any thread.
+    pub fn publish_fanout(&self, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish_fanout(exchange, envelope);
+                Ok(())
+            }
+            Broker::Redis(b) => b.publish_fanout(exchange, routing_key, envelope),
+        }
+    }
+
+    /// Subscribes to a fanout exchange; returns once the subscription is live. Blocks the
+    /// calling thread briefly on Redis (call it off the shards or via the blocking pool).
+    pub fn subscribe_fanout(&self, exchange: &str) -> Fanout {
+        match self {
+            Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
+            Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, "")),
+        }
+    }
+
+    /// Opens a consumer of `queues` for one shard.
+    pub fn consumer(&self, queues: &[String]) -> Consumer {
+        match self {
+            Broker::Memory(b) => Consumer::Memory(b.consumer(queues)),
+            Broker::Redis(b) => Consumer::Redis(b.consumer(queues)),
+        }
+    }
+
+    /// Messages waiting in `queue` (all priorities).
+    pub fn queue_len(&self, queue: &str) -> Result<usize, TransportError> {
+        match self {
+            Broker::Memory(b) => Ok(b.len(queue)),
+            Broker::Redis(b) => b.queue_len(queue),
+        }
+    }
+
+    /// How long a delivered message may stay unacked before another consumer restores it
+    /// (Redis `visibility_timeout`); `None` where unacked messages never time out.
+    pub fn visibility_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Broker::Memory(_) => None,
+            Broker::Redis(b) => Some(b.keys.opts.visibility()),
+        }
+    }
+
+    /// Whether the broker answers, from a thread outside the shards: `Err((fatal, why))`, where
+    /// `fatal` says retrying cannot help (a refused password).
+    pub fn check(&self) -> Result<(), (bool, String)> {
+        match self {
+            Broker::Memory(_) => Ok(()),
+            Broker::Redis(b) => redis::check(&b.url),
+        }
+    }
+
+    /// The URL this broker was opened from, for banners and logs.
+    pub fn url(&self) -> String {
+        match self {
+            Broker::Memory(_) => "memory://".to_owned(),
+            Broker::Redis(b) => b.url.redacted(),
+        }
+    }
+}
+
+/// A live fanout subscription; ends when dropped.
+pub enum Fanout {
+    Memory(flume::Receiver<Vec<u8>>),
+    Redis(redis::FanoutSubscription),
+}
+
+impl Fanout {
+    /// The next envelope, from any executor; `None` once the broker is gone.
+    pub async fn recv_async(&self) -> Option<Vec<u8>> {
+        match self {
+            Fanout::Memory(rx) => rx.recv_async().await.ok(),
+            Fanout::Redis(s) => s.recv_async().await.map(|(_, env)| env),
+        }
+    }
+}
+
+/// One shard's consumer.
+pub enum Consumer {
+    Memory(MemoryConsumer),
+    Redis(RedisConsumer),
+}
+
+impl Consumer {
+    /// Waits until at least one message is available (or [`Consumer::wake`] is called) and
+    /// returns up to `max` deliveries; an empty vector means "woken, nothing to take".
+    pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
+        match self {
+            Consumer::Memory(c) => Ok(c.fetch(max).await),
+            Consumer::Redis(c) => c.fetch(max).await,
+        }
+    }
+
+    /// Whether a fetch sent to the broker is still unanswered: the next [`Consumer::fetch`]
+    /// returns its messages, whatever `max` it is given.
+    pub fn in_flight(&self) -> bool {
+        match self {
+            Consumer::Memory(_) => false,
+            Consumer::Redis(c) => c.in_flight(),
+        }
+    }
+
+    /// Stops consuming: deliveries still arriving are returned (to be requeued), and every
+    /// settlement queued on this shard is flushed to the broker.
+    pub async fn close(&mut self) -> Vec<Delivery> {
+        match self {
+            Consumer::Memory(_) => Vec::new(),
+            Consumer::Redis(c) => c.close().await,
+        }
+    }
+
+    /// Waits until settlements queued on this shard reached the broker.
+    pub async fn flush(&self) {
+        if let Consumer::Redis(c) = self {
+            c.flush().await;
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Recording an outcome: the result meta stored (unless ignored), then the delivery settled once
+//! the write is done; a refused write is counted and leaves the message for redelivery. Also the
+//! outcomes of messages that never run: malformed, unregistered, revoked or expired.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use serde_json::{json, Value};
+
+use crate::backend::{BackendError, Stored};
+use crate::protocol::{
+    shorten, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, EXC_MESSAGE_MAX, REPR_MAX, TRACEBACK_MAX,
+};
+use crate::rt;
+use crate::task::{TaskCtx, TaskEntry, TaskError};
+use crate::transport::Settle;
+
+use super::settlement::{After, Settled};
+use super::shard_ctx::ShardCtx;
+use super::signal::Signal;
+
+/// What `result_extended` adds to a stored result, captured before the body runs.
+pub(crate) struct Extended {
+    pub(crate) args: Value,
+    pub(crate) kwargs: Value,
+    pub(crate) queue: String,
+}
+
+/// A task failure, settled as Celery does: acked, or rejected (dropped) when
+/// `acks_on_failure_or_timeout` is off.
+pub(crate) fn fail_settled(
+    sh: &Rc<ShardCtx>,
+    entry: &TaskEntry,
+    ctx: &TaskCtx,
+    e: TaskError,
+    extended: Option<Extended>,
+    settle: Option<Settle>,
+) {
+    let acks = entry.options.acks_on_failure_or_timeout.unwrap_or(sh.shared.acks_on_failure_or_timeout);
+    let how = if acks { Settled::Ack } else { Settled::Reject };
+    fail(sh, entry, ctx, e, extended, settle.map(|s| After::new(s, how, ctx)))
+}
+
+/// A FAILURE: logged, hooked, stored; the delivery settled after the write.
+pub(crate) fn fail(
+    sh: &Rc<ShardCtx>,
+    entry: &TaskEntry,
+    ctx: &TaskCtx,
+    e: TaskError,
+    extended: Option<Extended>,
+    after: Option<After>,
+) {
+    let h = ctx.headers();
+    let shared = &sh.shared;
+    sh.stats().failed.fetch_add(1, Ordering::Relaxed);
+    // Bounded as Celery's saferepr bounds reprs: an error that quotes a huge argument must cost
+    // neither a huge stored FAILURE nor a huge log line.
+    let bounded = e.exception().clone().bounded(EXC_MESSAGE_MAX);
+    tracing::error!("Task {}[{}] raised unexpected: {}", h.task, h.id, shorten(&bounded.repr(), REPR_MAX));
+    let tb = match e.traceback() {
+        Some(tb) => shorten(tb, TRACEBACK_MAX).into_owned(),
+        None => synthetic_traceback(&shared.hostname, h, &bounded),
+    };
+    let exc = bounded.to_value();
+    shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Failure, retval: &exc });
+    shared.hooks.send(&Signal::TaskFailure { ctx, exception: e.exception(), traceback: Some(&tb) });
+    store_with(sh, entry, h, extended, State::Failure, exc, Some(tb), after)
+}
+
+/// Python-style traceback text for a Rust failure, so `AsyncResult.traceback` has something to
+/// show (the frames are the worker's, not Python's).
+fn synthetic_traceback(hostname: &str, h: &Headers, exc: &ExceptionInfo) -> String {
+    let qual = if exc.exc_module == "builtins" {
+        exc.exc_type.clone()
+    } else {
+        format!("{}.{}", exc.exc_module, exc.exc_type)
+    };
+    format!(
+        "Traceback (most recent call last):\n  File \"celeriac worker {hostname}\", in {}\n{qual}: {}\n",
+        h.task,
+        exc.message()
+    )
+}
+
+pub(crate) fn ignores_result(sh: &ShardCtx, entry: &TaskEntry, h: &Headers) -> bool {
+    h.ignores_result() || entry.options.ignore_result.unwrap_or(sh.shared.ignore_result)
+}
+
+/// A revoked or expired task: acked and dropped, REVOKED stored (Celery's
+/// `TaskRevokedError("revoked" | "expired")`).
+pub(crate) fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers, settle: Settle, why: &str) {
+    tracing::info!("Discarding revoked task: {}[{}] ({why})", h.task, h.id);
+    let expired = why == "expired";
+    sh.shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: false, signum: None, expired });
+    let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", why);
+    store_with(sh, entry, h, None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
+}
+
+/// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
+/// the write is done: with acks_late a message is acked only after its result is stored.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_with(
+    sh: &Rc<ShardCtx>,
+    entry: &TaskEntry,
+    h: &Headers,
+    extended: Option<Extended>,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    after: Option<After>,
+) {
+    if ignores_result(sh, entry, h) {
+        if let Some(a) = after {
+            a.done();
+        }
+        return;
+    }
+    store_meta(sh, h, extended, state, result, traceback, after);
+}
+
+fn store_meta(
+    sh: &Rc<ShardCtx>,
+    h: &Headers,
+    extended: Option<Extended>,
+    state: State,
+    result: Value,
+    traceback: Option<String>,
+    after: Option<After>,
+) {
+    let shared = &sh.shared;
+    let mut meta = ResultMeta::new(&h.id, state, result);
+    meta.traceback = traceback;
+    meta.group_id = h.group.clone();
+    meta.parent_id = h.parent_id.clone();
+    if let Some(Extended { args, kwargs, queue }) = extended {
+        meta.name = Some(h.task.clone());
+        meta.args = Some(args);
+        meta.kwargs = Some(kwargs);
+        meta.worker = Some(String::from(&*shared.hostname));
+        meta.retries = Some(h.retries);
+        meta.queue = Some(queue);
+    }
+    match shared.client.backend().store(meta) {
+        Stored::Done(r) => stored(sh, h, r, after),
+        Stored::Pending(write) => {
+            let what = (h.task.clone(), h.id.clone());
+            sh.storing.set(sh.storing.get() + 1);
+            let sh = sh.clone();
+            rt::spawn_local(async move {
+                let r = write.or(store_deadline(&sh)).await;
+                stored_as(&sh, &what.0, &what.1, r, after);
+                sh.storing.set(sh.storing.get() - 1);
+                sh.wake();
+            });
+        }
+    }
+}
+
+/// How long a result write still retrying may hold a shutdown.
+const STORE_GRACE: Duration = Duration::from_secs(5);
+
+/// Fails a result write [`STORE_GRACE`] after a shutdown began: a dead store must not hold the
+/// worker for ever (the write's own retries stop after a minute anyway).
+async fn store_deadline(sh: &ShardCtx) -> Result<(), BackendError> {
+    let wake = &sh.shared.steal.wake[sh.index];
+    loop {
+        let seen = wake.epoch();
+        if !sh.shared.lifecycle.is_running() {
+            break;
+        }
+        wake.changed(seen).await;
+    }
+    rt::sleep(STORE_GRACE).await;
+    Err(BackendError::ConnectionLost(format!("still failing {}s into the shutdown", STORE_GRACE.as_secs())))
+}
+
+fn stored(sh: &ShardCtx, h: &Headers, r: Result<(), BackendError>, after: Option<After>) {
+    stored_as(sh, &h.task, &h.id, r, after)
+}
+
+/// Settles a delivery once its outcome's write ended: acked (or as decided) when stored; when
+/// the store refused it, counted, logged with the task, and left unacked for the broker to
+/// deliver again (an early-acked message is gone already: only the count and the log remain).
+fn stored_as(sh: &ShardCtx, task: &str, id: &str, r: Result<(), BackendError>, after: Option<After>) {
+    match r {
+        Ok(()) => {
+            if let Some(a) = after {
+                a.done();
+            }
+        }
+        Err(e) => {
+            sh.stats().store_failed.fetch_add(1, Ordering::Relaxed);
+            match after {
+                Some(a) => {
+                    tracing::error!(
+                        "Cannot store the result of {task}[{id}]: {e}. The message is left unacked for redelivery."
+                    );
+                    a.undone();
+                }
+                None => tracing::error!("Cannot store the result of {task}[{id}]: {e}. The result is lost."),
+            }
+        }
+    }
+}
+
+/// A message we cannot decode: logged with its name and id, rejected without requeue (it would
+/// fail again), and, when its id is known, marked FAILURE so a waiting client fails fast.
+pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: Settle, e: ProtocolError) {
+    let task = if h.task.is_empty() { "<unknown>" } else { &h.task };
+    let id = if h.id.is_empty() { "<no id>" } else { &h.id };
+    tracing::error!(
+        "Can't decode message body of task {}[{}] (content-type {:?}, queue {:?}): {}. The message has been rejected.",
+        shorten(task, REPR_MAX),
+        shorten(id, REPR_MAX),
+        shorten(content_type, REPR_MAX),
+        settle.queue.as_ref(),
+        shorten(&e.to_string(), REPR_MAX)
+    );
+    sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
+    if !h.id.is_empty() && !h.ignores_result() {
+        let (module, ty) = match e {
+            ProtocolError::ContentDisallowed { .. } => ("kombu.exceptions", "ContentDisallowed"),
+            _ => ("kombu.exceptions", "DecodeError"),
+        };
+        let exc = ExceptionInfo::new(module, ty, e.to_string()).bounded(EXC_MESSAGE_MAX);
+        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        return;
+    }
+    settle.reject();
+}
+
+/// An unknown task name: reported the way Celery does (error log, FAILURE `NotRegistered`,
+/// message rejected without requeue).
+pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
+    tracing::error!(
+        "Received unregistered task of type {:?} (id {}). The message has been ignored and discarded.",
+        shorten(&h.task, REPR_MAX),
+        shorten(&h.id, REPR_MAX)
+    );
+    sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
+    if !h.ignores_result() {
+        let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
+        let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
+        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        return;
+    }
+    settle.reject();
+}

@@ -1,0 +1,91 @@
+//! One shard's view of the worker (Celery's per-consumer state): its counters, its timer of
+//! held deliveries, the bodies it runs and how to stop them from outside.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+use crate::task::ShardLocals;
+
+use super::shared::{Counters, WorkerShared};
+use super::timer::{Held, Timer};
+
+/// One shard's view of the worker.
+pub(crate) struct ShardCtx {
+    pub index: usize,
+    pub shared: Arc<WorkerShared>,
+    pub locals: ShardLocals,
+    /// Async and blocking bodies in flight on this shard.
+    pub running: Cell<usize>,
+    /// Result writes in flight (acks_late deliveries wait for theirs).
+    pub storing: Cell<usize>,
+    /// ETA and rate-limited deliveries waiting for their moment.
+    pub timer: Timer,
+    /// Held deliveries whose moment came, waiting for a run slot (served before the reserved
+    /// queue).
+    pub ready: RefCell<VecDeque<Held>>,
+    /// Running spawned bodies by task id, for `terminate` and cold shutdown.
+    pub active: RefCell<HashMap<String, Rc<Abort>>>,
+}
+
+impl ShardCtx {
+    pub(crate) fn new(index: usize, shared: Arc<WorkerShared>) -> Self {
+        ShardCtx {
+            index,
+            locals: ShardLocals::build(&shared.state_factories, index),
+            shared,
+            running: Cell::new(0),
+            storing: Cell::new(0),
+            timer: Timer::default(),
+            ready: RefCell::new(VecDeque::new()),
+            active: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        self.shared.steal.wake[self.index].notify();
+    }
+
+    /// This shard's counters.
+    pub(crate) fn stats(&self) -> &Counters {
+        &self.shared.stats[self.index]
+    }
+}
+
+/// Why a running body was stopped from outside.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stop {
+    /// `revoke(terminate=True)`, with the signal name the client asked for.
+    Terminated(Option<String>),
+    /// Cold shutdown: the worker abandons the task (Celery's `WorkerLostError`).
+    Lost,
+}
+
+/// A one-shot stop signal for one running body.
+#[derive(Default)]
+pub(crate) struct Abort {
+    why: RefCell<Option<Stop>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Abort {
+    pub fn fire(&self, why: Stop) {
+        self.why.borrow_mut().get_or_insert(why);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn fired(&self) -> impl Future<Output = Stop> + '_ {
+        std::future::poll_fn(move |cx| match self.why.borrow().clone() {
+            Some(why) => Poll::Ready(why),
+            None => {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+    }
+}

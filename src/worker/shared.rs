@@ -1,0 +1,66 @@
+//! What every shard of a worker shares: frozen at start (settings, registry, client) or atomic
+//! (lifecycle, counters), with each shard's counters on a cache line of their own.
+
+use std::any::TypeId;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+
+use crossbeam_queue::SegQueue;
+
+use crate::client::Client;
+use crate::protocol::Accept;
+use crate::rt::Notify;
+use crate::task::{Registry, StateFactory};
+
+use super::lifecycle::Lifecycle;
+use super::rate_limit::RateLimits;
+use super::revoke::Revoked;
+use super::signal::Hooks;
+use super::steal::StealSet;
+
+/// One shard's counters over the worker's life, on a cache line of their own: a shared counter
+/// bumped by every shard per task moved its line between cores on each task.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Counters {
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+    pub rejected: AtomicU64,
+    pub stolen: AtomicU64,
+    pub store_failed: AtomicU64,
+}
+
+/// What every shard shares, frozen at start (config, registry) or atomic (lifecycle, counters).
+pub(crate) struct WorkerShared {
+    pub registry: Arc<Registry>,
+    pub client: Client,
+    pub accept: Accept,
+    pub acks_late: bool,
+    pub ignore_result: bool,
+    pub result_extended: bool,
+    pub track_started: bool,
+    pub acks_on_failure_or_timeout: bool,
+    pub reject_on_worker_lost: bool,
+    /// `task_time_limit` / `task_soft_time_limit`, seconds.
+    pub time_limit: Option<f64>,
+    pub soft_time_limit: Option<f64>,
+    /// ETA tasks one shard holds before further ones count against its prefetch
+    /// (`worker_eta_task_limit` split over the shards).
+    pub eta_limit: Option<usize>,
+    pub rate_limits: RateLimits,
+    pub revoked: Revoked,
+    /// Per shard: ids (and signal names) of running tasks to terminate.
+    pub terminate: Vec<SegQueue<(String, Option<String>)>>,
+    pub hooks: Hooks,
+    pub hostname: Arc<str>,
+    pub queues: Vec<String>,
+    /// Per-shard prefetch: reserved deliveries and concurrently running bodies.
+    pub prefetch: usize,
+    pub lifecycle: Lifecycle,
+    pub steal: StealSet,
+    /// Per shard.
+    pub stats: Vec<Counters>,
+    pub state_factories: Vec<(TypeId, StateFactory)>,
+    pub started: AtomicUsize,
+    pub started_notify: Notify,
+}
