@@ -89,9 +89,10 @@ fn dispatch(c: &mut Criterion) {
                         })
                         .collect();
                     let target = worker.stats().processed + BATCH as u64;
+                    let route = celeriac::transport::Route::to_queue("celery");
                     let start = Instant::now();
                     for m in batch {
-                        broker.publish("celery", m).expect("publish");
+                        broker.publish(&route, m).expect("publish");
                     }
                     while worker.stats().processed < target {
                         std::hint::spin_loop();

@@ -245,8 +245,18 @@ impl AppBuilder {
             }
         }
         let broker = match &settings.broker {
+            // The in-process broker has no options (kombu's memory transport ignores them too).
             Url::Memory => Broker::Memory(MemoryBroker::new()),
-            Url::Redis(u) => Broker::Redis(RedisBroker::new(u.clone(), config.broker_transport_options.clone())),
+            Url::Redis(u) => {
+                let opts = crate::transport::redis::TransportOptions::from_table(&config.broker_transport_options)
+                    .map_err(|reason| {
+                        Error::Config(crate::config::ConfigError::Invalid {
+                            setting: "broker_transport_options",
+                            reason,
+                        })
+                    })?;
+                Broker::Redis(RedisBroker::new(u.clone(), opts))
+            }
         };
         let backend = match &settings.backend {
             None => Backend::Disabled,

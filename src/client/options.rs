@@ -21,6 +21,8 @@ pub struct SendOptions {
     pub queue: Option<String>,
     /// Routing key; with the default exchange it names the queue.
     pub routing_key: Option<String>,
+    /// Exchange to publish to (`apply_async(exchange=…)`); default: the route's, else `""`.
+    pub exchange: Option<String>,
     /// 0–9; on memory and Redis lower numbers are served first.
     pub priority: Option<u8>,
     /// Custom headers, merged at the top level as Celery does.
@@ -65,6 +67,11 @@ impl SendOptions {
         self.queue = Some(q.into());
         self
     }
+    pub fn exchange(mut self, e: impl Into<String>) -> Self {
+        self.exchange = Some(e.into());
+        self
+    }
+
     pub fn routing_key(mut self, rk: impl Into<String>) -> Self {
         self.routing_key = Some(rk.into());
         self

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::backend::Backend;
 use crate::config::Settings;
 use crate::protocol::{self, json::format_datetime, Embed, Headers, Properties, TaskMessage};
-use crate::transport::Broker;
+use crate::transport::{Broker, Route};
 use crate::{Error, Result};
 
 use super::{AsyncResult, Router, SendOptions};
@@ -68,8 +68,8 @@ impl Client {
         kwargs: Map<String, Value>,
         options: &SendOptions,
     ) -> Result<AsyncResult> {
-        let (msg, queue, result) = self.prepare(name, args, &kwargs, options, true)?;
-        self.inner.broker.publish(&queue, msg)?;
+        let (msg, route, result) = self.prepare(name, args, &kwargs, options, true)?;
+        self.inner.broker.publish(&route, msg)?;
         Ok(result)
     }
 
@@ -82,8 +82,8 @@ impl Client {
         kwargs: Map<String, Value>,
         options: &SendOptions,
     ) -> Result<AsyncResult> {
-        let (msg, queue, result) = self.prepare(name, args, &kwargs, options, true)?;
-        self.inner.broker.publish_async(&queue, msg).await?;
+        let (msg, route, result) = self.prepare(name, args, &kwargs, options, true)?;
+        self.inner.broker.publish_async(&route, msg).await?;
         Ok(result)
     }
 
@@ -93,18 +93,19 @@ impl Client {
     /// until their first `get()` (a bulk load rarely waits on each one).
     pub fn send_batch<A: Serialize>(&self, name: &str, calls: impl IntoIterator<Item = A>) -> Result<Vec<AsyncResult>> {
         let (options, kwargs) = (SendOptions::default(), Map::new());
-        let (mut msgs, mut results, mut queue) = (Vec::new(), Vec::new(), String::new());
+        let (mut msgs, mut results) = (Vec::new(), Vec::new());
+        let mut route = self.inner.router.route(name);
         for args in calls {
-            let (msg, q, result) = self.prepare(name, args, &kwargs, &options, false)?;
-            queue = q;
+            let (msg, r, result) = self.prepare(name, args, &kwargs, &options, false)?;
+            route = r;
             msgs.push(msg);
             results.push(result);
         }
-        self.inner.broker.publish_batch(&queue, msgs)?;
+        self.inner.broker.publish_batch(&route, msgs)?;
         Ok(results)
     }
 
-    /// The message, its queue and its result handle for one call. With `watch`, a Redis result
+    /// The message, its route and its result handle for one call. With `watch`, a Redis result
     /// is subscribed to now, before the publish (Celery's `on_task_call`), unless it is ignored.
     fn prepare(
         &self,
@@ -113,14 +114,14 @@ impl Client {
         kwargs: &Map<String, Value>,
         options: &SendOptions,
         watch: bool,
-    ) -> Result<(TaskMessage, String, AsyncResult)> {
+    ) -> Result<(TaskMessage, Route, AsyncResult)> {
         let args = args_list(name, args)?;
-        let (msg, queue) = self.build(name, &args, kwargs, options)?;
+        let (msg, route) = self.build(name, &args, kwargs, options)?;
         let id = msg.headers.id.clone();
         let backend = &self.inner.backend;
         let watch = watch && backend.watches_at_send() && msg.headers.ignore_result != Some(true);
         let watch = if watch { Some(backend.watch(&id)?) } else { None };
-        Ok((msg, queue, AsyncResult::new(id, self.inner.backend.clone(), watch)))
+        Ok((msg, route, AsyncResult::new(id, self.inner.backend.clone(), watch)))
     }
 
     /// A result handle for a known task id.
@@ -140,16 +141,30 @@ impl Client {
         &self.inner.router
     }
 
-    /// Builds the message exactly as Celery 5.7's `as_task_v2` does, and picks its queue.
+    /// Builds the message exactly as Celery 5.7's `as_task_v2` does, and routes it: the
+    /// options' queue, exchange and routing key over `task_routes` over the default queue.
     fn build(
         &self,
         name: &str,
         args: &[Value],
         kwargs: &Map<String, Value>,
         o: &SendOptions,
-    ) -> Result<(TaskMessage, String)> {
-        let (routed_queue, routed_priority) = self.inner.router.route(name);
-        let queue = o.queue.clone().or_else(|| o.routing_key.clone()).unwrap_or_else(|| routed_queue.to_owned());
+    ) -> Result<(TaskMessage, Route)> {
+        let mut route = self.inner.router.route(name);
+        if let Some(q) = &o.queue {
+            // `apply_async(queue=q)`: that queue, by its own name unless a key is given.
+            route = Route { routing_key: q.clone(), queue: q.clone(), exchange: String::new(), ..route };
+        }
+        if let Some(e) = &o.exchange {
+            route.exchange = e.clone();
+        }
+        if let Some(rk) = &o.routing_key {
+            route.routing_key = rk.clone();
+            if route.exchange.is_empty() && o.queue.is_none() {
+                // The default exchange delivers by key: the key names the queue.
+                route.queue = rk.clone();
+            }
+        }
         let id = o.task_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let now = Utc::now();
         let eta = o.eta.or_else(|| o.countdown.map(|c| now + c));
@@ -175,11 +190,11 @@ impl Client {
             reply_to: Some(self.inner.oid.clone()),
             delivery_mode: 2,
             expiration: expires.map(|t| ((t - now).num_milliseconds().max(0)).to_string()),
-            priority: o.priority.or(routed_priority).unwrap_or(0).min(9),
+            priority: o.priority.or(route.priority).unwrap_or(0).min(9),
         };
         let s = &self.inner.settings;
         let msg = TaskMessage::encode(h, props, s.task_serializer, s.compression, args, kwargs, &Embed::default())?;
-        Ok((msg, queue))
+        Ok((msg, route))
     }
 }
 

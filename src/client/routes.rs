@@ -1,24 +1,31 @@
-//! `task_routes`: which queue a task name goes to (exact names and `*` globs, first match wins).
+//! `task_routes`: where a task name is published (exact names and `*` globs, first match wins).
 
-use crate::config::Route;
+use crate::config::TaskRoute;
+use crate::transport::Route;
 
 /// The compiled routing table.
 #[derive(Debug, Clone)]
 pub struct Router {
-    routes: Vec<Route>,
+    routes: Vec<TaskRoute>,
     default_queue: String,
 }
 
 impl Router {
-    pub fn new(routes: Vec<Route>, default_queue: String) -> Self {
+    pub fn new(routes: Vec<TaskRoute>, default_queue: String) -> Self {
         Router { routes, default_queue }
     }
 
-    /// The route for `task`: its queue and, if set, priority.
-    pub fn route(&self, task: &str) -> (&str, Option<u8>) {
+    /// The route for `task`: the first matching entry's exchange, routing key (default: its
+    /// queue), queue and priority, else the default queue through the default exchange.
+    pub fn route(&self, task: &str) -> Route {
         match self.routes.iter().find(|r| glob(&r.pattern, task)) {
-            Some(r) => (r.queue.as_str(), r.priority),
-            None => (self.default_queue.as_str(), None),
+            Some(r) => Route {
+                exchange: r.exchange.clone().unwrap_or_default(),
+                routing_key: r.routing_key.clone().unwrap_or_else(|| r.queue.clone()),
+                queue: r.queue.clone(),
+                priority: r.priority,
+            },
+            None => Route::to_queue(self.default_queue.clone()),
         }
     }
 
@@ -51,18 +58,33 @@ fn glob(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn r(p: &str, q: &str) -> Route {
-        Route { pattern: p.into(), queue: q.into(), routing_key: None, priority: None }
+    fn r(p: &str, q: &str) -> TaskRoute {
+        TaskRoute { pattern: p.into(), queue: q.into(), exchange: None, routing_key: None, priority: None }
     }
 
     #[test]
     fn exact_then_glob_then_default() {
         let router =
             Router::new(vec![r("proj.tasks.add", "adds"), r("proj.*", "proj"), r("*.mul", "never")], "celery".into());
-        assert_eq!(router.route("proj.tasks.add").0, "adds");
-        assert_eq!(router.route("proj.tasks.mul").0, "proj");
-        assert_eq!(router.route("other.mul").0, "never");
-        assert_eq!(router.route("other.x").0, "celery");
+        assert_eq!(router.route("proj.tasks.add").queue, "adds");
+        assert_eq!(router.route("proj.tasks.mul").queue, "proj");
+        assert_eq!(router.route("other.mul").queue, "never");
+        assert_eq!(router.route("other.x"), Route::to_queue("celery"));
         assert!(glob("a*b*c", "aXXbYYc") && !glob("a*b*c", "aXXc") && !glob("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn a_route_names_its_exchange_and_routing_key() {
+        let rule = TaskRoute {
+            exchange: Some("media".into()),
+            routing_key: Some("media.video".into()),
+            priority: Some(7),
+            ..r("proj.encode", "videos")
+        };
+        let router = Router::new(vec![rule, r("proj.*", "proj")], "celery".into());
+        let route = router.route("proj.encode");
+        assert_eq!((route.exchange.as_str(), route.routing_key.as_str()), ("media", "media.video"));
+        assert_eq!((route.queue.as_str(), route.priority), ("videos", Some(7)));
+        assert_eq!(router.route("proj.add").routing_key, "proj", "the routing key defaults to the queue");
     }
 }

@@ -3,17 +3,16 @@
 //! URL or setting fails with a message a person understands instead of at the first task.
 
 mod rate_limit;
-mod redis_options;
 mod redis_url;
 
 pub use rate_limit::RateLimit;
-pub use redis_options::TransportOptions;
 pub use redis_url::{RedisAddr, RedisUrl, TlsOptions};
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::protocol::{Accept, Compression, ContentType};
 
@@ -56,11 +55,15 @@ impl Url {
 }
 
 /// One `task_routes` entry: tasks whose name matches `pattern` (exact, or a glob with `*`) go to
-/// `queue`, optionally with a routing key and priority.
+/// `queue`, optionally through an exchange, with a routing key and a priority.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Route {
+pub struct TaskRoute {
     pub pattern: String,
     pub queue: String,
+    /// The exchange to publish to; the default (`""`) delivers by routing key.
+    #[serde(default)]
+    pub exchange: Option<String>,
+    /// Default: the queue's name.
     #[serde(default)]
     pub routing_key: Option<String>,
     #[serde(default)]
@@ -80,7 +83,7 @@ pub struct Config {
     /// `gzip`, `bzip2`, `lzma`, `zstd`, `brotli`, or none.
     pub task_compression: Option<String>,
     pub task_default_queue: String,
-    pub task_routes: Vec<Route>,
+    pub task_routes: Vec<TaskRoute>,
     pub task_ignore_result: bool,
     pub task_acks_late: bool,
     /// With acks_late: ack a task that failed or timed out (else reject it, a timeout requeued).
@@ -117,8 +120,10 @@ pub struct Config {
     pub worker_max_body_size: usize,
     pub timezone: String,
     pub enable_utc: bool,
-    /// kombu transport options for the broker (Redis: visibility_timeout, global_keyprefix, …).
-    pub broker_transport_options: TransportOptions,
+    /// kombu transport options for the broker, as written (Redis: `visibility_timeout`,
+    /// `global_keyprefix`, `priority_steps`, …): the broker's transport reads and checks them
+    /// when the app is built, so each transport takes its own.
+    pub broker_transport_options: Map<String, Value>,
     /// Result backend options; Redis honours `global_keyprefix`.
     pub result_backend_transport_options: ResultTransportOptions,
 }
@@ -172,7 +177,7 @@ impl Default for Config {
             worker_max_body_size: crate::protocol::DEFAULT_MAX_BODY,
             timezone: "UTC".into(),
             enable_utc: true,
-            broker_transport_options: TransportOptions::default(),
+            broker_transport_options: Map::new(),
             result_backend_transport_options: ResultTransportOptions::default(),
         }
     }
@@ -278,9 +283,6 @@ impl Config {
         if self.worker_eta_task_limit == Some(0) {
             return Err(ConfigError::Invalid { setting: "worker_eta_task_limit", reason: "must be at least 1".into() });
         }
-        self.broker_transport_options
-            .validate()
-            .map_err(|reason| ConfigError::Invalid { setting: "broker_transport_options", reason })?;
         Ok(Settings {
             broker: Url::parse("broker_url", &self.broker_url)?,
             backend: self.result_backend.as_deref().map(|u| Url::parse("result_backend", u)).transpose()?,

@@ -23,6 +23,8 @@ pub(crate) struct CtxInner {
     /// The body after decompression and transcoding to JSON.
     pub body: DecodedBody,
     pub delivery_info: DeliveryInfo,
+    /// The queue the message was consumed from.
+    pub queue: Arc<str>,
     pub hostname: Arc<str>,
     pub shard: usize,
     /// When the soft time limit passes, if there is one.
@@ -78,6 +80,10 @@ impl TaskCtx {
     /// Exchange, routing key and redelivered flag of the delivery.
     pub fn delivery_info(&self) -> &DeliveryInfo {
         &self.0.delivery_info
+    }
+    /// The queue the message was consumed from.
+    pub fn queue(&self) -> &str {
+        &self.0.queue
     }
     /// The worker's node name (`celery@host`).
     pub fn hostname(&self) -> &str {

@@ -9,6 +9,7 @@ use super::delivery::Delivery;
 use super::error::TransportError;
 use super::memory::{MemoryBroker, MemoryConsumer};
 use super::redis::{self, RedisBroker, RedisConsumer};
+use super::route::Route;
 
 /// A broker connection factory shared by clients and worker shards.
 #[derive(Clone, Debug)]
@@ -18,42 +19,42 @@ pub enum Broker {
 }
 
 impl Broker {
-    /// Publishes a task message to `queue`.
-    pub fn publish(&self, queue: &str, msg: TaskMessage) -> Result<(), TransportError> {
+    /// Publishes a task message along `route`; waits until the broker has it.
+    pub fn publish(&self, route: &Route, msg: TaskMessage) -> Result<(), TransportError> {
         match self {
             Broker::Memory(b) => {
-                b.publish(queue, msg);
+                b.publish(route.target_queue(), msg);
                 Ok(())
             }
-            Broker::Redis(b) => b.publish(queue, &msg),
+            Broker::Redis(b) => b.publish(route, &msg),
         }
     }
 
-    /// Publishes many messages to one queue; on Redis pipelined in one round of writes.
-    pub fn publish_batch(&self, queue: &str, msgs: Vec<TaskMessage>) -> Result<(), TransportError> {
+    /// Publishes many messages along one route; on Redis pipelined in one round of writes.
+    pub fn publish_batch(&self, route: &Route, msgs: Vec<TaskMessage>) -> Result<(), TransportError> {
         match self {
             Broker::Memory(b) => {
                 for m in msgs {
-                    b.publish(queue, m);
+                    b.publish(route.target_queue(), m);
                 }
                 Ok(())
             }
-            Broker::Redis(b) => b.publish_batch(queue, &msgs),
+            Broker::Redis(b) => b.publish_batch(route, &msgs),
         }
     }
 
     /// Publishes without blocking a thread: the future runs on any executor.
     pub fn publish_async(
         &self,
-        queue: &str,
+        route: &Route,
         msg: TaskMessage,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransportError>> + Send>> {
         match self {
             Broker::Memory(b) => {
-                b.publish(queue, msg);
+                b.publish(route.target_queue(), msg);
                 Box::pin(std::future::ready(Ok(())))
             }
-            Broker::Redis(b) => Box::pin(b.publish_async(queue, &msg)),
+            Broker::Redis(b) => Box::pin(b.publish_async(route, &msg)),
         }
     }
 

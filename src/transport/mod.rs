@@ -12,6 +12,7 @@ mod error;
 mod memory;
 mod priority;
 pub mod redis;
+mod route;
 
 pub use broker::{Broker, Consumer, Fanout};
 pub use delivery::{Delivery, Settle};
@@ -19,3 +20,4 @@ pub use error::TransportError;
 pub use memory::{MemoryBroker, MemoryConsumer};
 pub use priority::{priority_bucket, PRIORITY_STEPS};
 pub use redis::{RedisBroker, RedisConsumer};
+pub use route::Route;

@@ -66,7 +66,7 @@ pub(crate) fn fail(
     let exc = bounded.to_value();
     shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Failure, retval: &exc });
     shared.hooks.send(&Signal::TaskFailure { ctx, exception: e.exception(), traceback: Some(&tb) });
-    store_with(sh, entry, h, extended, State::Failure, exc, Some(tb), after)
+    store_with(sh, entry, Of::Ran(ctx), extended, State::Failure, exc, Some(tb), after)
 }
 
 /// Python-style traceback text for a Rust failure, so `AsyncResult.traceback` has something to
@@ -95,7 +95,7 @@ pub(crate) fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers,
     let expired = why == "expired";
     sh.shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: false, signum: None, expired });
     let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", why);
-    store_with(sh, entry, h, None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
+    store_with(sh, entry, Of::Message(h), None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
 }
 
 /// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
@@ -104,25 +104,76 @@ pub(crate) fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers,
 pub(crate) fn store_with(
     sh: &Rc<ShardCtx>,
     entry: &TaskEntry,
-    h: &Headers,
+    of: Of<'_>,
     extended: Option<Extended>,
     state: State,
     result: Value,
     traceback: Option<String>,
     after: Option<After>,
 ) {
-    if ignores_result(sh, entry, h) {
+    if ignores_result(sh, entry, of.headers()) {
         if let Some(a) = after {
             a.done();
         }
+        Recorded::keep(sh, of, &state, &result).inspect(|r| r.send(sh));
         return;
     }
-    store_meta(sh, h, extended, state, result, traceback, after);
+    store_meta(sh, of, extended, state, result, traceback, after);
+}
+
+/// Whose outcome is recorded: a task that ran (its context has the whole message, embed
+/// included) or a message that never ran (malformed, unknown, revoked, expired).
+#[derive(Clone, Copy)]
+pub(crate) enum Of<'a> {
+    Ran(&'a TaskCtx),
+    Message(&'a Headers),
+}
+
+impl Of<'_> {
+    fn headers(&self) -> &Headers {
+        match self {
+            Of::Ran(ctx) => ctx.headers(),
+            Of::Message(h) => h,
+        }
+    }
+}
+
+/// What [`Signal::TaskRecorded`] reports, kept (cloned) only while some hook listens.
+struct Recorded {
+    task: String,
+    id: String,
+    state: State,
+    result: Value,
+    ctx: Option<TaskCtx>,
+}
+
+impl Recorded {
+    fn keep(sh: &ShardCtx, of: Of<'_>, state: &State, result: &Value) -> Option<Recorded> {
+        if sh.shared.hooks.is_empty() {
+            return None;
+        }
+        let h = of.headers();
+        let ctx = match of {
+            Of::Ran(ctx) => Some(ctx.clone()),
+            Of::Message(_) => None,
+        };
+        Some(Recorded { task: h.task.clone(), id: h.id.clone(), state: state.clone(), result: result.clone(), ctx })
+    }
+
+    fn send(&self, sh: &ShardCtx) {
+        sh.shared.hooks.send(&Signal::TaskRecorded {
+            id: &self.id,
+            task: &self.task,
+            state: &self.state,
+            result: &self.result,
+            ctx: self.ctx.as_ref(),
+        });
+    }
 }
 
 fn store_meta(
     sh: &Rc<ShardCtx>,
-    h: &Headers,
+    of: Of<'_>,
     extended: Option<Extended>,
     state: State,
     result: Value,
@@ -130,6 +181,8 @@ fn store_meta(
     after: Option<After>,
 ) {
     let shared = &sh.shared;
+    let h = of.headers();
+    let recorded = Recorded::keep(sh, of, &state, &result);
     let mut meta = ResultMeta::new(&h.id, state, result);
     meta.traceback = traceback;
     meta.group_id = h.group.clone();
@@ -143,14 +196,14 @@ fn store_meta(
         meta.queue = Some(queue);
     }
     match shared.client.backend().store(meta) {
-        Stored::Done(r) => stored(sh, h, r, after),
+        Stored::Done(r) => stored_as(sh, &h.task, &h.id, r, after, recorded),
         Stored::Pending(write) => {
             let what = (h.task.clone(), h.id.clone());
             sh.storing.set(sh.storing.get() + 1);
             let sh = sh.clone();
             rt::spawn_local(async move {
                 let r = write.or(store_deadline(&sh)).await;
-                stored_as(&sh, &what.0, &what.1, r, after);
+                stored_as(&sh, &what.0, &what.1, r, after, recorded);
                 sh.storing.set(sh.storing.get() - 1);
                 sh.wake();
             });
@@ -176,18 +229,25 @@ async fn store_deadline(sh: &ShardCtx) -> Result<(), BackendError> {
     Err(BackendError::ConnectionLost(format!("still failing {}s into the shutdown", STORE_GRACE.as_secs())))
 }
 
-fn stored(sh: &ShardCtx, h: &Headers, r: Result<(), BackendError>, after: Option<After>) {
-    stored_as(sh, &h.task, &h.id, r, after)
-}
-
-/// Settles a delivery once its outcome's write ended: acked (or as decided) when stored; when
-/// the store refused it, counted, logged with the task, and left unacked for the broker to
-/// deliver again (an early-acked message is gone already: only the count and the log remain).
-fn stored_as(sh: &ShardCtx, task: &str, id: &str, r: Result<(), BackendError>, after: Option<After>) {
+/// Settles a delivery once its outcome's write ended: acked (or as decided) when stored, and the
+/// after-store signal sent; when the store refused it, counted, logged with the task, and left
+/// unacked for the broker to deliver again (an early-acked message is gone already: only the
+/// count and the log remain).
+fn stored_as(
+    sh: &ShardCtx,
+    task: &str,
+    id: &str,
+    r: Result<(), BackendError>,
+    after: Option<After>,
+    recorded: Option<Recorded>,
+) {
     match r {
         Ok(()) => {
             if let Some(a) = after {
                 a.done();
+            }
+            if let Some(r) = recorded {
+                r.send(sh);
             }
         }
         Err(e) => {
@@ -219,13 +279,15 @@ pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &st
         shorten(&e.to_string(), REPR_MAX)
     );
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
+    let reason = e.to_string();
+    sh.shared.hooks.send(&Signal::TaskRejected { headers: h, reason: &reason });
     if !h.id.is_empty() && !h.ignores_result() {
         let (module, ty) = match e {
             ProtocolError::ContentDisallowed { .. } => ("kombu.exceptions", "ContentDisallowed"),
             _ => ("kombu.exceptions", "DecodeError"),
         };
-        let exc = ExceptionInfo::new(module, ty, e.to_string()).bounded(EXC_MESSAGE_MAX);
-        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        let exc = ExceptionInfo::new(module, ty, reason).bounded(EXC_MESSAGE_MAX);
+        store_meta(sh, Of::Message(h), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();
@@ -240,10 +302,11 @@ pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle
         shorten(&h.id, REPR_MAX)
     );
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
+    sh.shared.hooks.send(&Signal::TaskUnknown { name: &h.task, id: &h.id });
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
-        store_meta(sh, h, None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        store_meta(sh, Of::Message(h), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();

@@ -13,6 +13,7 @@ use crate::transport::Delivery;
 
 use super::outcome::{discard_revoked, reject_malformed, reject_unregistered};
 use super::shard_ctx::ShardCtx;
+use super::signal::Signal;
 use super::timer::{Held, HoldKind};
 use super::trace::run;
 
@@ -31,6 +32,7 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     let Some(entry) = shared.registry.get(&msg.headers.task).cloned() else {
         return reject_unregistered(sh, &msg.headers, settle);
     };
+    shared.hooks.send(&Signal::TaskReceived { headers: &msg.headers });
     if shared.revoked.contains(&msg.headers.id) {
         return discard_revoked(sh, &entry, &msg.headers, settle, "revoked");
     }

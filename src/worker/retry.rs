@@ -12,9 +12,9 @@ use crate::protocol::{
     encode_json_body, json::format_datetime, shorten, ContentType, ExceptionInfo, State, TaskMessage, REPR_MAX,
 };
 use crate::task::{Retry, TaskCtx, TaskEntry, TaskError};
-use crate::transport::Settle;
+use crate::transport::{Route, Settle};
 
-use super::outcome::{fail_settled, store_with};
+use super::outcome::{fail_settled, store_with, Of};
 use super::settlement::After;
 use super::shard_ctx::ShardCtx;
 use super::signal::Signal;
@@ -87,9 +87,16 @@ pub(crate) fn retry(
     };
     let reason = r.describe(countdown);
     let msg = republished(ctx, retries, now + countdown);
-    // The delivery's routing key is the queue it came from (Celery's default exchange is "").
-    let queue = &ctx.delivery_info().routing_key;
-    if let Err(e) = sh.shared.client.broker().publish(queue, msg) {
+    // Celery republishes with the delivery's own exchange and routing key; a virtual transport
+    // then puts it back in the queue it came from.
+    let info = ctx.delivery_info();
+    let route = Route {
+        exchange: info.exchange.clone(),
+        routing_key: info.routing_key.clone(),
+        queue: ctx.queue().to_owned(),
+        priority: None,
+    };
+    if let Err(e) = sh.shared.client.broker().publish(&route, msg) {
         // Celery turns a failed retry publish into `Reject(exc, requeue=False)`.
         let e = TaskError::with_module("celery.exceptions", "Reject", format!("cannot republish for retry: {e}"));
         return fail_settled(sh, entry, ctx, e, None, settle);
@@ -97,7 +104,7 @@ pub(crate) fn retry(
     tracing::info!("Task {}[{}] retry: {reason}", h.task, h.id);
     sh.shared.hooks.send(&Signal::TaskRetry { ctx, reason: &reason });
     let exc = r.exc.unwrap_or_else(|| ExceptionInfo::new("celery.exceptions", "Retry", reason.clone()));
-    store_with(sh, entry, h, None, State::Retry, exc.to_value(), traceback, settle.map(After::ack));
+    store_with(sh, entry, Of::Ran(ctx), None, State::Retry, exc.to_value(), traceback, settle.map(After::ack));
 }
 
 /// The message of the next attempt: the same id, args and options; `retries + 1`, the new ETA,

@@ -25,6 +25,20 @@ pub enum Signal<'a> {
     TaskRetry { ctx: &'a TaskCtx, reason: &'a str },
     /// `task_revoked`: revoked before it ran, expired, or terminated while running.
     TaskRevoked { headers: &'a Headers, terminated: bool, signum: Option<&'a str>, expired: bool },
+    /// `task_received`: a message for a registered task arrived and decoded (before any ETA or
+    /// rate-limit wait).
+    TaskReceived { headers: &'a Headers },
+    /// `task_rejected`: a message that cannot be run (malformed headers or body, content not
+    /// accepted); `reason` says why. Its FAILURE is stored when its id is known.
+    TaskRejected { headers: &'a Headers, reason: &'a str },
+    /// `task_unknown`: a message for a task name this worker does not know.
+    TaskUnknown { name: &'a str, id: &'a str },
+    /// celeriac's after-store point (Celery has no signal for it): the outcome of task `id` is
+    /// recorded — the result store took its write, or nothing was to be stored (`ignore_result`,
+    /// no backend). Links, chains and chords continue from here; `ctx` is the run's context when
+    /// the task ran (its message's body holds the embed: callbacks, errbacks, chain, chord). Not
+    /// sent when the write failed: that message is delivered again and recorded then.
+    TaskRecorded { id: &'a str, task: &'a str, state: &'a State, result: &'a Value, ctx: Option<&'a TaskCtx> },
     /// `worker_ready`: every shard is consuming.
     WorkerReady { hostname: &'a str },
     /// `worker_shutdown`: every shard stopped.
@@ -39,6 +53,11 @@ pub type Hook = Arc<dyn Fn(&Signal<'_>) + Send + Sync>;
 pub(crate) struct Hooks(pub Vec<Hook>);
 
 impl Hooks {
+    /// Whether no hook is registered (what a signal would copy is then not copied).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Calls every hook; a panicking hook is logged and does not stop the task or the others.
     pub fn send(&self, s: &Signal<'_>) {
         for h in &self.0 {

@@ -17,7 +17,7 @@ use crate::rt;
 use crate::task::{panic_error, Call, Control, CtxInner, Invocation, Outcome, TaskCtx, TaskEntry, TaskError};
 use crate::transport::Settle;
 
-use super::outcome::{discard_revoked, fail, fail_settled, ignores_result, reject_malformed, store_with, Extended};
+use super::outcome::{discard_revoked, fail, fail_settled, ignores_result, reject_malformed, store_with, Extended, Of};
 use super::settlement::{After, Settled};
 use super::shard_ctx::{Abort, ShardCtx, Stop};
 use super::shared::WorkerShared;
@@ -53,6 +53,7 @@ pub(crate) fn run(
     // settle needs only its queue and target); the arguments are parsed from the context's body.
     let ctx = TaskCtx::new(CtxInner {
         delivery_info: std::mem::take(&mut settle.info),
+        queue: settle.queue.clone(),
         hostname: shared.hostname.clone(),
         shard: sh.index,
         soft_deadline: soft.map(|s| started + Duration::from_secs_f64(s)),
@@ -185,7 +186,7 @@ fn finish(
             shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Success, retval: &v });
             shared.hooks.send(&Signal::TaskSuccess { ctx, result: &v });
             let after = settle.map(After::ack);
-            return store_with(sh, entry, h, extended, State::Success, v, None, after);
+            return store_with(sh, entry, Of::Ran(ctx), extended, State::Success, v, None, after);
         }
         Ended::Done(Outcome::Failure(e)) => e,
         Ended::TimedOut(limit) => {
@@ -206,7 +207,7 @@ fn finish(
             shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: true, signum: Some(sig), expired: false });
             let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "terminated");
             let after = settle.map(After::ack);
-            return store_with(sh, entry, h, None, State::Revoked, exc.to_value(), None, after);
+            return store_with(sh, entry, Of::Ran(ctx), None, State::Revoked, exc.to_value(), None, after);
         }
         Ended::Stopped(Stop::Lost) => {
             let requeue = entry.options.reject_on_worker_lost.unwrap_or(shared.reject_on_worker_lost);

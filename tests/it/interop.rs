@@ -364,7 +364,9 @@ fn celeriac_restores_what_a_killed_python_worker_left_unacked() {
         .use_env(false)
         .broker(&server.url())
         .result_backend(&server.url())
-        .configure(|c| c.broker_transport_options.visibility_timeout = 2)
+        .configure(|c| {
+            c.broker_transport_options.insert("visibility_timeout".into(), 2.into());
+        })
         .task("proj.tasks.sleep", ["seconds"], |s: f64| async move {
             celeriac::rt::sleep(Duration::from_secs_f64(s)).await;
             s

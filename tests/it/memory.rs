@@ -94,7 +94,7 @@ fn keyword_arguments_from_a_celery_shaped_message() {
     let client = app.client();
     let id = "7ac8a91d-40f1-4df9-9450-ecb61a3087bf";
     let body = r#"[[], {"x": 4, "y": 4}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#;
-    client.broker().publish("celery", python_shaped("t.add", id, body)).unwrap();
+    client.broker().publish(&celeriac::transport::Route::to_queue("celery"), python_shaped("t.add", id, body)).unwrap();
     assert_eq!(client.async_result(id).get::<i64>(T).unwrap(), 8);
     // mixed: one positional, one keyword
     let mut kw = Map::new();
@@ -160,15 +160,18 @@ fn malformed_messages_are_rejected_and_the_worker_goes_on() {
     let w = app.worker().concurrency(1).start().unwrap();
     let client = app.client();
     // a body that is not JSON
-    client.broker().publish("celery", python_shaped("t.add", "bad-1", "[[1, 2], {")).unwrap();
+    client
+        .broker()
+        .publish(&celeriac::transport::Route::to_queue("celery"), python_shaped("t.add", "bad-1", "[[1, 2], {"))
+        .unwrap();
     // a content type the worker does not accept
     let mut pickled = python_shaped("t.add", "bad-2", "[[1, 2], {}, null]");
     pickled.content_type = "application/x-python-serialize".into();
-    client.broker().publish("celery", pickled).unwrap();
+    client.broker().publish(&celeriac::transport::Route::to_queue("celery"), pickled).unwrap();
     // neither headers nor a v1 body
     let mut nameless = python_shaped("", "", "[[1, 2], {}, null]");
     nameless.headers.root_id = None;
-    client.broker().publish("celery", nameless).unwrap();
+    client.broker().publish(&celeriac::transport::Route::to_queue("celery"), nameless).unwrap();
 
     let f = failure(client.async_result("bad-1").get::<Value>(T).unwrap_err());
     assert_eq!(f.exception.exc_type, "DecodeError");
@@ -262,7 +265,8 @@ fn extractors_context_shard_state_and_subtasks() {
 fn countdown_routes_priorities_and_ignore_result() {
     let app = base("t")
         .configure(|c| {
-            c.task_routes = vec![celeriac::config::Route {
+            c.task_routes = vec![celeriac::config::TaskRoute {
+                exchange: None,
                 pattern: "t.sl*".into(),
                 queue: "slow".into(),
                 routing_key: None,
@@ -312,7 +316,7 @@ fn protocol_v1_and_msgpack_messages_run() {
         "utc": true, "callbacks": null, "errbacks": null, "timelimit": [null, null], "taskset": null, "chord": null}"#;
     let mut m = TaskMessage::json(Headers::new("", ""), Properties::default(), Bytes::from(v1));
     m.headers.root_id = None;
-    client.broker().publish("celery", m).unwrap();
+    client.broker().publish(&celeriac::transport::Route::to_queue("celery"), m).unwrap();
     assert_eq!(client.async_result("v1-id").get::<i64>(T).unwrap(), 5);
 
     let mp = TaskMessage::encode(
@@ -325,7 +329,7 @@ fn protocol_v1_and_msgpack_messages_run() {
         &Default::default(),
     )
     .unwrap();
-    client.broker().publish("celery", mp).unwrap();
+    client.broker().publish(&celeriac::transport::Route::to_queue("celery"), mp).unwrap();
     assert_eq!(client.async_result("mp-id").get::<i64>(T).unwrap(), 42);
     w.shutdown();
 }

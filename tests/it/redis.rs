@@ -146,7 +146,8 @@ fn several_queues_and_routes() {
     let server = RedisServer::start();
     let app = on_redis("t", &server)
         .configure(|c| {
-            c.task_routes = vec![celeriac::config::Route {
+            c.task_routes = vec![celeriac::config::TaskRoute {
+                exchange: None,
                 pattern: "t.whoami".into(),
                 queue: "hipri".into(),
                 routing_key: None,
@@ -185,6 +186,76 @@ fn garbage_on_the_queue_is_logged_and_discarded() {
     assert_eq!(frame_int(&redis_cmd(&url, &["HLEN", "unacked"])), 0);
 }
 
+/// Issue 15: a route names its exchange and routing key; the envelope carries them as kombu's
+/// `delivery_info`, the message lands in the route's queue, and a retry republishes with the
+/// delivery's own exchange and routing key, back to the same queue.
+#[test]
+fn routes_carry_their_exchange_and_routing_key_through_retries() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let flaky_once = |ctx: celeriac::TaskCtx| -> Result<u32, celeriac::TaskError> {
+        if ctx.retries() == 0 {
+            return Err(celeriac::Retry::new().countdown(0.05).into());
+        }
+        Ok(ctx.retries())
+    };
+    let app = on_redis("t", &server)
+        .task("t.flaky_once", [], flaky_once)
+        .configure(|c| {
+            c.task_routes = vec![celeriac::config::TaskRoute {
+                pattern: "t.flaky_once".into(),
+                queue: "media".into(),
+                exchange: Some("media_ex".into()),
+                routing_key: Some("media.video".into()),
+                priority: None,
+            }]
+        })
+        .build()
+        .unwrap();
+    let r = app.send_task("t.flaky_once", ()).unwrap();
+    let raw = frame_list(&redis_cmd(&url, &["LRANGE", "media", "0", "-1"]));
+    assert_eq!(raw.len(), 1, "in the route's queue");
+    let env = Envelope::<Headers>::decode(raw[0].as_bytes()).unwrap();
+    assert_eq!(
+        (env.delivery_info().exchange.as_str(), env.delivery_info().routing_key.as_str()),
+        ("media_ex", "media.video")
+    );
+    let w = app.worker().concurrency(1).queues(["media"]).start().unwrap();
+    assert_eq!(r.get::<u32>(T).unwrap(), 1, "the retry came back to the same queue");
+    w.shutdown();
+}
+
+/// Issue 15: `broker_transport_options` are read by the broker's transport: kombu's Redis
+/// options that celeriac does not act on are accepted (a Python config works unchanged), a name
+/// nobody knows fails the build naming it.
+#[test]
+fn transport_options_are_checked_by_the_transport() {
+    let server = RedisServer::start();
+    let ok = on_redis("t", &server)
+        .configure(|c| {
+            c.broker_transport_options.insert("max_connections".into(), 20.into());
+            c.broker_transport_options.insert("visibility_timeout".into(), 60.into());
+        })
+        .build();
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let e = on_redis("t", &server)
+        .configure(|c| {
+            c.broker_transport_options.insert("visiblity_timeout".into(), 60.into());
+        })
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("broker_transport_options") && e.contains("visiblity_timeout"), "{e}");
+    // memory:// has no options of its own, as kombu's memory transport ignores them.
+    assert!(base("m")
+        .configure(|c| {
+            c.broker_transport_options.insert("visibility_timeout".into(), 60.into());
+        })
+        .build()
+        .is_ok());
+}
+
 #[test]
 fn warm_shutdown_returns_reserved_messages_to_redis() {
     let server = RedisServer::start();
@@ -217,7 +288,12 @@ fn unacked_messages_of_a_dead_consumer_are_restored_after_the_visibility_timeout
     // and never ack them; a worker with a 1 s visibility timeout must restore and run them.
     let server = RedisServer::start();
     let url = server.url();
-    let app = on_redis("t", &server).configure(|c| c.broker_transport_options.visibility_timeout = 1).build().unwrap();
+    let app = on_redis("t", &server)
+        .configure(|c| {
+            c.broker_transport_options.insert("visibility_timeout".into(), 1.into());
+        })
+        .build()
+        .unwrap();
     let client = app.client();
     let rs: Vec<_> = (0..5).map(|i| ADD.delay(&client, (i, 100)).unwrap()).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();

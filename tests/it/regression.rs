@@ -175,7 +175,7 @@ fn a_refused_result_write_leaves_the_message_unacked() {
     let app = split(&broker, &results)
         .configure(|c| {
             c.task_acks_late = true;
-            c.broker_transport_options.visibility_timeout = 1;
+            c.broker_transport_options.insert("visibility_timeout".into(), 1.into());
         })
         .build()
         .unwrap();

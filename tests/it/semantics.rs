@@ -213,6 +213,55 @@ fn soft_time_limits(env: &Env) {
     w.shutdown();
 }
 
+/// Issue 15's seams: every outcome reaches the one hook list (received, the outcome, unknown
+/// names), and the after-store point sees each recorded outcome with its run's context — after
+/// the store took the write, or at once when nothing is stored.
+fn every_outcome_reaches_the_hooks(env: &Env) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    let app = env
+        .app()
+        .on_signal(move |sig| {
+            let name = match sig {
+                Signal::TaskReceived { headers } => format!("received {}", headers.task),
+                Signal::TaskUnknown { name, .. } => format!("unknown {name}"),
+                Signal::TaskRecorded { task, state, result, ctx, .. } => {
+                    format!("recorded {task} {state} {result} ran={}", ctx.is_some())
+                }
+                _ => return,
+            };
+            s.lock().unwrap().push(name);
+        })
+        .build()
+        .unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(app.send_task("t.add", (2, 3)).unwrap().get::<i64>(T).unwrap(), 5);
+    app.send_task("t.fail", ("x",)).unwrap().get::<()>(T).unwrap_err();
+    let e = failure(app.send_task("s.nope", ()).unwrap().get::<()>(T).unwrap_err());
+    assert_eq!(e.exception.exc_type, "NotRegistered");
+    // Nothing stored: recorded all the same, as soon as the task ran.
+    app.send_task_with("t.add", (20, 22), Map::new(), &SendOptions::new().ignore_result(true)).unwrap();
+    let until = Instant::now() + T;
+    while !seen.lock().unwrap().iter().any(|s| s.starts_with("recorded t.add SUCCESS 42")) {
+        assert!(Instant::now() < until, "the ignored result was never recorded: {:?}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w.shutdown();
+    let seen = seen.lock().unwrap().clone();
+    for want in [
+        "received t.add",
+        "recorded t.add SUCCESS 5 ran=true",
+        "received t.fail",
+        "unknown s.nope",
+        "recorded s.nope FAILURE",
+        "recorded t.add SUCCESS 42 ran=true",
+    ] {
+        assert!(seen.iter().any(|s| s.starts_with(want)), "no {want:?} in {seen:?}");
+    }
+    assert!(seen.iter().any(|s| s.starts_with("recorded t.fail FAILURE") && s.ends_with("ran=true")), "{seen:?}");
+    assert!(seen.iter().any(|s| s.starts_with("recorded s.nope FAILURE") && s.ends_with("ran=false")), "{seen:?}");
+}
+
 fn rate_limits(env: &Env) {
     let app = env.app().build().unwrap();
     let w = app.worker().concurrency(2).start().unwrap();
@@ -429,6 +478,7 @@ stamp!(
     track_started_and_update_state,
     revocation,
     signals,
+    every_outcome_reaches_the_hooks,
     eta_task_limit,
     worker_lost,
 );

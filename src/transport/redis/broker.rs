@@ -18,6 +18,7 @@ use crate::protocol::{DeliveryInfo, Envelope, Headers, TaskMessage};
 use crate::rt::{self, IoThread};
 use crate::transport::delivery::{Delivery, DeliveryKey};
 use crate::transport::error::TransportError;
+use crate::transport::route::Route;
 
 use super::blocking::Pool;
 use super::connection::frame_bytes;
@@ -102,9 +103,13 @@ impl RedisBroker {
         })
     }
 
-    /// The envelope kombu would push for `msg` on `queue`.
-    pub fn envelope(queue: &str, msg: &TaskMessage) -> Vec<u8> {
-        let info = DeliveryInfo { exchange: String::new(), routing_key: queue.to_owned(), redelivered: false };
+    /// The envelope kombu would push for `msg` published along `route`.
+    pub fn envelope(route: &Route, msg: &TaskMessage) -> Vec<u8> {
+        let info = DeliveryInfo {
+            exchange: route.exchange.clone(),
+            routing_key: route.routing_key.clone(),
+            redelivered: false,
+        };
         Envelope::from_task(msg, info, uuid::Uuid::new_v4().to_string()).encode()
     }
 
@@ -136,9 +141,10 @@ impl RedisBroker {
         conn.call(&[b"LPUSH", key.as_bytes(), &envelope]).await.map(|_| ()).map_err(lost)
     }
 
-    /// Publishes `msg` to `queue` from any thread; waits until Redis has it.
-    pub fn publish(self: &Arc<Self>, queue: &str, msg: &TaskMessage) -> Result<(), TransportError> {
-        let (env, p) = (Self::envelope(queue, msg), msg.properties.priority);
+    /// Publishes `msg` along `route` from any thread; waits until Redis has it.
+    pub fn publish(self: &Arc<Self>, route: &Route, msg: &TaskMessage) -> Result<(), TransportError> {
+        let (env, p) = (Self::envelope(route, msg), msg.properties.priority);
+        let queue = route.target_queue();
         if rt::on_executor() {
             // On a shard (a task sending a subtask): queue it on the shard's pipelined writer.
             let (b, q) = (self.clone(), queue.to_owned());
@@ -164,12 +170,12 @@ impl RedisBroker {
         Ok(())
     }
 
-    /// Publishes many messages to `queue` from any thread: all LPUSHes are queued on one
+    /// Publishes many messages along `route` from any thread: all LPUSHes are queued on one
     /// connection before the first reply is awaited, so they pipeline.
-    pub fn publish_batch(self: &Arc<Self>, queue: &str, msgs: &[TaskMessage]) -> Result<(), TransportError> {
+    pub fn publish_batch(self: &Arc<Self>, route: &Route, msgs: &[TaskMessage]) -> Result<(), TransportError> {
         let items: Vec<(u8, Vec<u8>)> =
-            msgs.iter().map(|m| (m.properties.priority, Self::envelope(queue, m))).collect();
-        let (b, q) = (self.clone(), queue.to_owned());
+            msgs.iter().map(|m| (m.properties.priority, Self::envelope(route, m))).collect();
+        let (b, q) = (self.clone(), route.target_queue().to_owned());
         let job = move || async move {
             let conn = writer(&b.url);
             b.declare(&conn, &q);
@@ -189,11 +195,11 @@ impl RedisBroker {
     /// Publishes from any executor without blocking a thread.
     pub fn publish_async(
         self: &Arc<Self>,
-        queue: &str,
+        route: &Route,
         msg: &TaskMessage,
     ) -> impl Future<Output = Result<(), TransportError>> + Send + 'static {
-        let env = Self::envelope(queue, msg);
-        let (b, q, p) = (self.clone(), queue.to_owned(), msg.properties.priority);
+        let env = Self::envelope(route, msg);
+        let (b, q, p) = (self.clone(), route.target_queue().to_owned(), msg.properties.priority);
         IoThread::global().run(move || b.push(q, p, env))
     }
 

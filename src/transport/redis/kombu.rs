@@ -2,7 +2,7 @@
 //! sets, the unacked hash/index/mutex, fanout channel names, all under `global_keyprefix`.
 //! Pure string building; no I/O.
 
-pub use crate::config::TransportOptions;
+use super::options::TransportOptions;
 
 /// kombu's key separator between a queue name and its priority bucket, and inside binding
 /// members.

@@ -8,6 +8,7 @@ mod check;
 mod connection;
 mod kombu;
 mod local;
+mod options;
 mod owner;
 mod script;
 mod tls;
@@ -15,8 +16,9 @@ mod tls;
 pub use broker::{flush, FanoutSubscription, RedisBroker, RedisConsumer};
 pub use check::{check, check_tls};
 pub use connection::{frame_bytes, Connection, RedisError};
-pub use kombu::{Keys, TransportOptions, SEP};
+pub use kombu::{Keys, SEP};
 pub use local::writer;
+pub use options::TransportOptions;
 pub use script::Script;
 
 pub use crate::config::{RedisAddr, RedisUrl};
