@@ -68,26 +68,17 @@ fn app(broker: &str, results: bool) -> App {
 
 fn flush_db(broker: &str) {
     if broker.starts_with("redis") {
-        let url = celeriac::transport::redis::RedisUrl::parse(broker).expect("redis url");
-        celeriac::rt::block_on(celeriac::rt::IoThread::global().run(move || async move {
-            let _ = celeriac::transport::redis::writer(&url).call(&[b"FLUSHDB"]).await;
-        }));
+        redis_text(broker, &["FLUSHDB"]);
     }
 }
 
 /// One command's reply from the broker's Redis, as text (for INFO and counters).
 fn redis_text(broker: &str, args: &[&str]) -> String {
     let url = celeriac::transport::redis::RedisUrl::parse(broker).expect("redis url");
-    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-    let reply = celeriac::rt::block_on(celeriac::rt::IoThread::global().run(move || async move {
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        celeriac::transport::redis::writer(&url).call(&refs).await
-    }));
-    match reply.expect("redis command") {
-        celeriac::transport::redis::BytesFrame::Integer(n) => n.to_string(),
-        f => celeriac::transport::redis::frame_bytes(&f)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default(),
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    match celeriac::transport::redis::command(&url, &args).expect("redis command") {
+        celeriac::transport::redis::Reply::Int(n) => n.to_string(),
+        r => r.as_text().unwrap_or_default(),
     }
 }
 

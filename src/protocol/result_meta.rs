@@ -119,7 +119,7 @@ impl ResultTuple {
 }
 
 /// The current UTC time as Celery ≥ 5.4 writes `date_done`.
-pub fn now_iso() -> String {
+pub(super) fn now_iso() -> String {
     iso_utc(&chrono::Utc::now())
 }
 

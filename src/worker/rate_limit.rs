@@ -53,7 +53,7 @@ pub(crate) struct RateLimits {
 
 impl RateLimits {
     /// One entry per registered task (the key set is frozen; limits change inside).
-    pub fn new<'a>(tasks: impl IntoIterator<Item = (&'a str, Option<RateLimit>)>, disabled: bool) -> Self {
+    pub(super) fn new<'a>(tasks: impl IntoIterator<Item = (&'a str, Option<RateLimit>)>, disabled: bool) -> Self {
         let tasks = tasks
             .into_iter()
             .map(|(name, limit)| {
@@ -66,7 +66,7 @@ impl RateLimits {
     }
 
     /// Takes a token for one start of `task`: `Ok` to run now, `Err(wait)` to hold it that long.
-    pub fn acquire(&self, task: &str) -> Result<(), Duration> {
+    pub(super) fn acquire(&self, task: &str) -> Result<(), Duration> {
         if self.disabled {
             return Ok(());
         }
@@ -81,7 +81,7 @@ impl RateLimits {
     }
 
     /// Sets or removes (`None`, or a zero rate) the limit of `task`; false if no such task.
-    pub fn set(&self, task: &str, limit: Option<RateLimit>) -> bool {
+    pub(super) fn set(&self, task: &str, limit: Option<RateLimit>) -> bool {
         match self.tasks.get(task) {
             Some(r) => {
                 r.set(limit);

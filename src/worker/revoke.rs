@@ -73,7 +73,7 @@ pub(crate) struct Revoked {
 impl Revoked {
     /// An empty set with Celery's limits (or the environment's), loaded from `state_db` when it
     /// exists. A state file that cannot be read is an error naming it.
-    pub fn open(state_db: Option<&Path>) -> Result<Self, String> {
+    pub(super) fn open(state_db: Option<&Path>) -> Result<Self, String> {
         let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
         let set = LimitedSet {
             max: env("CELERY_WORKER_REVOKES_MAX").map_or(MAX, |v| v as usize),
@@ -105,24 +105,24 @@ impl Revoked {
     }
 
     /// Marks `id` revoked.
-    pub fn add(&self, id: &str) {
+    pub(super) fn add(&self, id: &str) {
         self.lock().add(id, now());
         self.any.store(true, Ordering::Release);
     }
 
     /// Whether `id` was revoked (and not yet forgotten).
-    pub fn contains(&self, id: &str) -> bool {
+    pub(super) fn contains(&self, id: &str) -> bool {
         self.any.load(Ordering::Acquire) && self.lock().contains(id, now())
     }
 
     /// The revoked ids, oldest first.
-    pub fn ids(&self) -> Vec<String> {
+    pub(super) fn ids(&self) -> Vec<String> {
         let set = self.lock();
         set.order.iter().filter(|(id, at)| set.ids.get(id) == Some(at)).map(|(id, _)| id.clone()).collect()
     }
 
     /// Writes the set to the state file, if there is one (atomically: a temporary file renamed).
-    pub fn save(&self) -> Result<(), String> {
+    pub(super) fn save(&self) -> Result<(), String> {
         let Some(path) = &self.state_db else { return Ok(()) };
         let revoked = {
             let set = self.lock();

@@ -24,22 +24,22 @@ pub(crate) struct After {
 }
 
 impl After {
-    pub fn ack(settle: Settle) -> Self {
+    pub(super) fn ack(settle: Settle) -> Self {
         After { settle, how: Settled::Ack, message: None }
     }
 
-    pub fn new(settle: Settle, how: Settled, ctx: &TaskCtx) -> Self {
+    pub(super) fn new(settle: Settle, how: Settled, ctx: &TaskCtx) -> Self {
         let message = (how == Settled::Requeue).then(|| Box::new(ctx.message().clone()));
         After { settle, how, message }
     }
 
     /// The outcome could not be stored: the message is not acked as done but left with the
     /// broker to deliver again (as after a crash with acks_late).
-    pub fn undone(self) {
+    pub(super) fn undone(self) {
         self.settle.abandon()
     }
 
-    pub fn done(self) {
+    pub(super) fn done(self) {
         match (self.how, self.message) {
             (Settled::Requeue, Some(m)) => self.settle.requeue(m),
             (Settled::Reject, _) => self.settle.reject(),

@@ -72,7 +72,7 @@ pub(crate) struct Abort {
 }
 
 impl Abort {
-    pub fn fire(&self, why: Stop) {
+    pub(super) fn fire(&self, why: Stop) {
         self.why.borrow_mut().get_or_insert(why);
         if let Some(w) = self.waker.take() {
             w.wake();

@@ -54,12 +54,12 @@ pub(crate) struct Hooks(pub Vec<Hook>);
 
 impl Hooks {
     /// Whether no hook is registered (what a signal would copy is then not copied).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Calls every hook; a panicking hook is logged and does not stop the task or the others.
-    pub fn send(&self, s: &Signal<'_>) {
+    pub(crate) fn send(&self, s: &Signal<'_>) {
         for h in &self.0 {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(s))).is_err() {
                 tracing::error!("a signal hook panicked on {s:?}");

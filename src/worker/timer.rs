@@ -76,7 +76,7 @@ pub(crate) struct Timer {
 
 impl Timer {
     /// Holds `held` until `at`.
-    pub fn hold(&self, at: Instant, held: Held) {
+    pub(super) fn hold(&self, at: Instant, held: Held) {
         let counter = self.counter(held.kind);
         counter.set(counter.get() + 1);
         let seq = self.seq.get();
@@ -91,7 +91,7 @@ impl Timer {
     }
 
     /// The next delivery whose time has come.
-    pub fn pop_due(&self, now: Instant) -> Option<Held> {
+    pub(super) fn pop_due(&self, now: Instant) -> Option<Held> {
         let mut heap = self.heap.borrow_mut();
         if heap.peek().is_none_or(|s| s.at > now) {
             return None;
@@ -104,24 +104,24 @@ impl Timer {
     }
 
     /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.heap.borrow().peek().map(|s| s.at)
     }
 
     /// Everything held, for returning to the broker at shutdown.
-    pub fn take_all(&self) -> Vec<Held> {
+    pub(super) fn take_all(&self) -> Vec<Held> {
         self.eta.set(0);
         self.rate_limited.set(0);
         std::mem::take(&mut *self.heap.borrow_mut()).into_iter().map(|s| *s.held).collect()
     }
 
     /// ETA/countdown tasks held.
-    pub fn eta_count(&self) -> usize {
+    pub(super) fn eta_count(&self) -> usize {
         self.eta.get()
     }
 
     /// Rate-limited tasks held.
-    pub fn rate_limited_count(&self) -> usize {
+    pub(super) fn rate_limited_count(&self) -> usize {
         self.rate_limited.get()
     }
 

@@ -176,7 +176,7 @@ fn events_and_pidbox_fixtures_decode() {
 }
 
 /// The venv with real Celery 5.7 made by scripts/venv.sh. Missing is a failure, not a skip.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let p = std::env::var_os("CELERIAC_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));

@@ -67,7 +67,7 @@ fn a_burst_is_fetched_in_batches_and_every_result_arrives() {
 /// Subscribers of a result key (`PUBSUB NUMSUB`).
 fn subscribers(url: &str, id: &str) -> i64 {
     match redis_cmd(url, &["PUBSUB", "NUMSUB", &format!("celery-task-meta-{id}")]) {
-        celeriac::transport::redis::BytesFrame::Array(kv) => kv.get(1).map_or(0, frame_int),
+        celeriac::transport::redis::Reply::Array(kv) => kv.get(1).map_or(0, frame_int),
         other => panic!("{other:?}"),
     }
 }
@@ -417,7 +417,8 @@ fn auth_and_database_selection() {
     let app = base("t").broker(&url).result_backend(&url).build().unwrap();
     let r = ADD.delay(&app.client(), (5, 5)).unwrap();
     assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "celery"])), 1, "the message is in db 3");
-    assert_eq!(frame_int(&redis_cmd(&server.url(), &["LLEN", "celery"])), 0, "and not in db 0");
+    let db0 = format!("redis://:s3cret@127.0.0.1:{}/0", server.port);
+    assert_eq!(frame_int(&redis_cmd(&db0, &["LLEN", "celery"])), 0, "and not in db 0");
     let w = app.worker().concurrency(1).start().unwrap();
     assert_eq!(r.get(T).unwrap(), 10);
     w.shutdown();

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::support::*;
 
 /// Where a test runs: the embedded memory broker, or a redis-server of its own.
-pub enum Env {
+pub(crate) enum Env {
     Memory,
     Redis(RedisServer),
 }

@@ -4,51 +4,51 @@ use std::time::Duration;
 
 use celeriac::{App, AppBuilder, TaskCtx, TaskError};
 
-pub const T: Duration = Duration::from_secs(10);
+pub(crate) const T: Duration = Duration::from_secs(10);
 
-pub fn add(x: i64, y: i64) -> i64 {
+pub(crate) fn add(x: i64, y: i64) -> i64 {
     x + y
 }
 
-pub async fn sleep_ms(ms: u64) -> u64 {
+pub(crate) async fn sleep_ms(ms: u64) -> u64 {
     celeriac::rt::sleep(Duration::from_millis(ms)).await;
     ms
 }
 
-pub fn fail(message: String) -> Result<(), TaskError> {
+pub(crate) fn fail(message: String) -> Result<(), TaskError> {
     Err(TaskError::value_error(message))
 }
 
-pub fn boom() -> i64 {
+pub(crate) fn boom() -> i64 {
     panic!("kaboom")
 }
 
-pub fn whoami(ctx: TaskCtx, tag: String) -> (String, String, usize, String) {
+pub(crate) fn whoami(ctx: TaskCtx, tag: String) -> (String, String, usize, String) {
     (ctx.id().to_owned(), ctx.name().to_owned(), ctx.shard(), tag)
 }
 
 /// Blocks its shard on purpose (a CPU-bound body not declared blocking) to create skew.
-pub fn hog(ms: u64) -> u64 {
+pub(crate) fn hog(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
 
 /// Tests that start several processes or load the CPU for seconds run one at a time, so the
 /// timings of the interop tests stay meaningful on a 2-core machine (the rest run in parallel).
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The failure inside an error that must be one.
-pub fn failure(e: celeriac::Error) -> Box<celeriac::TaskFailure> {
+pub(crate) fn failure(e: celeriac::Error) -> Box<celeriac::TaskFailure> {
     match e {
         celeriac::Error::TaskFailed(f) => f,
         other => panic!("expected a task failure, got {other:?}"),
     }
 }
 
-pub fn base(name: &str) -> AppBuilder {
+pub(crate) fn base(name: &str) -> AppBuilder {
     App::builder(name)
         .use_env(false)
         .broker("memory://")
@@ -62,7 +62,7 @@ pub fn base(name: &str) -> AppBuilder {
 }
 
 /// A real redis-server on a free loopback port, in its own directory, stopped by PID on drop.
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     pub port: u16,
     dir: std::path::PathBuf,
     child: Option<std::process::Child>,
@@ -70,7 +70,7 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("celeriac-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -80,7 +80,7 @@ impl RedisServer {
     }
 
     /// A TLS-only server with a fresh self-signed certificate (`ca.pem` in its directory).
-    pub fn start_tls() -> RedisServer {
+    pub(crate) fn start_tls() -> RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("celeriac-redis-tls-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -144,7 +144,7 @@ impl RedisServer {
         s
     }
 
-    pub fn ca_file(&self) -> std::path::PathBuf {
+    pub(crate) fn ca_file(&self) -> std::path::PathBuf {
         self.dir.join("ca.pem")
     }
 
@@ -186,12 +186,12 @@ impl RedisServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// Stops the server (SIGTERM: it writes its append-only file) and waits for it to exit.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             send_signal(c.id(), 15);
             let _ = c.wait();
@@ -199,7 +199,7 @@ impl RedisServer {
     }
 
     /// Stops and starts the server on the same port and data directory.
-    pub fn restart(&mut self, down_for: Duration) {
+    pub(crate) fn restart(&mut self, down_for: Duration) {
         self.stop();
         std::thread::sleep(down_for);
         self.spawn();
@@ -213,12 +213,12 @@ impl Drop for RedisServer {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Sends a signal to a PID (the test's own children only).
-pub fn send_signal(pid: u32, sig: i32) {
+pub(crate) fn send_signal(pid: u32, sig: i32) {
     let _ = std::process::Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
@@ -226,42 +226,33 @@ pub fn send_signal(pid: u32, sig: i32) {
         .status();
 }
 
-/// Runs one Redis command from the test thread (through celeriac's I/O executor).
-pub fn redis_cmd(url: &str, args: &[&str]) -> celeriac::transport::redis::BytesFrame {
+/// Runs one Redis command from the test thread (on a blocking connection of its own).
+pub(crate) fn redis_cmd(url: &str, args: &[&str]) -> celeriac::transport::redis::Reply {
     let url = celeriac::transport::redis::RedisUrl::parse(url).unwrap();
-    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-    celeriac::rt::block_on(celeriac::rt::IoThread::global().run(move || async move {
-        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-        celeriac::transport::redis::writer(&url).call(&refs).await.expect("redis command")
-    }))
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    celeriac::transport::redis::command(&url, &args).expect("redis command")
 }
 
-pub fn frame_str(f: &celeriac::transport::redis::BytesFrame) -> Option<String> {
-    celeriac::transport::redis::frame_bytes(f).map(|b| String::from_utf8_lossy(b).into_owned())
+pub(crate) fn frame_str(f: &celeriac::transport::redis::Reply) -> Option<String> {
+    f.as_text()
 }
 
-pub fn frame_list(f: &celeriac::transport::redis::BytesFrame) -> Vec<String> {
-    match f {
-        celeriac::transport::redis::BytesFrame::Array(items) => items.iter().filter_map(frame_str).collect(),
-        _ => Vec::new(),
-    }
+pub(crate) fn frame_list(f: &celeriac::transport::redis::Reply) -> Vec<String> {
+    f.texts()
 }
 
-pub fn frame_int(f: &celeriac::transport::redis::BytesFrame) -> i64 {
-    match f {
-        celeriac::transport::redis::BytesFrame::Integer(n) => *n,
-        other => panic!("expected an integer reply, got {other:?}"),
-    }
+pub(crate) fn frame_int(f: &celeriac::transport::redis::Reply) -> i64 {
+    f.as_int().unwrap_or_else(|| panic!("expected an integer reply, got {f:?}"))
 }
 
 /// An app like [`base`] on a Redis server.
-pub fn on_redis(name: &str, server: &RedisServer) -> AppBuilder {
+pub(crate) fn on_redis(name: &str, server: &RedisServer) -> AppBuilder {
     base(name).broker(&server.url()).result_backend(&server.url())
 }
 
 /// Sends one command on a fresh plain socket and returns the first line of the reply (`+OK`,
 /// `-LOADING …`, `:1`): for server states the celeriac client would retry through.
-pub fn raw_redis(port: u16, args: &[&str]) -> String {
+pub(crate) fn raw_redis(port: u16, args: &[&str]) -> String {
     use std::io::{BufRead, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
     let mut cmd = format!("*{}\r\n", args.len());

@@ -677,7 +677,7 @@ async fn bound_queue(broker: &RedisBroker, conn: &Connection, exchange: &str, rk
 }
 
 /// Waits until every command queued so far on this shard's writer to `url` got its reply.
-pub async fn flush(url: &RedisUrl) {
+pub(super) async fn flush(url: &RedisUrl) {
     let _ = writer(url).call(&[b"PING"]).await;
 }
 

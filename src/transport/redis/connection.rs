@@ -61,18 +61,22 @@ struct Inner {
 
 /// A shard-local Redis connection handle; clones share the connection.
 #[derive(Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     inner: Rc<Inner>,
 }
 
 impl Connection {
     /// Opens a command connection (it connects in the background).
-    pub fn open(url: RedisUrl, role: &'static str) -> Connection {
+    pub(crate) fn open(url: RedisUrl, role: &'static str) -> Connection {
         Self::start(url, role, None)
     }
 
     /// Opens a subscriber connection: every frame goes to `on_push`.
-    pub fn open_subscriber(url: RedisUrl, role: &'static str, on_push: impl FnMut(BytesFrame) + 'static) -> Connection {
+    pub(crate) fn open_subscriber(
+        url: RedisUrl,
+        role: &'static str,
+        on_push: impl FnMut(BytesFrame) + 'static,
+    ) -> Connection {
         Self::start(url, role, Some(Box::new(on_push)))
     }
 
@@ -97,12 +101,12 @@ impl Connection {
 
     /// Runs `hook` after every (re)connect, before queued commands are written: re-subscribe,
     /// re-read what may have been missed.
-    pub fn on_connect(&self, hook: impl Fn(&Connection) + 'static) {
+    pub(crate) fn on_connect(&self, hook: impl Fn(&Connection) + 'static) {
         *self.inner.on_connect.borrow_mut() = Some(Box::new(hook));
     }
 
     /// Stops the connection after what is queued.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.inner.closed.set(true);
         self.inner.wake.notify();
     }
@@ -114,7 +118,7 @@ impl Connection {
     }
 
     /// Queues a command whose reply is not needed (acks, publishes of results, subscribes).
-    pub fn send(&self, args: &[&[u8]]) {
+    pub(crate) fn send(&self, args: &[&[u8]]) {
         self.encode(args);
         if !self.inner.subscriber {
             self.inner.waiters.borrow_mut().push_back(Waiter::Discard);
@@ -123,7 +127,10 @@ impl Connection {
     }
 
     /// Queues a command and returns its reply.
-    pub fn call(&self, args: &[&[u8]]) -> impl std::future::Future<Output = Result<BytesFrame, RedisError>> + 'static {
+    pub(crate) fn call(
+        &self,
+        args: &[&[u8]],
+    ) -> impl std::future::Future<Output = Result<BytesFrame, RedisError>> + 'static {
         let (tx, rx) = flume::bounded(1);
         self.encode(args);
         self.inner.waiters.borrow_mut().push_back(Waiter::Reply(tx));
@@ -347,7 +354,7 @@ async fn read_loop(c: &Connection, mut r: futures_lite::io::ReadHalf<Box<dyn Io>
 }
 
 /// Reads a bulk or simple string reply as bytes.
-pub fn frame_bytes(f: &BytesFrame) -> Option<&[u8]> {
+pub(crate) fn frame_bytes(f: &BytesFrame) -> Option<&[u8]> {
     match f {
         BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => Some(b),
         _ => None,

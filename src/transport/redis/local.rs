@@ -12,7 +12,7 @@ thread_local! {
 }
 
 /// This executor's writer connection to `url` (opened on first use). Only on an executor.
-pub fn writer(url: &RedisUrl) -> Connection {
+pub(crate) fn writer(url: &RedisUrl) -> Connection {
     WRITERS
         .with(|w| w.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "write")).clone())
 }

@@ -10,16 +10,20 @@ mod kombu;
 mod local;
 mod options;
 mod owner;
+mod reply;
 mod script;
 mod tls;
 
-pub use broker::{flush, FanoutSubscription, RedisBroker, RedisConsumer};
+pub use broker::{FanoutSubscription, RedisBroker, RedisConsumer};
 pub use check::{check, check_tls};
-pub use connection::{frame_bytes, Connection, RedisError};
+pub use connection::RedisError;
+pub(crate) use connection::{frame_bytes, Connection};
 pub use kombu::{Keys, SEP};
-pub use local::writer;
+pub(crate) use local::writer;
 pub use options::TransportOptions;
-pub use script::Script;
+pub use reply::{command, Reply};
+pub(crate) use script::Script;
 
 pub use crate::config::{RedisAddr, RedisUrl};
-pub use redis_protocol::resp2::types::BytesFrame;
+/// RESP frames, for the Redis result backend's own connection use inside the crate.
+pub(crate) use redis_protocol::resp2::types::BytesFrame;

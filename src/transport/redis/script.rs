@@ -10,19 +10,24 @@ use redis_protocol::resp2::types::BytesFrame;
 use super::{Connection, RedisError};
 
 /// A script and the SHA1 that `SCRIPT LOAD` answered for it once.
-pub struct Script {
+pub(crate) struct Script {
     text: &'static str,
     sha: OnceLock<String>,
 }
 
 impl Script {
     /// A script; nothing is sent until its first [`Script::call`].
-    pub const fn new(text: &'static str) -> Self {
+    pub(crate) const fn new(text: &'static str) -> Self {
         Script { text, sha: OnceLock::new() }
     }
 
     /// Runs the script with `keys` and `args` on `conn` and returns its reply.
-    pub async fn call(&self, conn: &Connection, keys: &[&[u8]], args: &[&[u8]]) -> Result<BytesFrame, RedisError> {
+    pub(crate) async fn call(
+        &self,
+        conn: &Connection,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<BytesFrame, RedisError> {
         if self.sha.get().is_none() {
             if let Ok(f) = conn.call(&[b"SCRIPT", b"LOAD", self.text.as_bytes()]).await {
                 if let Some(sha) = frame_bytes(&f) {

@@ -11,7 +11,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::config::TlsOptions;
 
 /// Builds the client configuration; every error names the file or setting at fault.
-pub fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
+pub(super) fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -54,7 +54,7 @@ pub fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
 }
 
 /// The server name to verify: a DNS name or an IP address.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+pub(super) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_owned()).map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))
 }
 
