@@ -23,8 +23,10 @@ pub(crate) struct CtxInner {
     /// The body after decompression and transcoding to JSON.
     pub body: DecodedBody,
     pub delivery_info: DeliveryInfo,
-    /// The queue the message was consumed from.
-    pub queue: Arc<str>,
+    /// The queue the message was consumed from, kept only when the routing key does not name it
+    /// (a non-default exchange): most messages come through the default exchange, and a shared
+    /// `Arc` cloned per task costs two contended atomic operations.
+    pub queue: Option<Arc<str>>,
     pub hostname: Arc<str>,
     pub shard: usize,
     /// When the soft time limit passes, if there is one.
@@ -83,7 +85,7 @@ impl TaskCtx {
     }
     /// The queue the message was consumed from.
     pub fn queue(&self) -> &str {
-        &self.0.queue
+        self.0.queue.as_deref().unwrap_or(&self.0.delivery_info.routing_key)
     }
     /// The worker's node name (`celery@host`).
     pub fn hostname(&self) -> &str {

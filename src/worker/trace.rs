@@ -52,8 +52,8 @@ pub(crate) fn run(
     // The context owns the message, its body and where it came from (moved, not copied: a
     // settle needs only its queue and target); the arguments are parsed from the context's body.
     let ctx = TaskCtx::new(CtxInner {
+        queue: (!settle.info.exchange.is_empty()).then(|| settle.queue.clone()),
         delivery_info: std::mem::take(&mut settle.info),
-        queue: settle.queue.clone(),
         hostname: shared.hostname.clone(),
         shard: sh.index,
         soft_deadline: soft.map(|s| started + Duration::from_secs_f64(s)),
