@@ -217,23 +217,16 @@ fn soft_time_limits(env: &Env) {
 /// names), and the after-store point sees each recorded outcome with its run's context — after
 /// the store took the write, or at once when nothing is stored.
 fn every_outcome_reaches_the_hooks(env: &Env) {
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let s = seen.clone();
-    let app = env
-        .app()
-        .on_signal(move |sig| {
-            let name = match sig {
-                Signal::TaskReceived { headers } => format!("received {}", headers.task),
-                Signal::TaskUnknown { name, .. } => format!("unknown {name}"),
-                Signal::TaskRecorded { task, state, result, ctx, .. } => {
-                    format!("recorded {task} {state} {result} ran={}", ctx.is_some())
-                }
-                _ => return,
-            };
-            s.lock().unwrap().push(name);
+    let (seen, app) = recording(env, |sig| {
+        Some(match sig {
+            Signal::TaskReceived { headers } => format!("received {}", headers.task),
+            Signal::TaskUnknown { name, .. } => format!("unknown {name}"),
+            Signal::TaskRecorded { task, state, result, ctx, .. } => {
+                format!("recorded {task} {state} {result} ran={}", ctx.is_some())
+            }
+            _ => return None,
         })
-        .build()
-        .unwrap();
+    });
     let w = app.worker().concurrency(1).start().unwrap();
     assert_eq!(app.send_task("t.add", (2, 3)).unwrap().get::<i64>(T).unwrap(), 5);
     app.send_task("t.fail", ("x",)).unwrap().get::<()>(T).unwrap_err();
@@ -355,27 +348,39 @@ fn revocation(env: &Env) {
     w.shutdown();
 }
 
-fn signals(env: &Env) {
+/// An app whose hooks record one line per signal `name` picks out (`None`: not recorded).
+fn recording(
+    env: &Env,
+    name: impl Fn(&Signal<'_>) -> Option<String> + Send + Sync + 'static,
+) -> (Arc<Mutex<Vec<String>>>, celeriac::App) {
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let s = seen.clone();
     let app = env
         .app()
         .on_signal(move |sig| {
-            let name = match sig {
-                Signal::TaskPrerun { ctx } => format!("prerun {}", ctx.name()),
-                Signal::TaskPostrun { ctx, state, .. } => format!("postrun {} {state}", ctx.name()),
-                Signal::TaskSuccess { result, .. } => format!("success {result}"),
-                Signal::TaskFailure { exception, .. } => format!("failure {}", exception.exc_type),
-                Signal::TaskRetry { reason, .. } => format!("retry {reason}"),
-                Signal::TaskRevoked { expired, .. } => format!("revoked expired={expired}"),
-                Signal::WorkerReady { .. } => "worker_ready".into(),
-                Signal::WorkerShutdown { .. } => "worker_shutdown".into(),
-                _ => return,
-            };
-            s.lock().unwrap().push(name);
+            if let Some(line) = name(sig) {
+                s.lock().unwrap().push(line);
+            }
         })
         .build()
         .unwrap();
+    (seen, app)
+}
+
+fn signals(env: &Env) {
+    let (seen, app) = recording(env, |sig| {
+        Some(match sig {
+            Signal::TaskPrerun { ctx } => format!("prerun {}", ctx.name()),
+            Signal::TaskPostrun { ctx, state, .. } => format!("postrun {} {state}", ctx.name()),
+            Signal::TaskSuccess { result, .. } => format!("success {result}"),
+            Signal::TaskFailure { exception, .. } => format!("failure {}", exception.exc_type),
+            Signal::TaskRetry { reason, .. } => format!("retry {reason}"),
+            Signal::TaskRevoked { expired, .. } => format!("revoked expired={expired}"),
+            Signal::WorkerReady { .. } => "worker_ready".into(),
+            Signal::WorkerShutdown { .. } => "worker_shutdown".into(),
+            _ => return None,
+        })
+    });
     let w = app.worker().concurrency(1).start().unwrap();
     app.send_task("t.add", (2, 3)).unwrap().get::<i64>(T).unwrap();
     app.send_task("t.fail", ("x",)).unwrap().get::<()>(T).unwrap_err();
