@@ -20,12 +20,6 @@ use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, Redis
 
 use super::error::BackendError;
 
-/// Stores a meta unless a SUCCESS is already there; SETEX (or SET without expiry) and PUBLISH.
-const STORE_LUA: &str = "local cur = redis.call('GET', KEYS[1]) \
-    if cur and string.find(cur, '\"status\": *\"SUCCESS\"') then return 0 end \
-    if tonumber(ARGV[2]) > 0 then redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1]) end \
-    redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1";
-
 fn lost(e: RedisError) -> BackendError {
     BackendError::ConnectionLost(e.to_string())
 }
@@ -137,13 +131,9 @@ impl RedisBackend {
         };
         let body = serde_json::to_vec(&json!({"result": tuple.to_value()})).expect("JSON");
         let key = self.group_key(group_id);
-        let ttl = self.expires.map_or(0, |d| d.as_secs()).to_string();
+        let ttl = self.expires.map_or(0, |d| d.as_secs());
         self.run(move |url| async move {
-            writer(&url)
-                .call(&[b"EVAL", STORE_LUA.as_bytes(), b"1", key.as_bytes(), &body, ttl.as_bytes()])
-                .await
-                .map(|_| ())
-                .map_err(lost)
+            super::result_batch::store_one(&url, ttl, key.as_bytes(), &body).await.map_err(lost)
         })
     }
 

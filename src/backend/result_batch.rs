@@ -81,6 +81,12 @@ fn flush_now(batch: Rc<Batch>) {
     }
 }
 
+/// Stores one value at once with the same script, outside any batch (a saved group result).
+pub(super) async fn store_one(url: &RedisUrl, ttl: u64, key: &[u8], body: &[u8]) -> Result<(), RedisError> {
+    let ttl = ttl.to_string();
+    STORE_MANY.call(&writer(url), &[key], &[ttl.as_bytes(), body]).await.map(|_| ())
+}
+
 async fn send(batch: Rc<Batch>, chunk: Vec<Item>) {
     let keys: Vec<&[u8]> = chunk.iter().map(|i| &i.key[..]).collect();
     let mut args: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 1);
