@@ -5,6 +5,9 @@
 //! `cargo bench --bench protocol`. "decode" = envelope JSON → headers → accept check → body
 //! parse with args/kwargs as borrowed raw slices (what a worker does per message).
 
+// criterion's macros generate the undocumented `main` and group functions.
+#![allow(missing_docs)]
+
 use celeriac::protocol::{
     Accept, ContentType, DeliveryInfo, Embed, Envelope, Headers, Properties, Signature, TaskMessage,
 };

@@ -63,6 +63,7 @@ impl App {
         }
     }
 
+    /// The app's name (Celery's `main`), used in worker host names.
     pub fn name(&self) -> &str {
         &self.inner.name
     }

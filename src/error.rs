@@ -28,10 +28,20 @@ pub enum Error {
     TaskFailed(Box<TaskFailure>),
     /// `get()` waited `waited` and the task was not ready.
     #[error("task {task_id} not ready after {waited:?}")]
-    Timeout { task_id: String, waited: Duration },
+    Timeout {
+        /// The task waited for.
+        task_id: String,
+        /// How long.
+        waited: Duration,
+    },
     /// The task's result does not fit the requested type.
     #[error("result of task {task_id} does not fit the requested type: {reason}")]
-    ResultType { task_id: String, reason: String },
+    ResultType {
+        /// The task.
+        task_id: String,
+        /// Why the value does not fit.
+        reason: String,
+    },
     /// Arguments given to `send_task` cannot be sent.
     #[error("bad task arguments: {0}")]
     Args(String),
@@ -49,9 +59,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A task that failed (or was revoked): the exception Python would raise, with its traceback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskFailure {
+    /// The task's id.
     pub task_id: String,
+    /// The state it ended in (FAILURE, REVOKED, …).
     pub state: State,
+    /// The exception as Celery stores it.
     pub exception: ExceptionInfo,
+    /// The remote traceback, if the worker sent one.
     pub traceback: Option<String>,
 }
 

@@ -122,6 +122,7 @@ impl Default for MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// An empty store.
     pub fn new() -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self::default())
     }

@@ -27,12 +27,14 @@ fn lost(e: RedisError) -> BackendError {
 /// A Redis result store.
 #[derive(Debug)]
 pub struct RedisBackend {
+    /// The server results are stored on.
     pub url: RedisUrl,
     prefix: String,
     expires: Option<Duration>,
 }
 
 impl RedisBackend {
+    /// A store on `url`; keys start with `prefix`; results expire after `expires` (never if `None`).
     pub fn new(url: RedisUrl, prefix: String, expires: Option<Duration>) -> Arc<Self> {
         Arc::new(RedisBackend { url, prefix, expires })
     }

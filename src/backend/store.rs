@@ -17,7 +17,9 @@ use super::redis::RedisBackend;
 pub enum Backend {
     /// No `result_backend` configured: nothing is stored; waiting on a result is an error.
     Disabled,
+    /// `memory://` (`cache+memory://`): this process only.
     Memory(Arc<MemoryBackend>),
+    /// `redis://`, `rediss://`, `redis+socket://`.
     Redis(Arc<RedisBackend>),
 }
 
@@ -70,7 +72,9 @@ impl Drop for ResultWatch {
 /// The outcome of a store: done already (in-process backends) or a write in flight on this
 /// shard's pipelined connection.
 pub enum Stored {
+    /// Stored already; the outcome.
     Done(Result<(), BackendError>),
+    /// A write in flight; resolves with its outcome.
     Pending(Pin<Box<dyn Future<Output = Result<(), BackendError>>>>),
 }
 

@@ -57,10 +57,12 @@ impl AsyncResult {
         Ok(self.state()?.is_ready())
     }
 
+    /// Whether the task ended in SUCCESS (`AsyncResult.successful()`).
     pub fn successful(&self) -> Result<bool> {
         Ok(self.state()? == State::Success)
     }
 
+    /// Whether the task ended in FAILURE (`AsyncResult.failed()`).
     pub fn failed(&self) -> Result<bool> {
         Ok(self.state()? == State::Failure)
     }

@@ -44,58 +44,72 @@ pub struct SendOptions {
 }
 
 impl SendOptions {
+    /// No options: the task's and the app's defaults apply.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Run no sooner than `d` from now (`countdown`).
     pub fn countdown(mut self, d: Duration) -> Self {
         self.countdown = Some(d);
         self
     }
+    /// Run no sooner than `t` (`eta`).
     pub fn eta(mut self, t: DateTime<Utc>) -> Self {
         self.eta = Some(t);
         self
     }
+    /// Discard the task if it has not started `d` from now (`expires` as seconds).
     pub fn expires_in(mut self, d: Duration) -> Self {
         self.expires_in = Some(d);
         self
     }
+    /// Discard the task if it has not started by `t` (`expires` as a date).
     pub fn expires_at(mut self, t: DateTime<Utc>) -> Self {
         self.expires_at = Some(t);
         self
     }
+    /// Send to queue `q` instead of the routed one (`queue`).
     pub fn queue(mut self, q: impl Into<String>) -> Self {
         self.queue = Some(q.into());
         self
     }
+    /// Publish to exchange `e` (`exchange`); the routing key defaults to the queue.
     pub fn exchange(mut self, e: impl Into<String>) -> Self {
         self.exchange = Some(e.into());
         self
     }
 
+    /// Publish with routing key `rk` (`routing_key`).
     pub fn routing_key(mut self, rk: impl Into<String>) -> Self {
         self.routing_key = Some(rk.into());
         self
     }
+    /// Message priority 0–255 (`priority`; Redis uses 0–9 buckets, lower first as kombu does).
     pub fn priority(mut self, p: u8) -> Self {
         self.priority = Some(p);
         self
     }
+    /// An extra message header (`headers`), read by the task as `ctx.header(k)`.
     pub fn header(mut self, k: impl Into<String>, v: impl Into<Value>) -> Self {
         self.headers.insert(k.into(), v.into());
         self
     }
+    /// Use `id` as the task id instead of a new UUID (`task_id`).
     pub fn task_id(mut self, id: impl Into<String>) -> Self {
         self.task_id = Some(id.into());
         self
     }
+    /// Store no result for this call (`ignore_result`).
     pub fn ignore_result(mut self, yes: bool) -> Self {
         self.ignore_result = Some(yes);
         self
     }
+    /// Hard time limit in seconds for this call (`time_limit`).
     pub fn time_limit(mut self, secs: f64) -> Self {
         self.time_limit = Some(secs);
         self
     }
+    /// Soft time limit in seconds for this call (`soft_time_limit`).
     pub fn soft_time_limit(mut self, secs: f64) -> Self {
         self.soft_time_limit = Some(secs);
         self
@@ -106,6 +120,7 @@ impl SendOptions {
         self.root_id = Some(root_id.into());
         self
     }
+    /// Show the task under another name in logs and monitors (`shadow`).
     pub fn shadow(mut self, name: impl Into<String>) -> Self {
         self.shadow = Some(name.into());
         self

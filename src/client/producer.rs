@@ -129,14 +129,17 @@ impl Client {
         AsyncResult::new(task_id.into(), self.inner.backend.clone(), None)
     }
 
+    /// The broker this producer publishes to.
     pub fn broker(&self) -> &Broker {
         &self.inner.broker
     }
 
+    /// The result store its `AsyncResult`s read.
     pub fn backend(&self) -> &Backend {
         &self.inner.backend
     }
 
+    /// How it routes tasks to queues.
     pub fn router(&self) -> &Router {
         &self.inner.router
     }

@@ -11,6 +11,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router trying `routes` in order, falling back to `default_queue`.
     pub fn new(routes: Vec<TaskRoute>, default_queue: String) -> Self {
         Router { routes, default_queue }
     }
@@ -29,6 +30,7 @@ impl Router {
         }
     }
 
+    /// The queue of a task no route matches (`task_default_queue`).
     pub fn default_queue(&self) -> &str {
         &self.default_queue
     }

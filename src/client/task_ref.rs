@@ -20,10 +20,12 @@ pub struct TaskRef<A, R> {
 }
 
 impl<A, R> TaskRef<A, R> {
+    /// A reference to the task registered as `name`.
     pub const fn new(name: &'static str) -> Self {
         TaskRef { name, _types: PhantomData }
     }
 
+    /// The task's registered name.
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -70,6 +72,7 @@ impl<R> TypedResult<R> {
         TypedResult { inner, _r: PhantomData }
     }
 
+    /// The task id.
     pub fn id(&self) -> &str {
         self.inner.id()
     }

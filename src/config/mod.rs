@@ -58,7 +58,9 @@ impl Url {
 /// `queue`, optionally through an exchange, with a routing key and a priority.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRoute {
+    /// A task name or glob (`*`, `?`) the route applies to.
     pub pattern: String,
+    /// The queue matching tasks go to.
     pub queue: String,
     /// The exchange to publish to; the default (`""`) delivers by routing key.
     #[serde(default)]
@@ -66,6 +68,7 @@ pub struct TaskRoute {
     /// Default: the queue's name.
     #[serde(default)]
     pub routing_key: Option<String>,
+    /// The message priority for matching tasks, unless the call sets one.
     #[serde(default)]
     pub priority: Option<u8>,
 }
@@ -74,17 +77,25 @@ pub struct TaskRoute {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `broker_url`: `memory://`, `redis://…`, `rediss://…`, `redis+socket://…`.
     pub broker_url: String,
     /// `None`: results disabled (Celery's default).
     pub result_backend: Option<String>,
+    /// `task_serializer`: `json` (default), `msgpack`, `yaml`.
     pub task_serializer: String,
+    /// `result_serializer`: how results are stored (default `json`).
     pub result_serializer: String,
+    /// `accept_content`: content types a worker accepts (default `["json"]`).
     pub accept_content: Vec<String>,
     /// `gzip`, `bzip2`, `lzma`, `zstd`, `brotli`, or none.
     pub task_compression: Option<String>,
+    /// `task_default_queue` (default `celery`).
     pub task_default_queue: String,
+    /// `task_routes`: routes by task name, first match wins.
     pub task_routes: Vec<TaskRoute>,
+    /// `task_ignore_result`: store no results unless a task asks for them.
     pub task_ignore_result: bool,
+    /// `task_acks_late`: ack after the task ran instead of before.
     pub task_acks_late: bool,
     /// With acks_late: ack a task that failed or timed out (else reject it, a timeout requeued).
     pub task_acks_on_failure_or_timeout: bool,
@@ -107,7 +118,9 @@ pub struct Config {
     pub worker_state_db: Option<String>,
     /// Seconds results are kept; 0 keeps them forever.
     pub result_expires: u64,
+    /// `result_extended`: store name, args, kwargs, worker, retries and queue with results.
     pub result_extended: bool,
+    /// `worker_prefetch_multiplier`: messages reserved per concurrency slot (default 4).
     pub worker_prefetch_multiplier: u32,
     /// Shards; `None` = the CPUs this process may use.
     pub worker_concurrency: Option<usize>,
@@ -118,7 +131,9 @@ pub struct Config {
     /// A body that would inflate past it is rejected, not inflated: a 1 MB zlib bomb must not
     /// take the worker to a GiB. celeriac's own setting; default 64 MiB.
     pub worker_max_body_size: usize,
+    /// `timezone` (default `UTC`).
     pub timezone: String,
+    /// `enable_utc` (default true).
     pub enable_utc: bool,
     /// kombu transport options for the broker, as written (Redis: `visibility_timeout`,
     /// `global_keyprefix`, `priority_steps`, …): the broker's transport reads and checks them
@@ -132,6 +147,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResultTransportOptions {
+    /// `global_keyprefix` in `broker_transport_options`/`result_backend_transport_options`: a prefix for every key.
     pub global_keyprefix: String,
 }
 
@@ -187,23 +203,50 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A URL setting that does not parse or names an unknown scheme.
     #[error("{setting} = {url:?}: {reason}")]
-    Url { setting: &'static str, url: String, reason: String },
+    Url {
+        /// The setting's name.
+        setting: &'static str,
+        /// The URL as given (passwords hidden).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting whose value cannot work.
     #[error("{setting}: {reason}")]
-    Invalid { setting: &'static str, reason: String },
+    Invalid {
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A config file that cannot be read or parsed.
     #[error("cannot read config file {path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The file.
+        path: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
 }
 
 /// The checked, ready-to-use form of [`Config`].
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The broker URL.
     pub broker: Url,
+    /// The result backend URL, if results are kept.
     pub backend: Option<Url>,
+    /// How task messages are serialized.
     pub task_serializer: ContentType,
+    /// How results are serialized.
     pub result_serializer: ContentType,
+    /// What a worker accepts.
     pub accept: Accept,
+    /// How task bodies are compressed, if at all.
     pub compression: Option<Compression>,
+    /// How long results are kept (`result_expires`; `None`: for ever).
     pub result_expires: Option<Duration>,
 }
 

@@ -4,6 +4,7 @@
 /// A parsed rate: tasks per second; 0 means no limit (as Celery treats `"0"`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
+    /// Tasks per second.
     pub per_second: f64,
 }
 

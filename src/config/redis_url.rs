@@ -8,9 +8,13 @@ use std::fmt;
 /// Where and how to connect.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RedisUrl {
+    /// Where the server listens.
     pub addr: RedisAddr,
+    /// The ACL user, if any.
     pub username: Option<String>,
+    /// The password, if any (never printed: see `redacted`).
     pub password: Option<String>,
+    /// The database number (`/N` or `?virtual_host=N`).
     pub db: u32,
     /// `Some` for `rediss://`.
     pub tls: Option<TlsOptions>,
@@ -26,13 +30,16 @@ pub struct TlsOptions {
     pub ca_certs: Option<String>,
     /// Client certificate and key (PEM), for servers that require client authentication.
     pub certfile: Option<String>,
+    /// The client key (`ssl_keyfile`), with `ssl_certfile`.
     pub keyfile: Option<String>,
 }
 
 /// TCP host and port, or a Unix socket path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RedisAddr {
+    /// A TCP host and port.
     Tcp(String, u16),
+    /// A Unix socket path.
     Unix(String),
 }
 

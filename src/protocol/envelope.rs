@@ -14,8 +14,11 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// Where a message was published: exchange and routing key (`""` = the anonymous exchange).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryInfo {
+    /// The exchange the message was published to (empty: the default exchange).
     pub exchange: String,
+    /// The routing key it was published with.
     pub routing_key: String,
+    /// Whether a broker delivered it before (a restore or a requeue).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redelivered: bool,
 }
@@ -107,24 +110,31 @@ impl<H: Serialize + serde::de::DeserializeOwned> Envelope<H> {
         }
     }
 
+    /// The message headers.
     pub fn headers(&self) -> &H {
         &self.headers
     }
+    /// The message headers, to change.
     pub fn headers_mut(&mut self) -> &mut H {
         &mut self.headers
     }
+    /// The body's content type.
     pub fn content_type(&self) -> &str {
         &self.content_type
     }
+    /// kombu's delivery tag (a UUID on Redis).
     pub fn delivery_tag(&self) -> &str {
         &self.properties.delivery_tag
     }
+    /// Where the message was published.
     pub fn delivery_info(&self) -> &DeliveryInfo {
         &self.properties.delivery_info
     }
+    /// Where the message was published, to change.
     pub fn delivery_info_mut(&mut self) -> &mut DeliveryInfo {
         &mut self.properties.delivery_info
     }
+    /// The message properties.
     pub fn properties(&self) -> &Properties {
         &self.properties.base
     }

@@ -7,17 +7,23 @@ use serde_json::{Map, Value};
 /// One event. A `task.multi` message body is a JSON list of these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The event type: `task-succeeded`, `worker-heartbeat`, …
     #[serde(rename = "type")]
     pub kind: String,
+    /// The sending node.
     pub hostname: String,
+    /// When it was sent (UNIX seconds).
     pub timestamp: f64,
     /// Hours west of UTC, a float since 5.7.
     #[serde(default)]
     pub utcoffset: f64,
+    /// The sending process.
     #[serde(default)]
     pub pid: u32,
+    /// The sender's Lamport clock.
     #[serde(default)]
     pub clock: u64,
+    /// The type's own fields (`uuid`, `runtime`, `freq`, …).
     #[serde(flatten)]
     pub fields: Map<String, Value>,
 }

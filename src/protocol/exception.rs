@@ -31,8 +31,11 @@ pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
 /// A stored exception. `exc_message` is the Python `exc.args` list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExceptionInfo {
+    /// The exception class name (`ValueError`).
     pub exc_type: String,
+    /// Its arguments (a list, or a string).
     pub exc_message: Value,
+    /// The module the class lives in (`builtins`).
     #[serde(default = "builtins")]
     pub exc_module: String,
 }

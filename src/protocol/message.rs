@@ -21,46 +21,61 @@ use super::{Accept, Compression, ContentType, ProtocolError, Signature};
 /// empty); a `null` `retries` or `replaced_task_nesting` reads as 0.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Headers {
+    /// The language of the sender (`py`).
     #[serde(default = "lang_py")]
     pub lang: String,
     /// Registered task name; empty only while a v1 message awaits its body.
     #[serde(default)]
     pub task: String,
+    /// The task id (a UUID).
     #[serde(default)]
     pub id: String,
+    /// The name shown instead of `task` in logs and monitors.
     #[serde(default)]
     pub shadow: Option<String>,
     /// ISO-8601; naive values mean UTC.
     #[serde(default)]
     pub eta: Option<String>,
+    /// When the task expires (ISO 8601), if ever.
     #[serde(default)]
     pub expires: Option<String>,
+    /// The group the task belongs to.
     #[serde(default)]
     pub group: Option<String>,
+    /// The task's position in its group.
     #[serde(default)]
     pub group_index: Option<i64>,
+    /// How many times the task was retried so far.
     #[serde(default, deserialize_with = "null_is_default")]
     pub retries: u32,
     /// `[hard, soft]` seconds (hard first, whatever protocol.rst says), int or float as sent.
     #[serde(default)]
     pub timelimit: (Option<Number>, Option<Number>),
+    /// The id of the first task of the workflow.
     #[serde(default)]
     pub root_id: Option<String>,
+    /// The id of the task that sent this one.
     #[serde(default)]
     pub parent_id: Option<String>,
+    /// The arguments as shown in logs (`repr`).
     #[serde(default)]
     pub argsrepr: Option<String>,
+    /// The keyword arguments as shown in logs (`repr`).
     #[serde(default)]
     pub kwargsrepr: Option<String>,
+    /// The sender's node name (`gen<pid>@<host>`).
     #[serde(default)]
     pub origin: Option<String>,
     /// `null` when sent through `send_task` without the option.
     #[serde(default)]
     pub ignore_result: Option<bool>,
+    /// How many times the task was replaced (`Task.replace`).
     #[serde(default, deserialize_with = "null_is_default")]
     pub replaced_task_nesting: u32,
+    /// The names of the stamps (Celery 5.3 stamping).
     #[serde(default)]
     pub stamped_headers: Option<Vec<String>>,
+    /// The stamps by name.
     #[serde(default)]
     pub stamps: Map<String, Value>,
     /// MIME type of the body compression, when compressed.
@@ -208,14 +223,19 @@ impl Headers {
 /// and `delivery_tag` live with the transport.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Properties {
+    /// The task id again (AMQP's `correlation_id`; rpc:// replies carry it).
     #[serde(default)]
     pub correlation_id: Option<String>,
+    /// The reply queue of an rpc:// client.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// 2: persistent (the default), 1: transient.
     #[serde(default = "persistent")]
     pub delivery_mode: u8,
+    /// AMQP's per-message TTL in milliseconds, as a string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration: Option<String>,
+    /// The message priority.
     #[serde(default)]
     pub priority: u8,
 }
@@ -234,23 +254,31 @@ impl Default for Properties {
 /// compressed; never base64 — that belongs to the Redis envelope).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskMessage {
+    /// The task headers.
     pub headers: Headers,
+    /// The message properties.
     pub properties: Properties,
+    /// The body's content type (`application/json`, …).
     pub content_type: String,
+    /// The body's content encoding (`utf-8`, `binary`).
     pub content_encoding: String,
+    /// The body: `[args, kwargs, embed]` serialized (and maybe compressed).
     pub body: Bytes,
 }
 
 /// Callbacks, errbacks, remaining chain steps and chord body (`embed`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Embed {
+    /// Signatures to call with the result on success (`link`).
     #[serde(default)]
     pub callbacks: Option<Vec<Signature>>,
+    /// Signatures to call on failure (`link_error`).
     #[serde(default)]
     pub errbacks: Option<Vec<Signature>>,
     /// Remaining steps in reverse order: the next step is last.
     #[serde(default)]
     pub chain: Option<Vec<Signature>>,
+    /// The chord body to call once the group this task belongs to is done.
     #[serde(default)]
     pub chord: Option<Signature>,
 }
@@ -346,8 +374,11 @@ pub struct DecodedBody {
 /// The parsed body: positional and keyword arguments as raw JSON slices of the input.
 #[derive(Debug)]
 pub struct Body<'a> {
+    /// Positional arguments.
     pub args: Vec<&'a RawValue>,
+    /// Keyword arguments in the sender's order.
     pub kwargs: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Callbacks, errbacks, chain and chord.
     pub embed: Embed,
 }
 

@@ -7,25 +7,33 @@ use serde_json::{Map, Value};
 /// Where a reply goes: exchange `reply.celery.pidbox`, routing key = the requester's oid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplyTo {
+    /// The exchange replies go to (`reply.celery.pidbox`).
     pub exchange: String,
+    /// The routing key of the caller's reply queue (its ticket).
     pub routing_key: String,
 }
 
 /// A control/inspect request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlRequest {
+    /// The command: `ping`, `stats`, `revoke`, …
     pub method: String,
+    /// The command's arguments.
     #[serde(default)]
     pub arguments: Map<String, Value>,
+    /// The nodes it is for (empty or `None`: all).
     #[serde(default)]
     pub destination: Option<Vec<String>>,
+    /// A node name pattern, with `matcher`.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// How `pattern` matches: `glob` (default) or `pcre`.
     #[serde(default)]
     pub matcher: Option<String>,
     /// Present only when a reply is wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// Where replies go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ReplyTo>,
 }

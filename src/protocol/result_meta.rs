@@ -9,32 +9,43 @@ use super::{ExceptionInfo, State};
 /// One stored result, exactly the JSON object Celery writes to `celery-task-meta-<id>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMeta {
+    /// The task state.
     pub status: State,
     /// The return value, an exception dict (FAILURE/RETRY/REVOKED) or custom meta (`update_state`).
     pub result: Value,
+    /// The traceback of a failure, if any.
     pub traceback: Option<String>,
     /// Result tuples of subtasks; Celery writes `null` when the meta was stored without a request.
     #[serde(default)]
     pub children: Option<Vec<Value>>,
     /// ISO-8601 with `+00:00` for ready states, `null` otherwise.
     pub date_done: Option<String>,
+    /// The group the task belongs to (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// The task that sent it (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     // result_extended fields
+    /// The task name (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The positional arguments (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
+    /// The keyword arguments (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kwargs: Option<Value>,
+    /// The worker that ran it (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// How often it was retried (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// The queue it came from (extended results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The task id.
     pub task_id: String,
 }
 
@@ -79,7 +90,9 @@ impl ResultMeta {
 /// `[[gid, parent], [child tuples]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultTuple {
+    /// The task or group id.
     pub id: String,
+    /// The parent result, in a chain.
     pub parent: Option<Box<ResultTuple>>,
     /// `Some` for a group result.
     pub children: Option<Vec<ResultTuple>>,

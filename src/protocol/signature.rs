@@ -9,31 +9,44 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SubtaskType {
+    /// `group`: the tasks in `kwargs.tasks` in parallel.
     Group,
+    /// `chain`: the tasks in `kwargs.tasks` one after another.
     Chain,
+    /// `chord`: a header group, then `kwargs.body` with its results.
     Chord,
+    /// `chunks`: a task over `kwargs.it` in parts of `kwargs.n`.
     Chunks,
+    /// `xmap`: a task once per item of `kwargs.it`.
     Xmap,
+    /// `xstarmap`: a task once per argument tuple of `kwargs.it`.
     Xstarmap,
 }
 
 /// A signature dict exactly as Celery writes it; unknown keys are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signature {
+    /// The task name (or `celery.group`, `celery.chain`, … for canvas types).
     pub task: String,
+    /// Positional arguments.
     #[serde(default)]
     pub args: Vec<Value>,
+    /// Keyword arguments.
     #[serde(default)]
     pub kwargs: Map<String, Value>,
+    /// Call options (`queue`, `countdown`, `link`, …).
     #[serde(default)]
     pub options: Map<String, Value>,
+    /// Which canvas type this is, if any.
     #[serde(default)]
     pub subtask_type: Option<SubtaskType>,
+    /// Whether the parent's result is not prepended to `args` (`si()`).
     #[serde(default)]
     pub immutable: bool,
     /// Celery 5.0 wrote the chord size here; kept for KV-backend fallbacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chord_size: Option<u64>,
+    /// Other keys, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

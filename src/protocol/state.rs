@@ -7,15 +7,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A task's state. Custom states (`update_state(state="PROGRESS")`) keep their name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum State {
+    /// Unknown, or not started yet.
     Pending,
+    /// A worker reserved it.
     Received,
+    /// Running (with `task_track_started`).
     Started,
+    /// Ended with a return value.
     Success,
+    /// Ended with an exception.
     Failure,
+    /// Will run again.
     Retry,
+    /// Revoked before or while it ran.
     Revoked,
+    /// Rejected by the task (`Reject`).
     Rejected,
+    /// Ignored by the task (`Ignore`); nothing stored.
     Ignored,
+    /// A state of the task's own (`update_state(state="PROGRESS")`).
     Custom(String),
 }
 

@@ -35,6 +35,7 @@ fn current_cpu() -> i32 {
 }
 
 impl Notify {
+    /// A notifier nobody waits on yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -197,6 +197,7 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// Rejects the message with `reason`, back to the queue if `requeue`.
     pub fn new(reason: impl Into<String>, requeue: bool) -> Self {
         Reject { reason: reason.into(), requeue }
     }

@@ -16,7 +16,9 @@ use super::{FromInvocation, Invocation, Outcome, TaskError};
 
 /// How a call proceeds: done already (sync bodies, no allocation) or a future to drive.
 pub enum Call {
+    /// The body ran already.
     Ready(Outcome),
+    /// The body's future.
     Pending(Pin<Box<dyn Future<Output = Outcome>>>),
 }
 

@@ -90,9 +90,11 @@ type ErasedCall = Box<dyn Fn(&Invocation<'_>) -> Result<Call, TaskError> + Send 
 
 /// One registered task.
 pub struct TaskEntry {
+    /// The registered name.
     pub name: String,
     /// Positional parameter names, for keyword arguments.
     pub params: Vec<String>,
+    /// The task's options.
     pub options: TaskOptions,
     call: ErasedCall,
 }
@@ -145,6 +147,7 @@ impl Registry {
         Ok(())
     }
 
+    /// The task registered as `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<TaskEntry>> {
         self.tasks.get(name)
     }
@@ -156,10 +159,12 @@ impl Registry {
         v
     }
 
+    /// How many tasks are registered.
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
 
+    /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }

@@ -14,7 +14,9 @@ use super::route::Route;
 /// A broker connection factory shared by clients and worker shards.
 #[derive(Clone, Debug)]
 pub enum Broker {
+    /// `memory://`: queues in this process.
     Memory(Arc<MemoryBroker>),
+    /// `redis://`, `rediss://`, `redis+socket://`: kombu's Redis transport.
     Redis(Arc<RedisBroker>),
 }
 
@@ -124,7 +126,9 @@ impl Broker {
 
 /// A live fanout subscription; ends when dropped.
 pub enum Fanout {
+    /// An in-process fanout subscription.
     Memory(flume::Receiver<Vec<u8>>),
+    /// A Redis `PSUBSCRIBE`.
     Redis(redis::FanoutSubscription),
 }
 
@@ -140,12 +144,14 @@ impl Fanout {
 
 /// One shard's consumer.
 pub enum Consumer {
+    /// A consumer of in-process queues.
     Memory(MemoryConsumer),
+    /// A consumer of Redis lists.
     Redis(RedisConsumer),
 }
 
 impl Consumer {
-    /// Waits until at least one message is available (or [`Consumer::wake`] is called) and
+    /// Waits until at least one message is available (or the shard is woken to stop) and
     /// returns up to `max` deliveries; an empty vector means "woken, nothing to take".
     pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
         match self {

@@ -33,7 +33,9 @@ pub(crate) struct DeliveryKey {
 /// A task message handed to a worker, unacked until settled.
 #[derive(Debug)]
 pub struct Delivery {
+    /// The task message.
     pub message: Box<TaskMessage>,
+    /// Where it was published.
     pub info: DeliveryInfo,
     /// The queue it was taken from.
     pub queue: Arc<str>,
@@ -62,6 +64,7 @@ pub struct Settle {
     /// Where the message came from, carried with it while it waits (ETA, rate limit); the task
     /// context takes it when the task runs, settling needs only the queue and the owner.
     pub info: DeliveryInfo,
+    /// The queue it was taken from.
     pub queue: Arc<str>,
     settler: Arc<dyn Settler>,
     key: DeliveryKey,

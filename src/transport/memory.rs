@@ -48,6 +48,7 @@ pub struct MemoryBroker {
 }
 
 impl MemoryBroker {
+    /// A broker with no queues yet.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }

@@ -11,7 +11,9 @@
 pub struct Route {
     /// `""` is the default exchange.
     pub exchange: String,
+    /// The routing key to publish with.
     pub routing_key: String,
+    /// The queue it lands in (on virtual transports: the list the message is pushed to).
     pub queue: String,
     /// The message priority (0–9) the route asks for, when the sender gave none.
     pub priority: Option<u8>,

@@ -16,7 +16,9 @@ pub enum Phase {
 /// How to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {
+    /// Finish running tasks, return reserved ones (SIGTERM).
     Warm,
+    /// Stop now; unacked messages are redelivered (SIGQUIT, a second SIGINT).
     Cold,
 }
 

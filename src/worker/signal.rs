@@ -14,35 +14,101 @@ use crate::task::TaskCtx;
 #[non_exhaustive]
 pub enum Signal<'a> {
     /// `task_prerun`: the body is about to run.
-    TaskPrerun { ctx: &'a TaskCtx },
+    TaskPrerun {
+        /// The running task's context: id, name, headers, delivery.
+        ctx: &'a TaskCtx,
+    },
     /// `task_postrun`: the body returned (any outcome); `state` is what was (or would be) stored.
-    TaskPostrun { ctx: &'a TaskCtx, state: &'a State, retval: &'a Value },
+    TaskPostrun {
+        /// The running task's context: id, name, headers, delivery.
+        ctx: &'a TaskCtx,
+        /// The state stored (or that would be).
+        state: &'a State,
+        /// The return value, or the exception as stored.
+        retval: &'a Value,
+    },
     /// `task_success`.
-    TaskSuccess { ctx: &'a TaskCtx, result: &'a Value },
+    TaskSuccess {
+        /// The running task's context: id, name, headers, delivery.
+        ctx: &'a TaskCtx,
+        /// The return value.
+        result: &'a Value,
+    },
     /// `task_failure` (hard time limits included).
-    TaskFailure { ctx: &'a TaskCtx, exception: &'a ExceptionInfo, traceback: Option<&'a str> },
+    TaskFailure {
+        /// The running task's context: id, name, headers, delivery.
+        ctx: &'a TaskCtx,
+        /// The exception as stored.
+        exception: &'a ExceptionInfo,
+        /// Its traceback, if any.
+        traceback: Option<&'a str>,
+    },
     /// `task_retry`: the task was republished; `reason` is Celery's `str(Retry)`.
-    TaskRetry { ctx: &'a TaskCtx, reason: &'a str },
+    TaskRetry {
+        /// The running task's context: id, name, headers, delivery.
+        ctx: &'a TaskCtx,
+        /// Celery's `str(Retry)`.
+        reason: &'a str,
+    },
     /// `task_revoked`: revoked before it ran, expired, or terminated while running.
-    TaskRevoked { headers: &'a Headers, terminated: bool, signum: Option<&'a str>, expired: bool },
+    TaskRevoked {
+        /// The message's headers.
+        headers: &'a Headers,
+        /// Whether it was stopped while running.
+        terminated: bool,
+        /// The signal named by `revoke(terminate=True, signal=…)`.
+        signum: Option<&'a str>,
+        /// Whether it was revoked because it expired.
+        expired: bool,
+    },
     /// `task_received`: a message for a registered task arrived and decoded (before any ETA or
     /// rate-limit wait).
-    TaskReceived { headers: &'a Headers },
+    TaskReceived {
+        /// The message's headers.
+        headers: &'a Headers,
+    },
     /// `task_rejected`: a message that cannot be run (malformed headers or body, content not
     /// accepted); `reason` says why. Its FAILURE is stored when its id is known.
-    TaskRejected { headers: &'a Headers, reason: &'a str },
+    TaskRejected {
+        /// The message's headers.
+        headers: &'a Headers,
+        /// Why it cannot be run.
+        reason: &'a str,
+    },
     /// `task_unknown`: a message for a task name this worker does not know.
-    TaskUnknown { name: &'a str, id: &'a str },
+    TaskUnknown {
+        /// The task name asked for.
+        name: &'a str,
+        /// The task id.
+        id: &'a str,
+    },
     /// celeriac's after-store point (Celery has no signal for it): the outcome of task `id` is
     /// recorded — the result store took its write, or nothing was to be stored (`ignore_result`,
     /// no backend). Links, chains and chords continue from here; `ctx` is the run's context when
     /// the task ran (its message's body holds the embed: callbacks, errbacks, chain, chord). Not
     /// sent when the write failed: that message is delivered again and recorded then.
-    TaskRecorded { id: &'a str, task: &'a str, state: &'a State, result: &'a Value, ctx: Option<&'a TaskCtx> },
+    TaskRecorded {
+        /// The task id.
+        id: &'a str,
+        /// The task name.
+        task: &'a str,
+        /// The state recorded.
+        state: &'a State,
+        /// The result (or exception) recorded.
+        result: &'a Value,
+        /// The run's context, when the task ran.
+        ctx: Option<&'a TaskCtx>,
+    },
     /// `worker_ready`: every shard is consuming.
-    WorkerReady { hostname: &'a str },
+    WorkerReady {
+        /// The worker's node name.
+        hostname: &'a str,
+    },
     /// `worker_shutdown`: every shard stopped.
-    WorkerShutdown { hostname: &'a str },
+    WorkerShutdown {
+        /// The worker's node name.
+        hostname: &'a str,
+    },
 }
 
 /// A registered hook.

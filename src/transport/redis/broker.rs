@@ -92,7 +92,9 @@ fn lost(e: RedisError) -> TransportError {
 /// A Redis broker: shared by clients and shards (`Send + Sync`).
 #[derive(Debug)]
 pub struct RedisBroker {
+    /// The server.
     pub url: RedisUrl,
+    /// kombu's key names under the transport options.
     pub keys: Keys,
     declared: Mutex<HashSet<String>>,
     /// Connections for publishes from threads outside the runtime.
@@ -100,6 +102,7 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
+    /// A broker on `url` with kombu's `broker_transport_options`.
     pub fn new(url: RedisUrl, opts: TransportOptions) -> Arc<Self> {
         Arc::new(RedisBroker {
             url,
@@ -385,7 +388,7 @@ pub struct RedisConsumer {
 }
 
 impl RedisConsumer {
-    /// Waits up to [`BLOCK_SECONDS`] for messages; returns up to `max` (empty on timeout).
+    /// Waits up to `BLOCK_SECONDS` for messages; returns up to `max` (empty on timeout).
     pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
         if !self.declared {
             let conn = writer(&self.broker.url);

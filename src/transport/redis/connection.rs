@@ -25,10 +25,13 @@ use super::{RedisAddr, RedisUrl};
 /// A Redis command failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisError {
+    /// No connection, or it broke.
     #[error("connection to {0}")]
     ConnectionLost(String),
+    /// Redis answered with an error; its words.
     #[error("redis error: {0}")]
     Server(String),
+    /// Redis sent something that is not RESP.
     #[error("unexpected reply: {0}")]
     Protocol(String),
 }

@@ -11,10 +11,12 @@ pub const SEP: &str = "\x06\x16";
 /// Key builder for one connection's options.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Keys {
+    /// The transport options the names follow.
     pub opts: TransportOptions,
 }
 
 impl Keys {
+    /// The names under `opts`.
     pub fn new(opts: TransportOptions) -> Self {
         Keys { opts }
     }
@@ -72,12 +74,15 @@ impl Keys {
         format!("{routing_key}{SEP}{SEP}{queue}", SEP = self.opts.sep)
     }
 
+    /// The hash of unacked messages by tag (`unacked`).
     pub fn unacked(&self) -> String {
         self.prefixed("unacked")
     }
+    /// The zset of unacked tags by delivery time (`unacked_index`).
     pub fn unacked_index(&self) -> String {
         self.prefixed("unacked_index")
     }
+    /// The lock of the visibility restore (`unacked_mutex`).
     pub fn unacked_mutex(&self) -> String {
         self.prefixed("unacked_mutex")
     }

@@ -97,6 +97,7 @@ impl TransportOptions {
         Ok(())
     }
 
+    /// `visibility_timeout` (default one hour).
     pub fn visibility(&self) -> Duration {
         Duration::from_secs(self.visibility_timeout)
     }
