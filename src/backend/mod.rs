@@ -13,4 +13,5 @@ mod store;
 pub use self::redis::RedisBackend;
 pub use error::BackendError;
 pub use memory::MemoryBackend;
+pub(crate) use store::ShardStore;
 pub use store::{Backend, ResultWatch, Stored};

@@ -48,47 +48,23 @@ impl RedisBackend {
         format!("{}celery-taskset-meta-{group_id}", self.prefix)
     }
 
-    /// Stores `meta` from an executor thread through its pipelined writer; retries for up to a
-    /// minute while Redis is unreachable or busy (`LOADING` after a restart, `BUSY` with a script
-    /// running, `TRYAGAIN`, `MASTERDOWN`: what redis-py retries too), so a restart does not lose
-    /// results. A refusal that retrying cannot cure (`OOM`, `READONLY`, …) is returned as what it
-    /// is at once.
-    pub fn store_local(&self, meta: &ResultMeta) -> impl Future<Output = Result<(), BackendError>> + 'static {
-        let key = Bytes::from(self.key(&meta.task_id));
-        let body = Bytes::from(serde_json::to_vec(meta).expect("result metas are JSON values"));
-        let ttl = self.expires.map_or(0, |d| d.as_secs());
-        let url = self.url.clone();
-        // Queued now, not when the future is first polled: the write joins the batch of the
-        // shard's current run of tasks.
-        let mut first = Some(super::result_batch::enqueue(&url, ttl, key.clone(), body.clone()));
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut wait = Duration::from_millis(50);
-            loop {
-                let done = match first.take() {
-                    Some(queued) => queued,
-                    None => super::result_batch::enqueue(&url, ttl, key.clone(), body.clone()),
-                };
-                let outcome = done.recv_async().await.unwrap_or_else(|_| {
-                    Err(RedisError::ConnectionLost(format!("{}: the shard stopped", url.redacted())))
-                });
-                let why = match outcome {
-                    Ok(()) => return Ok(()),
-                    Err(RedisError::ConnectionLost(e)) => e,
-                    Err(RedisError::Server(e)) if is_transient(&e) => e,
-                    Err(RedisError::Server(e)) => return Err(BackendError::Refused(e)),
-                    Err(e) => return Err(lost(e)),
-                };
-                if Instant::now() >= deadline {
-                    return Err(BackendError::ConnectionLost(why));
-                }
-                tracing::debug!("storing {}: {why}; retrying in {wait:?}", String::from_utf8_lossy(&key));
-                rt::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-        }
+    /// This shard's handle for storing results: its write batch, held from now on. On an
+    /// executor only.
+    pub(crate) fn on_shard(self: &Arc<Self>) -> ShardWrites {
+        ShardWrites { batch: super::result_batch::batch(&self.url, self.ttl()), backend: self.clone() }
     }
 
+    fn ttl(&self) -> u64 {
+        self.expires.map_or(0, |d| d.as_secs())
+    }
+
+    /// Stores `meta` from an executor thread, in that shard's write batch (see [`Self::on_shard`]).
+    pub fn store_local(
+        self: &Arc<Self>,
+        meta: &ResultMeta,
+    ) -> impl Future<Output = Result<(), BackendError>> + 'static {
+        self.on_shard().store(meta)
+    }
     fn run<T: Send + 'static, F: Future<Output = T> + 'static>(
         &self,
         f: impl FnOnce(RedisUrl) -> F + Send + 'static,
@@ -133,7 +109,7 @@ impl RedisBackend {
         };
         let body = serde_json::to_vec(&json!({"result": tuple.to_value()})).expect("JSON");
         let key = self.group_key(group_id);
-        let ttl = self.expires.map_or(0, |d| d.as_secs());
+        let ttl = self.ttl();
         self.run(move |url| async move {
             super::result_batch::store_one(&url, ttl, key.as_bytes(), &body).await.map_err(lost)
         })
@@ -151,6 +127,54 @@ impl RedisBackend {
         let t =
             ResultTuple::from_value(&v["result"]).ok_or_else(|| BackendError::Corrupt("group result shape".into()))?;
         Ok(Some(t.children.unwrap_or_default().into_iter().map(|c| c.id).collect()))
+    }
+}
+
+/// One shard's result writes to one Redis store: the shard's batch, which carries them on the
+/// shard's writer.
+pub(crate) struct ShardWrites {
+    backend: Arc<RedisBackend>,
+    batch: Rc<super::result_batch::Batch>,
+}
+
+impl ShardWrites {
+    /// Stores `meta`; retries for up to a minute while Redis is unreachable or busy (`LOADING`
+    /// after a restart, `BUSY` with a script running, `TRYAGAIN`, `MASTERDOWN`: what redis-py
+    /// retries too), so a restart does not lose results. A refusal that retrying cannot cure
+    /// (`OOM`, `READONLY`, …) is returned as what it is at once.
+    pub(crate) fn store(&self, meta: &ResultMeta) -> impl Future<Output = Result<(), BackendError>> + 'static {
+        let key = Bytes::from(self.backend.key(&meta.task_id));
+        let body = Bytes::from(serde_json::to_vec(meta).expect("result metas are JSON values"));
+        let (batch, url) = (self.batch.clone(), self.backend.url.clone());
+        // Queued now, not when the future is first polled: the write joins the batch of the
+        // shard's current run of tasks.
+        let mut first = Some(batch.enqueue(key.clone(), body.clone()));
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut wait = Duration::from_millis(50);
+            loop {
+                let done = match first.take() {
+                    Some(queued) => queued,
+                    None => batch.enqueue(key.clone(), body.clone()),
+                };
+                let outcome = done.recv_async().await.unwrap_or_else(|_| {
+                    Err(RedisError::ConnectionLost(format!("{}: the shard stopped", url.redacted())))
+                });
+                let why = match outcome {
+                    Ok(()) => return Ok(()),
+                    Err(RedisError::ConnectionLost(e)) => e,
+                    Err(RedisError::Server(e)) if is_transient(&e) => e,
+                    Err(RedisError::Server(e)) => return Err(BackendError::Refused(e)),
+                    Err(e) => return Err(lost(e)),
+                };
+                if Instant::now() >= deadline {
+                    return Err(BackendError::ConnectionLost(why));
+                }
+                tracing::debug!("storing {}: {why}; retrying in {wait:?}", String::from_utf8_lossy(&key));
+                rt::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
     }
 }
 

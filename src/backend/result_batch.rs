@@ -13,7 +13,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::rt;
-use crate::transport::redis::{writer, RedisError, RedisUrl, Script};
+use crate::transport::redis::{writer, Connection, RedisError, RedisUrl, Script};
 
 /// Stores each `KEYS[i]` = `ARGV[i + 1]` with `SETEX` (`SET` when the TTL `ARGV[1]` is 0) and
 /// publishes it, unless a SUCCESS is stored there already (Celery's check before a write).
@@ -38,9 +38,11 @@ struct Item {
     done: flume::Sender<Result<(), RedisError>>,
 }
 
-/// The writes queued on this shard for one server and TTL.
-struct Batch {
-    url: RedisUrl,
+/// The writes queued on one shard for one server and TTL, and the shard's writer they leave on.
+/// A shard's worker holds its batch from the start ([`super::redis::ShardWrites`]); other code on
+/// the shard (a task body storing a state) finds the same batch through [`batch`].
+pub(super) struct Batch {
+    conn: Connection,
     ttl: String,
     items: RefCell<Vec<Item>>,
 }
@@ -49,26 +51,33 @@ thread_local! {
     static BATCHES: RefCell<HashMap<(RedisUrl, u64), Rc<Batch>>> = RefCell::new(HashMap::new());
 }
 
-/// Queues one result write on this shard; the receiver gets the outcome of the call that
-/// carried it. On an executor only.
-pub(super) fn enqueue(url: &RedisUrl, ttl: u64, key: Bytes, body: Bytes) -> flume::Receiver<Result<(), RedisError>> {
-    let batch = BATCHES.with(|b| {
+/// This shard's batch for `url` and `ttl` (made on first use, with the shard's writer to `url`).
+/// On an executor only.
+pub(super) fn batch(url: &RedisUrl, ttl: u64) -> Rc<Batch> {
+    BATCHES.with(|b| {
         b.borrow_mut()
             .entry((url.clone(), ttl))
-            .or_insert_with(|| Rc::new(Batch { url: url.clone(), ttl: ttl.to_string(), items: RefCell::default() }))
+            .or_insert_with(|| Rc::new(Batch { conn: writer(url), ttl: ttl.to_string(), items: RefCell::default() }))
             .clone()
-    });
-    let (tx, rx) = flume::bounded(1);
-    let first = {
-        let mut items = batch.items.borrow_mut();
-        items.push(Item { key, body, done: tx });
-        items.len() == 1
-    };
-    if first {
-        // At the end of the shard's current run of tasks: everything queued meanwhile goes too.
-        rt::defer(move || flush_now(batch));
+    })
+}
+
+impl Batch {
+    /// Queues one result write; the receiver gets the outcome of the call that carried it.
+    pub(super) fn enqueue(self: &Rc<Self>, key: Bytes, body: Bytes) -> flume::Receiver<Result<(), RedisError>> {
+        let (tx, rx) = flume::bounded(1);
+        let first = {
+            let mut items = self.items.borrow_mut();
+            items.push(Item { key, body, done: tx });
+            items.len() == 1
+        };
+        if first {
+            // At the end of the shard's current run of tasks: everything queued meanwhile goes too.
+            let batch = self.clone();
+            rt::defer(move || flush_now(batch));
+        }
+        rx
     }
-    rx
 }
 
 fn flush_now(batch: Rc<Batch>) {
@@ -92,7 +101,7 @@ async fn send(batch: Rc<Batch>, chunk: Vec<Item>) {
     let mut args: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 1);
     args.push(batch.ttl.as_bytes());
     args.extend(chunk.iter().map(|i| &i.body[..]));
-    let reply = STORE_MANY.call(&writer(&batch.url), &keys, &args).await.map(|_| ());
+    let reply = STORE_MANY.call(&batch.conn, &keys, &args).await.map(|_| ());
     for item in &chunk {
         let _ = item.done.try_send(reply.clone());
     }

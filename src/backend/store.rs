@@ -10,7 +10,7 @@ use crate::protocol::ResultMeta;
 
 use super::error::BackendError;
 use super::memory::MemoryBackend;
-use super::redis::RedisBackend;
+use super::redis::{RedisBackend, ShardWrites};
 
 /// A result store shared by the worker's shards and by clients.
 #[derive(Clone, Debug)]
@@ -78,7 +78,34 @@ pub enum Stored {
     Pending(Pin<Box<dyn Future<Output = Result<(), BackendError>>>>),
 }
 
+/// A shard's handle on the result store, made once when the shard starts: on Redis it holds the
+/// shard's write batch and, through it, the shard's writer, so a store looks nothing up.
+pub(crate) enum ShardStore {
+    /// A store with no per-shard state (disabled, memory).
+    Shared(Backend),
+    /// The shard's Redis writes.
+    Redis(ShardWrites),
+}
+
+impl ShardStore {
+    /// Stores `meta` as [`Backend::store`] does.
+    pub(crate) fn store(&self, meta: ResultMeta) -> Stored {
+        match self {
+            ShardStore::Shared(b) => b.store(meta),
+            ShardStore::Redis(w) => Stored::Pending(Box::pin(w.store(&meta))),
+        }
+    }
+}
+
 impl Backend {
+    /// This shard's handle on the store (see [`ShardStore`]). On an executor only.
+    pub(crate) fn on_shard(&self) -> ShardStore {
+        match self {
+            Backend::Redis(b) => ShardStore::Redis(b.on_shard()),
+            other => ShardStore::Shared(other.clone()),
+        }
+    }
+
     /// Stores `meta` from a worker shard; an existing SUCCESS is never overwritten (as Celery
     /// checks before writing).
     pub fn store(&self, meta: ResultMeta) -> Stored {

@@ -195,7 +195,7 @@ fn store_meta(
         meta.retries = Some(h.retries);
         meta.queue = Some(queue);
     }
-    match shared.client.backend().store(meta) {
+    match sh.store.store(meta) {
         Stored::Done(r) => stored_as(sh, &h.task, &h.id, r, after, recorded),
         Stored::Pending(write) => {
             let what = (h.task.clone(), h.id.clone());

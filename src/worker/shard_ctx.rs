@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
+use crate::backend::ShardStore;
 use crate::task::ShardLocals;
 
 use super::shared::{Counters, WorkerShared};
@@ -22,6 +23,8 @@ pub(crate) struct ShardCtx {
     pub running: Cell<usize>,
     /// Result writes in flight (acks_late deliveries wait for theirs).
     pub storing: Cell<usize>,
+    /// The shard's handle on the result store.
+    pub store: ShardStore,
     /// ETA and rate-limited deliveries waiting for their moment.
     pub timer: Timer,
     /// Held deliveries whose moment came, waiting for a run slot (served before the reserved
@@ -36,6 +39,7 @@ impl ShardCtx {
         ShardCtx {
             index,
             locals: ShardLocals::build(&shared.state_factories, index),
+            store: shared.client.backend().on_shard(),
             shared,
             running: Cell::new(0),
             storing: Cell::new(0),

@@ -291,13 +291,16 @@ impl RedisBroker {
         FanoutSubscription { rx, id }
     }
 
-    /// Opens a consumer of `queues` on the current shard (its own connection for blocking pops).
+    /// Opens a consumer of `queues` on the current shard: its own connection for blocking pops,
+    /// and the shard's writer, which it holds from now on, for stashes, acks and restores.
     pub fn consumer(self: &Arc<Self>, queues: &[String]) -> RedisConsumer {
+        let writer = writer(&self.url);
         let vt = self.keys.opts.visibility();
         RedisConsumer {
             broker: self.clone(),
             fetch: Connection::open(self.url.clone(), "fetch"),
-            owner: Owner::start(self.url.clone(), self.keys.clone()),
+            owner: Owner::start(writer.clone(), self.keys.clone()),
+            writer,
             queues: queues.to_vec(),
             pending: None,
             backlogged: true,
@@ -374,6 +377,8 @@ pub struct RedisConsumer {
     fetch: Connection,
     /// Where this consumer's deliveries are settled, wherever they run.
     owner: Arc<Owner>,
+    /// The shard's pipelined writer: stashes, acks, declares and restores.
+    writer: Connection,
     queues: Vec<String>,
     pending: Option<(Pop, Pending)>,
     /// The last pop found messages: pop again without blocking.
@@ -391,9 +396,8 @@ impl RedisConsumer {
     /// Waits up to `BLOCK_SECONDS` for messages; returns up to `max` (empty on timeout).
     pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
         if !self.declared {
-            let conn = writer(&self.broker.url);
             for q in &self.queues {
-                self.broker.declare(&conn, q);
+                self.broker.declare(&self.writer, q);
             }
             self.declared = true;
         }
@@ -403,8 +407,9 @@ impl RedisConsumer {
             self.last_restore = Instant::now();
             self.restoring.set(true);
             let (broker, token, flag) = (self.broker.clone(), self.token.clone(), self.restoring.clone());
+            let conn = self.writer.clone();
             rt::spawn_local(async move {
-                if let Err(e) = restore_visible(&broker, &token).await {
+                if let Err(e) = restore_visible(&broker, &conn, &token).await {
                     tracing::debug!("visibility restore skipped: {e}");
                 }
                 flag.set(false);
@@ -569,7 +574,7 @@ impl RedisConsumer {
             });
         }
         if !hset.is_empty() {
-            let conn = writer(&self.broker.url);
+            let conn = &self.writer;
             let k = &self.broker.keys;
             let (unacked, index) = (k.unacked(), k.unacked_index());
             let mut cmd: Vec<&[u8]> = vec![b"HSET", unacked.as_bytes()];
@@ -586,7 +591,8 @@ impl RedisConsumer {
     /// those settlements reached Redis.
     pub async fn flush(&self) {
         self.owner.close().await;
-        flush(&self.broker.url).await
+        // Everything queued on the writer so far got its reply once this one has.
+        let _ = self.writer.call(&[b"PING"]).await;
     }
 
     /// At shutdown: finishes a blocking pop still in flight (its messages are returned to the
@@ -605,8 +611,7 @@ impl RedisConsumer {
 
 /// kombu's `restore_visible`: messages unacked for longer than the visibility timeout go back to
 /// their queues, under `unacked_mutex` so one consumer in the fleet does it at a time.
-async fn restore_visible(broker: &RedisBroker, token: &str) -> Result<usize, RedisError> {
-    let conn = writer(&broker.url);
+async fn restore_visible(broker: &RedisBroker, conn: &Connection, token: &str) -> Result<usize, RedisError> {
     let k = &broker.keys;
     // kombu holds the mutex for up to 300 s; a worker killed while holding it would block every
     // restore that long, so the lease is capped at the visibility timeout (a restore takes ms).
@@ -616,7 +621,7 @@ async fn restore_visible(broker: &RedisBroker, token: &str) -> Result<usize, Red
     if matches!(got, BytesFrame::Null) {
         return Ok(0);
     }
-    let restored = restore_locked(broker, &conn).await;
+    let restored = restore_locked(broker, conn).await;
     conn.send(&[b"EVAL", UNLOCK_LUA.as_bytes(), b"1", k.unacked_mutex().as_bytes(), token.as_bytes()]);
     let restored = restored?;
     if restored > 0 {
@@ -683,11 +688,6 @@ async fn bound_queue(broker: &RedisBroker, conn: &Connection, exchange: &str, rk
         }),
         _ => None,
     }
-}
-
-/// Waits until every command queued so far on this shard's writer to `url` got its reply.
-pub(super) async fn flush(url: &RedisUrl) {
-    let _ = writer(url).call(&[b"PING"]).await;
 }
 
 /// The `unacked_index` score of a message stashed now: kombu's `time()`, rounded up to whole

@@ -16,7 +16,7 @@ use crate::protocol::TaskMessage;
 use crate::rt::{self, Notify};
 use crate::transport::delivery::{DeliveryKey, Settler};
 
-use super::{writer, Keys, RedisUrl};
+use super::{Connection, Keys};
 
 /// Atomically takes a message out of the unacked bookkeeping and pushes it back to its queue
 /// (consumed next). Returns 0 when the tag was already settled by someone else.
@@ -47,8 +47,9 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
-    /// An inbox for a consumer on the current shard, with the task that empties it there.
-    pub(crate) fn start(url: RedisUrl, keys: Keys) -> Arc<Owner> {
+    /// An inbox for a consumer on the current shard, with the task that empties it there onto
+    /// `conn`, the shard's writer.
+    pub(crate) fn start(conn: Connection, keys: Keys) -> Arc<Owner> {
         let (tx, rx) = flume::unbounded();
         let owner = Arc::new(Owner {
             tx,
@@ -57,7 +58,7 @@ impl Owner {
             outstanding: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         });
-        rt::spawn_local(serve(owner.clone(), url, keys));
+        rt::spawn_local(serve(owner.clone(), conn, keys));
         owner
     }
 
@@ -90,13 +91,12 @@ impl Owner {
 
 /// The owner's task: drains the inbox each time it runs, so the settlements of one scheduling
 /// round share one write.
-async fn serve(owner: Arc<Owner>, url: RedisUrl, keys: Keys) {
+async fn serve(owner: Arc<Owner>, conn: Connection, keys: Keys) {
     let (index, unacked) = (keys.unacked_index(), keys.unacked());
     let mut tags: Vec<String> = Vec::new();
     loop {
         let seen = owner.wake.epoch();
         let mut settled = 0;
-        let conn = writer(&url);
         while let Ok(s) = owner.rx.try_recv() {
             settled += 1;
             match s {
