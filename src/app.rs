@@ -258,6 +258,24 @@ impl AppBuilder {
                     })?;
                 Broker::Redis(RedisBroker::new(u.clone(), opts))
             }
+            Url::Amqp(u) => {
+                let opts = crate::transport::amqp::AmqpOptions::from_table(
+                    &config.broker_transport_options,
+                    config.task_queue_max_priority,
+                    &config.task_default_queue_type,
+                )
+                .map_err(|reason| {
+                    Error::Config(crate::config::ConfigError::Invalid { setting: "broker_transport_options", reason })
+                })?;
+                Broker::Amqp(crate::transport::amqp::AmqpBroker::new(u.clone(), opts))
+            }
+            Url::Rpc => {
+                return Err(Error::Config(crate::config::ConfigError::Url {
+                    setting: "broker_url",
+                    url: "rpc://".into(),
+                    reason: "rpc:// is a result backend; the broker is amqp://, redis:// or memory://".into(),
+                }))
+            }
         };
         let backend = match &settings.backend {
             None => Backend::Disabled,
@@ -267,6 +285,22 @@ impl AppBuilder {
                 config.result_backend_transport_options.key_prefix(),
                 settings.result_expires,
             )),
+            Some(Url::Amqp(u)) => {
+                return Err(Error::Config(crate::config::ConfigError::Url {
+                    setting: "result_backend",
+                    url: u.redacted(),
+                    reason: "the amqp:// result backend was removed in Celery 5; use rpc:// or redis://".into(),
+                }))
+            }
+            Some(Url::Rpc) => {
+                return Err(Error::Config(crate::config::ConfigError::Url {
+                    setting: "result_backend",
+                    url: "rpc://".into(),
+                    reason: "the rpc:// result backend is not in this build of celeriac yet; use redis:// results \
+                             with an amqp:// broker"
+                        .into(),
+                }))
+            }
         };
         let router = Router::new(config.task_routes.clone(), config.task_default_queue.clone());
         let client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);

@@ -2,9 +2,11 @@
 //! variables Celery reads. Everything is checked once, at start ([`Config::validate`]), so a bad
 //! URL or setting fails with a message a person understands instead of at the first task.
 
+mod amqp_url;
 mod rate_limit;
 mod redis_url;
 
+pub use amqp_url::AmqpUrl;
 pub use rate_limit::RateLimit;
 pub use redis_url::{RedisAddr, RedisUrl, TlsOptions};
 
@@ -23,6 +25,10 @@ pub enum Url {
     Memory,
     /// `redis://`, `redis+socket://`.
     Redis(RedisUrl),
+    /// `amqp://`, `amqps://`, `pyamqp://`, `librabbitmq://`: RabbitMQ.
+    Amqp(AmqpUrl),
+    /// `rpc://` (results only): replies to each client's own queue on the AMQP broker.
+    Rpc,
 }
 
 impl Url {
@@ -38,17 +44,14 @@ impl Url {
             "redis" | "rediss" | "redis+socket" | "unix" => RedisUrl::parse(url)
                 .map(Url::Redis)
                 .map_err(|reason| ConfigError::Url { setting: what, url: url.to_owned(), reason }),
-            "amqp" | "amqps" | "pyamqp" | "rpc" => Err(ConfigError::Url {
-                setting: what,
-                url: url.to_owned(),
-                reason: format!(
-                    "the {scheme}:// transport is not in this build of celeriac yet; use memory:// or redis://"
-                ),
-            }),
+            "amqp" | "amqps" | "pyamqp" | "librabbitmq" => AmqpUrl::parse(url)
+                .map(Url::Amqp)
+                .map_err(|reason| ConfigError::Url { setting: what, url: url.to_owned(), reason }),
+            "rpc" => Ok(Url::Rpc),
             other => Err(ConfigError::Url {
                 setting: what,
                 url: url.to_owned(),
-                reason: format!("unknown scheme {other:?}; celeriac knows memory:// and redis://"),
+                reason: format!("unknown scheme {other:?}; celeriac knows memory://, redis:// and amqp://"),
             }),
         }
     }
@@ -77,7 +80,7 @@ pub struct TaskRoute {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `broker_url`: `memory://`, `redis://…`, `rediss://…`, `redis+socket://…`.
+    /// `broker_url`: `memory://`, `redis://…`, `rediss://…`, `redis+socket://…`, `amqp://…`.
     pub broker_url: String,
     /// `None`: results disabled (Celery's default).
     pub result_backend: Option<String>,
@@ -139,6 +142,10 @@ pub struct Config {
     /// `global_keyprefix`, `priority_steps`, …): the broker's transport reads and checks them
     /// when the app is built, so each transport takes its own.
     pub broker_transport_options: Map<String, Value>,
+    /// `task_queue_max_priority`: AMQP queues are declared with this `x-max-priority`.
+    pub task_queue_max_priority: Option<u8>,
+    /// `task_default_queue_type`: `classic` (default) or `quorum`, for AMQP queues.
+    pub task_default_queue_type: String,
     /// Result backend options; Redis honours `global_keyprefix`.
     pub result_backend_transport_options: ResultTransportOptions,
 }
@@ -194,6 +201,8 @@ impl Default for Config {
             timezone: "UTC".into(),
             enable_utc: true,
             broker_transport_options: Map::new(),
+            task_queue_max_priority: None,
+            task_default_queue_type: "classic".into(),
             result_backend_transport_options: ResultTransportOptions::default(),
         }
     }

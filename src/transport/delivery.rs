@@ -28,6 +28,10 @@ pub(crate) struct DeliveryKey {
     pub(crate) tag: String,
     pub(crate) raw: Bytes,
     pub(crate) priority: u8,
+    /// AMQP: the delivery tag on the owner's consuming channel, and which connection of the
+    /// owner's it came on (an ack for an older one is void: RabbitMQ requeued it then).
+    pub(crate) number: u64,
+    pub(crate) generation: u64,
 }
 
 /// A task message handed to a worker, unacked until settled.

@@ -6,6 +6,7 @@
 //! Available: `memory://` (in-process) and `redis://` (kombu's layout). AMQP plugs in as a
 //! further variant. This file declares and re-exports only.
 
+pub mod amqp;
 mod broker;
 mod delivery;
 mod error;
@@ -13,6 +14,7 @@ mod memory;
 mod priority;
 pub mod redis;
 mod route;
+mod tls;
 
 pub use broker::{Broker, Consumer, Fanout};
 pub use delivery::{Delivery, Settle};

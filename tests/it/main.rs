@@ -1,6 +1,7 @@
 //! celeriac's one integration-test binary (ripgrep-style): end-to-end behaviour on the embedded
 //! memory broker, and golden fixtures captured from Python Celery 5.7.
 
+mod amqp;
 mod fixtures;
 mod fuzz;
 mod interop;

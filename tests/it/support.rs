@@ -264,3 +264,138 @@ pub(crate) fn raw_redis(port: u16, args: &[&str]) -> String {
     std::io::BufReader::new(s).read_line(&mut line).unwrap();
     line.trim_end().to_owned()
 }
+
+/// A real rabbitmq-server (the Debian package) on free loopback ports, with its own node name,
+/// data, logs, empty plugin list and epmd; stopped by the PID in its pid file, and its epmd with
+/// `epmd -kill`. It starts in about 5 s, so a test binary shares one ([`rabbit`]).
+pub(crate) struct RabbitServer {
+    pub port: u16,
+    epmd_port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl RabbitServer {
+    pub(crate) fn start() -> RabbitServer {
+        let port = free_port();
+        let (epmd_port, dist_port) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("celeriac-rabbit-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        // As root the package's script runs the node as user rabbitmq: it must own the dirs.
+        let _ = std::process::Command::new("chown").args(["-R", "rabbitmq"]).arg(&dir).status();
+        let bin = std::env::var("CELERIAC_RABBITMQ_SERVER").unwrap_or_else(|_| "/usr/sbin/rabbitmq-server".into());
+        let out = std::fs::File::create(dir.join("server.out")).unwrap();
+        std::process::Command::new("setsid")
+            .arg(&bin)
+            .current_dir(&dir)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODENAME", format!("celeriac{port}@localhost"))
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): run scripts/test.sh, which installs rabbitmq-server")
+            });
+        let s = RabbitServer { port, epmd_port, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // The port opens once the broker booted; AMQP logins work from then on.
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rabbitmq-server did not start on port {port}: {}",
+                std::fs::read_to_string(s.dir.join("server.out")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}//", self.port)
+    }
+
+    /// Messages ready in `queue`, from `rabbitmqctl`'s own view (not celeriac's client).
+    pub(crate) fn ready(&self, queue: &str) -> usize {
+        let out =
+            self.ctl(&["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"]);
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&queue))
+                    .then(|| f[1].parse::<usize>().unwrap_or(0) + f[2].parse::<usize>().unwrap_or(0))
+            })
+            .next()
+            .unwrap_or(0)
+    }
+
+    /// Runs `rabbitmqctl` against this node.
+    pub(crate) fn ctl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &format!("celeriac{}@localhost", self.port)])
+            .args(args)
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .output()
+            .expect("rabbitmqctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for RabbitServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl RabbitServer {
+    fn stop(&self) {
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("pid")).ok().and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            send_signal(pid, 15);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            send_signal(pid, 9);
+        }
+        let _ = std::process::Command::new("epmd")
+            .args(["-port", &self.epmd_port.to_string(), "-kill"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The test binary's one RabbitMQ node, started on first use; each test uses virtual hosts or
+/// queue names of its own.
+pub(crate) fn rabbit() -> &'static RabbitServer {
+    static SERVER: std::sync::OnceLock<RabbitServer> = std::sync::OnceLock::new();
+    extern "C" fn stop_at_exit() {
+        if let Some(s) = SERVER.get() {
+            s.stop();
+        }
+    }
+    SERVER.get_or_init(|| {
+        // A static is never dropped: the node is stopped when the test binary exits.
+        unsafe { libc::atexit(stop_at_exit) };
+        RabbitServer::start()
+    })
+}
+
+/// An app like [`base`] on the shared RabbitMQ node with Redis results, its queue named after
+/// the test so tests sharing the node do not meet.
+pub(crate) fn on_rabbit(name: &str, results: &RedisServer) -> AppBuilder {
+    base(name).broker(&rabbit().url()).result_backend(&results.url()).configure({
+        let q = format!("q.{name}");
+        move |c| c.task_default_queue = q
+    })
+}

@@ -59,8 +59,8 @@ impl Blocking {
                 match &url.tls {
                     None => Box::new(s),
                     Some(t) => {
-                        let config = super::tls::client_config(t)?;
-                        let name = super::tls::server_name(host)?;
+                        let config = crate::transport::tls::client_config(t)?;
+                        let name = crate::transport::tls::server_name(host)?;
                         let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
                         Box::new(rustls::StreamOwned::new(conn, s))
                     }

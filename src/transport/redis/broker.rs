@@ -570,7 +570,7 @@ impl RedisConsumer {
                 info: DeliveryInfo { redelivered, ..info },
                 queue: qname.clone(),
                 settler: self.owner.clone(),
-                key: DeliveryKey { tag, raw, priority },
+                key: DeliveryKey { tag, raw, priority, ..DeliveryKey::default() },
             });
         }
         if !hset.is_empty() {

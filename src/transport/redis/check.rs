@@ -1,7 +1,8 @@
 //! Checks made at start, before a worker says it is ready: does the server answer, and are the
 //! TLS files of a `rediss://` URL usable.
 
-use super::{blocking, tls, RedisUrl};
+use super::{blocking, RedisUrl};
+use crate::transport::tls;
 
 /// Why a Redis server cannot be used, at a worker's start: `Err(true)` with a reason when
 /// retrying cannot help (a refused password, a missing database), `Err(false)` when it may

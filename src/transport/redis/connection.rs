@@ -172,8 +172,8 @@ async fn connect(url: &RedisUrl) -> std::io::Result<Box<dyn Io>> {
             match &url.tls {
                 None => Box::new(s),
                 Some(t) => {
-                    let config = super::tls::client_config(t).map_err(std::io::Error::other)?;
-                    let name = super::tls::server_name(host).map_err(std::io::Error::other)?;
+                    let config = crate::transport::tls::client_config(t).map_err(std::io::Error::other)?;
+                    let name = crate::transport::tls::server_name(host).map_err(std::io::Error::other)?;
                     Box::new(futures_rustls::TlsConnector::from(config).connect(name, s).await?)
                 }
             }

@@ -12,7 +12,6 @@ mod options;
 mod owner;
 mod reply;
 mod script;
-mod tls;
 
 pub use broker::{FanoutSubscription, RedisBroker, RedisConsumer};
 pub use check::{check, check_tls};

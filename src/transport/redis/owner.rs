@@ -150,7 +150,7 @@ impl Settler for Owner {
 
     /// Redis requeues the message as it arrived (marked redelivered), not the decoded one.
     fn requeue(&self, key: DeliveryKey, queue: &str, _: Box<TaskMessage>) {
-        let DeliveryKey { tag, raw, priority } = key;
+        let DeliveryKey { tag, raw, priority, .. } = key;
         self.settle(Settlement::Requeue { tag, queue: queue.to_owned(), priority, raw });
     }
 

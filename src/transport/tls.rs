@@ -1,4 +1,4 @@
-//! TLS for `rediss://` (rustls with the ring provider): trust roots from `ssl_ca_certs` or the
+//! TLS for `rediss://` and `amqps://` (rustls with the ring provider): trust roots from `ssl_ca_certs` or the
 //! system store, optional client certificate, and `ssl_cert_reqs=none` for test set-ups.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::config::TlsOptions;
 
 /// Builds the client configuration; every error names the file or setting at fault.
-pub(super) fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -54,7 +54,7 @@ pub(super) fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>, String>
 }
 
 /// The server name to verify: a DNS name or an IP address.
-pub(super) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_owned()).map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))
 }
 

@@ -1,0 +1,539 @@
+//! kombu's AMQP transport on RabbitMQ: Celery's entities (a queue `q` is `Queue(q, Exchange(q,
+//! "direct"), routing_key=q)`, all durable), publishes with confirms, one consumer per shard
+//! with per-consumer QoS from the shard's prefetch window, and settlements sent on the channel
+//! the message came on (a delivery stolen by another shard is settled through its owner's inbox).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amq_protocol::protocol::basic::{self, AMQPProperties};
+use amq_protocol::protocol::{exchange, queue, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use serde_json::{Map, Value};
+
+use crate::config::AmqpUrl;
+use crate::protocol::{DeliveryInfo, Headers, Properties, TaskMessage};
+use crate::rt::{self, IoThread, Notify};
+use crate::transport::delivery::{Delivery, DeliveryKey, Settler};
+use crate::transport::error::TransportError;
+use crate::transport::route::Route;
+
+use super::connection::{AmqpError, Connection, Incoming, WORK};
+use super::options::AmqpOptions;
+use super::table;
+
+fn lost(e: AmqpError) -> TransportError {
+    match e {
+        AmqpError::ConnectionLost(e) => TransportError::ConnectionLost(e),
+        other => TransportError::Server(other.to_string()),
+    }
+}
+
+thread_local! {
+    /// This thread's connection to each server (a shard's, or the I/O thread's for clients).
+    static CONNECTIONS: RefCell<HashMap<AmqpUrl, Connection>> = RefCell::new(HashMap::new());
+}
+
+fn connection(url: &AmqpUrl) -> Connection {
+    CONNECTIONS
+        .with(|c| c.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "shard")).clone())
+}
+
+/// An AMQP broker: shared by clients and shards (`Send + Sync`).
+#[derive(Debug)]
+pub struct AmqpBroker {
+    /// The server.
+    pub url: AmqpUrl,
+    /// The transport options and queue settings.
+    pub opts: AmqpOptions,
+    declared: Mutex<HashSet<String>>,
+}
+
+impl AmqpBroker {
+    /// A broker on `url`.
+    pub fn new(url: AmqpUrl, opts: AmqpOptions) -> Arc<Self> {
+        Arc::new(AmqpBroker { url, opts, declared: Mutex::new(HashSet::new()) })
+    }
+
+    fn queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        if let Some(p) = self.opts.max_priority {
+            args.insert("x-max-priority".into(), AMQPValue::LongInt(i32::from(p)));
+        }
+        if self.opts.quorum {
+            args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        }
+        args
+    }
+
+    /// Declares `q` as Celery does: its direct exchange, the durable queue, the binding. The
+    /// replies are awaited, so a queue declared before with other arguments fails here with
+    /// RabbitMQ's `PRECONDITION_FAILED` and the argument it names.
+    async fn declare(&self, conn: &Connection, q: &str) -> Result<(), TransportError> {
+        let ex = exchange::Declare {
+            exchange: q.into(),
+            kind: "direct".into(),
+            durable: true,
+            ..exchange::Declare::default()
+        };
+        let qd =
+            queue::Declare { queue: q.into(), durable: true, arguments: self.queue_arguments(), ..Default::default() };
+        let bind = queue::Bind { queue: q.into(), exchange: q.into(), routing_key: q.into(), ..Default::default() };
+        let replies = [
+            conn.call(WORK, AMQPClass::Exchange(exchange::AMQPMethod::Declare(ex))),
+            conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Declare(qd))),
+            conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Bind(bind))),
+        ];
+        for r in replies {
+            r.await.map_err(|e| TransportError::Server(format!("declaring queue {q:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_declared(&self, conn: &Connection, q: &str) -> Result<(), TransportError> {
+        if q.is_empty() || self.declared.lock().unwrap_or_else(|p| p.into_inner()).contains(q) {
+            return Ok(());
+        }
+        self.declare(conn, q).await?;
+        self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q.to_owned());
+        Ok(())
+    }
+
+    /// The AMQP properties of a task message.
+    fn properties(msg: &TaskMessage) -> AMQPProperties {
+        let headers = match serde_json::to_value(&msg.headers) {
+            Ok(Value::Object(m)) => table::to_table(&m),
+            _ => FieldTable::default(),
+        };
+        let p = &msg.properties;
+        let mut props = AMQPProperties::default()
+            .with_content_type(msg.content_type.as_str().into())
+            .with_content_encoding(msg.content_encoding.as_str().into())
+            .with_headers(headers)
+            .with_delivery_mode(p.delivery_mode)
+            .with_priority(p.priority);
+        if let Some(c) = &p.correlation_id {
+            props = props.with_correlation_id(c.as_str().into());
+        }
+        if let Some(r) = &p.reply_to {
+            props = props.with_reply_to(r.as_str().into());
+        }
+        if let Some(e) = &p.expiration {
+            props = props.with_expiration(e.as_str().into());
+        }
+        props
+    }
+
+    /// Publishes on this thread's connection and waits for the broker's confirm.
+    async fn publish_here(self: Arc<Self>, route: Route, msg: TaskMessage) -> Result<(), TransportError> {
+        let conn = connection(&self.url);
+        self.ensure_declared(&conn, &route.queue).await?;
+        conn.publish(&route.exchange, &route.routing_key, Self::properties(&msg), &msg.body).await.map_err(lost)
+    }
+
+    /// Publishes `msg` along `route` from any thread; waits for the broker's confirm (on a shard
+    /// it is queued on the shard's connection and a failure is logged).
+    pub fn publish(self: &Arc<Self>, route: &Route, msg: TaskMessage) -> Result<(), TransportError> {
+        let (b, route) = (self.clone(), route.clone());
+        if rt::on_executor() {
+            rt::spawn_local(async move {
+                if let Err(e) = b.publish_here(route, msg).await {
+                    tracing::error!("publishing to amqp failed: {e}");
+                }
+            });
+            return Ok(());
+        }
+        rt::block_on(IoThread::global().run(move || b.publish_here(route, msg)))
+    }
+
+    /// Publishes many messages along `route`, all in flight at once; waits for every confirm.
+    pub fn publish_batch(self: &Arc<Self>, route: &Route, msgs: Vec<TaskMessage>) -> Result<(), TransportError> {
+        if rt::on_executor() {
+            return Err(TransportError::Server("publish_batch blocks: call it from outside a shard".into()));
+        }
+        let (b, route) = (self.clone(), route.clone());
+        rt::block_on(IoThread::global().run(move || async move {
+            let conn = connection(&b.url);
+            b.ensure_declared(&conn, &route.queue).await?;
+            let confirms: Vec<_> = msgs
+                .iter()
+                .map(|m| conn.publish(&route.exchange, &route.routing_key, Self::properties(m), &m.body))
+                .collect();
+            for c in confirms {
+                c.await.map_err(lost)?;
+            }
+            Ok(())
+        }))
+    }
+
+    /// Publishes from any executor without blocking a thread.
+    pub fn publish_async(
+        self: &Arc<Self>,
+        route: &Route,
+        msg: TaskMessage,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send + 'static {
+        let (b, route) = (self.clone(), route.clone());
+        IoThread::global().run(move || b.publish_here(route, msg))
+    }
+
+    /// Messages ready in `queue` (`queue.declare` passive).
+    pub fn queue_len(self: &Arc<Self>, q: &str) -> Result<usize, TransportError> {
+        let (b, q) = (self.clone(), q.to_owned());
+        rt::block_on(IoThread::global().run(move || async move {
+            let conn = connection(&b.url);
+            let m = queue::Declare { queue: q.as_str().into(), passive: true, ..Default::default() };
+            match conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Declare(m))).await {
+                Ok(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))) => Ok(ok.message_count as usize),
+                Ok(other) => Err(TransportError::Server(format!("unexpected reply {other:?}"))),
+                Err(AmqpError::Refused(e)) if e.starts_with("404") => Ok(0),
+                Err(e) => Err(lost(e)),
+            }
+        }))
+    }
+
+    /// Opens the consumer of `queues` on the current shard (it consumes from its first fetch).
+    pub fn consumer(self: &Arc<Self>, queues: &[String]) -> AmqpConsumer {
+        let conn = connection(&self.url);
+        let state = Rc::new(ConsumerState::default());
+        let owner = Owner::start(conn.clone(), state.clone());
+        AmqpConsumer {
+            broker: self.clone(),
+            conn,
+            queues: queues.to_vec(),
+            state,
+            owner,
+            started: false,
+            tag: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+}
+
+/// What a shard's consumer and its owner task share.
+#[derive(Default)]
+struct ConsumerState {
+    buffer: RefCell<VecDeque<Incoming>>,
+    ready: Notify,
+    /// Delivery tags handed out and not yet settled, of the current connection.
+    outstanding: RefCell<BTreeSet<u64>>,
+    /// The QoS prefetch count in force.
+    qos: Cell<u16>,
+}
+
+/// One shard's AMQP consumer.
+pub struct AmqpConsumer {
+    broker: Arc<AmqpBroker>,
+    conn: Connection,
+    queues: Vec<String>,
+    state: Rc<ConsumerState>,
+    owner: Arc<Owner>,
+    started: bool,
+    tag: String,
+}
+
+fn qos(count: u16) -> AMQPClass {
+    // Per consumer (`global=false`): what quorum queues require, and the same as Celery's
+    // per-channel count with one consumer on the channel.
+    AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: count, global: false }))
+}
+
+impl AmqpConsumer {
+    fn start(&mut self, prefetch: usize) {
+        self.started = true;
+        self.state.qos.set(prefetch.clamp(1, u16::MAX as usize) as u16);
+        let (broker, queues, state, tag) =
+            (self.broker.clone(), self.queues.clone(), self.state.clone(), self.tag.clone());
+        let deliveries = self.state.clone();
+        self.conn.on_delivery(move |d| {
+            deliveries.buffer.borrow_mut().push_back(d);
+            deliveries.ready.notify();
+        });
+        let hook = move |c: &Connection| {
+            state.buffer.borrow_mut().clear();
+            state.outstanding.borrow_mut().clear();
+            c.send_sync(WORK, qos(state.qos.get()));
+            let (broker, queues, tag, c) = (broker.clone(), queues.clone(), tag.clone(), c.clone());
+            // Declared and consumed in a task of their own: the hook runs before the reader.
+            rt::spawn_local(async move {
+                for (i, q) in queues.iter().enumerate() {
+                    if let Err(e) = broker.declare(&c, q).await {
+                        tracing::error!("amqp: {e}");
+                        return;
+                    }
+                    let consume = basic::Consume {
+                        queue: q.as_str().into(),
+                        consumer_tag: ShortString::from(format!("{tag}.{i}")),
+                        ..Default::default()
+                    };
+                    if let Err(e) = c.call(WORK, AMQPClass::Basic(basic::AMQPMethod::Consume(consume))).await {
+                        tracing::error!("amqp: consuming {q:?}: {e}");
+                        return;
+                    }
+                    broker.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q.clone());
+                }
+            });
+        };
+        if self.conn.is_up() {
+            hook(&self.conn);
+        }
+        self.conn.on_connect(hook);
+    }
+
+    /// Waits for deliveries; returns up to `max`. Raises the QoS window when the shard has more
+    /// room than the broker lets through (ETA tasks held outside the prefetch count, as Celery
+    /// raises its QoS for each).
+    pub async fn fetch(&mut self, max: usize) -> Result<Vec<Delivery>, TransportError> {
+        if !self.started {
+            self.start(max);
+        }
+        let want = (self.state.outstanding.borrow().len() + max).min(u16::MAX as usize) as u16;
+        if want > self.state.qos.get() {
+            self.state.qos.set(want);
+            self.conn.send_sync(WORK, qos(want));
+        }
+        loop {
+            let seen = self.state.ready.epoch();
+            let out = self.take(max);
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            self.state.ready.changed(seen).await;
+        }
+    }
+
+    fn take(&self, max: usize) -> Vec<Delivery> {
+        let generation = self.conn.generation();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(d) = self.state.buffer.borrow_mut().pop_front() else { break };
+            if d.generation != generation {
+                continue; // RabbitMQ requeued it when that connection ended
+            }
+            let number = d.deliver.delivery_tag;
+            self.state.outstanding.borrow_mut().insert(number);
+            self.owner.outstanding.fetch_add(1, Ordering::AcqRel);
+            out.push(to_delivery(d, &self.queues, self.owner.clone()));
+        }
+        out
+    }
+
+    /// Whether a fetch is unanswered (never: deliveries arrive by themselves).
+    pub fn in_flight(&self) -> bool {
+        false
+    }
+
+    /// Stops consuming: cancels the consumers; deliveries already here are returned to requeue.
+    pub async fn close(&mut self) -> Vec<Delivery> {
+        if self.started && self.conn.is_up() {
+            let cancels: Vec<_> = (0..self.queues.len())
+                .map(|i| {
+                    let cancel =
+                        basic::Cancel { consumer_tag: ShortString::from(format!("{}.{i}", self.tag)), nowait: false };
+                    self.conn.call(WORK, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)))
+                })
+                .collect();
+            for c in cancels {
+                let _ = c.await;
+            }
+        }
+        self.take(usize::MAX)
+    }
+
+    /// Waits until every delivery taken was settled and those settlements reached RabbitMQ.
+    pub async fn flush(&self) {
+        self.owner.close().await;
+        if self.conn.is_up() {
+            // A synchronous method's reply comes after everything sent before it was processed.
+            let _ = self.conn.call(WORK, qos(self.state.qos.get())).await;
+        }
+        // The shard is done with it: RabbitMQ requeues whatever was left unacked on purpose.
+        CONNECTIONS.with(|c| c.borrow_mut().remove(&self.broker.url));
+        self.conn.close();
+    }
+}
+
+fn to_delivery(d: Incoming, queues: &[String], owner: Arc<Owner>) -> Delivery {
+    let p = &d.properties;
+    let map: Map<String, Value> = p.headers().as_ref().map(table::from_table).unwrap_or_default();
+    let headers = match serde_json::from_value::<Headers>(Value::Object(map.clone())) {
+        Ok(h) => h,
+        Err(_) => Headers::lenient(map),
+    };
+    let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+    let properties = Properties {
+        correlation_id: s(p.correlation_id()),
+        reply_to: s(p.reply_to()),
+        delivery_mode: p.delivery_mode().unwrap_or(2),
+        expiration: s(p.expiration()),
+        priority: p.priority().unwrap_or(0),
+    };
+    let message = TaskMessage {
+        headers,
+        properties,
+        content_type: s(p.content_type()).unwrap_or_else(|| "application/json".into()),
+        content_encoding: s(p.content_encoding()).unwrap_or_else(|| "utf-8".into()),
+        body: d.body,
+    };
+    let queue = d
+        .deliver
+        .consumer_tag
+        .as_str()
+        .rsplit_once('.')
+        .and_then(|(_, i)| i.parse::<usize>().ok())
+        .and_then(|i| queues.get(i))
+        .map_or_else(|| d.deliver.routing_key.as_str().to_owned(), Clone::clone);
+    Delivery {
+        message: Box::new(message),
+        info: DeliveryInfo {
+            exchange: d.deliver.exchange.as_str().to_owned(),
+            routing_key: d.deliver.routing_key.as_str().to_owned(),
+            redelivered: d.deliver.redelivered,
+        },
+        queue: Arc::from(queue.as_str()),
+        settler: owner,
+        key: DeliveryKey { number: d.deliver.delivery_tag, generation: d.generation, ..DeliveryKey::default() },
+    }
+}
+
+#[derive(Debug)]
+enum Op {
+    Ack,
+    Requeue,
+    Forget,
+}
+
+/// The settlement inbox of one shard's consumer: acks and rejects must go out on the channel
+/// the message came on, so deliveries run by other shards come back here.
+#[derive(Debug)]
+struct Owner {
+    tx: flume::Sender<(u64, u64, Op)>,
+    rx: flume::Receiver<(u64, u64, Op)>,
+    wake: Notify,
+    outstanding: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Owner {
+    fn start(conn: Connection, state: Rc<ConsumerState>) -> Arc<Owner> {
+        let (tx, rx) = flume::unbounded();
+        let owner = Arc::new(Owner {
+            tx,
+            rx,
+            wake: Notify::new(),
+            outstanding: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
+        rt::spawn_local(serve(owner.clone(), conn, state));
+        owner
+    }
+
+    fn settle(&self, key: DeliveryKey, op: Op) {
+        let _ = self.tx.send((key.generation, key.number, op));
+        self.wake.notify();
+    }
+
+    async fn close(&self) {
+        loop {
+            let seen = self.wake.epoch();
+            if self.outstanding.load(Ordering::Acquire) == 0 && self.rx.is_empty() {
+                break;
+            }
+            self.wake.changed(seen).await;
+        }
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify();
+    }
+}
+
+impl Settler for Owner {
+    fn ack(&self, key: DeliveryKey) {
+        self.settle(key, Op::Ack);
+    }
+
+    fn requeue(&self, key: DeliveryKey, _: &str, _: Box<TaskMessage>) {
+        self.settle(key, Op::Requeue);
+    }
+
+    fn abandon(&self, key: DeliveryKey) {
+        self.settle(key, Op::Forget);
+    }
+}
+
+/// Sends the settlements of each round: one `basic.ack` with `multiple` for the acked tags below
+/// every tag still outstanding (the contiguous completed prefix), single acks for the rest,
+/// `basic.reject` with requeue for requeues. A message abandoned stays unacked until the
+/// connection ends, when RabbitMQ delivers it again.
+async fn serve(owner: Arc<Owner>, conn: Connection, state: Rc<ConsumerState>) {
+    let mut acks: Vec<u64> = Vec::new();
+    loop {
+        let seen = owner.wake.epoch();
+        let generation = conn.generation();
+        let mut settled = 0;
+        while let Ok((g, number, op)) = owner.rx.try_recv() {
+            settled += 1;
+            if g != generation {
+                continue;
+            }
+            match op {
+                Op::Ack => acks.push(number),
+                Op::Requeue => {
+                    state.outstanding.borrow_mut().remove(&number);
+                    let reject = basic::Reject { delivery_tag: number, requeue: true };
+                    conn.send(WORK, AMQPClass::Basic(basic::AMQPMethod::Reject(reject)));
+                }
+                // Still unacked with RabbitMQ: it counts against QoS until the connection ends.
+                Op::Forget => {}
+            }
+        }
+        if !acks.is_empty() {
+            acks.sort_unstable();
+            let mut outstanding = state.outstanding.borrow_mut();
+            for n in &acks {
+                outstanding.remove(n);
+            }
+            let floor = outstanding.first().copied().unwrap_or(u64::MAX);
+            let prefix = acks.partition_point(|&n| n < floor);
+            let ack = |tag: u64, multiple: bool| {
+                conn.send(WORK, AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: tag, multiple })))
+            };
+            match prefix {
+                0 => {}
+                1 => ack(acks[0], false),
+                n => ack(acks[n - 1], true),
+            }
+            for &n in &acks[prefix..] {
+                ack(n, false);
+            }
+            acks.clear();
+        }
+        if settled > 0 {
+            owner.outstanding.fetch_sub(settled, Ordering::AcqRel);
+            owner.wake.notify();
+        }
+        if owner.closed.load(Ordering::Acquire) && owner.rx.is_empty() {
+            return;
+        }
+        owner.wake.changed(seen).await;
+    }
+}
+
+/// Whether RabbitMQ at `url` accepts a connection and login, from a thread outside the shards:
+/// `Err((fatal, why))`, `fatal` for a refused login or virtual host.
+pub fn check(url: &AmqpUrl) -> Result<(), (bool, String)> {
+    let url = url.clone();
+    rt::block_on(IoThread::global().run(move || async move {
+        let conn = connection(&url);
+        // Any synchronous method answers once the login and the virtual host were accepted.
+        let r = rt::timeout_anywhere(Duration::from_secs(10), conn.call(WORK, qos(0))).await;
+        match r {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(AmqpError::Refused(e))) => Err((true, format!("{}: {e}", url.redacted()))),
+            Some(Err(e)) => Err((false, e.to_string())),
+            None => Err((false, format!("{}: no answer within 10s", url.redacted()))),
+        }
+    }))
+}

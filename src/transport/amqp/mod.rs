@@ -1,0 +1,13 @@
+//! kombu's AMQP 0-9-1 transport (`pyamqp://`) on RabbitMQ, over amq-protocol's frame codec and
+//! celeriac's own connection on the shard runtime (lapin's reactor would be a second runtime).
+//! `amq_protocol` is named only in this folder. This file declares and re-exports only.
+
+mod broker;
+mod connection;
+mod frame;
+mod options;
+mod table;
+
+pub use broker::{check, AmqpBroker, AmqpConsumer};
+pub use connection::AmqpError;
+pub use options::AmqpOptions;
