@@ -75,10 +75,7 @@ impl Broker {
                 Ok(())
             }
             Broker::Redis(b) => b.publish_fanout(exchange, routing_key, envelope),
-            Broker::Amqp(_) => {
-                tracing::debug!("fanout to {exchange:?} on amqp:// is not in this build yet; not sent");
-                Ok(())
-            }
+            Broker::Amqp(b) => b.publish_fanout(exchange, routing_key, &envelope),
         }
     }
 
@@ -88,10 +85,7 @@ impl Broker {
         match self {
             Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
             Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, "")),
-            Broker::Amqp(_) => {
-                tracing::warn!("{exchange} on amqp:// is not in this build yet: remote control needs redis:// for now");
-                Fanout::Silent
-            }
+            Broker::Amqp(b) => Fanout::Amqp(b.subscribe_fanout(exchange)),
         }
     }
 
@@ -148,8 +142,8 @@ pub enum Fanout {
     Memory(flume::Receiver<Vec<u8>>),
     /// A Redis `PSUBSCRIBE`.
     Redis(redis::FanoutSubscription),
-    /// A transport whose fanout is not built yet: nothing ever arrives.
-    Silent,
+    /// A RabbitMQ queue bound to the exchange.
+    Amqp(amqp::AmqpSubscription),
 }
 
 impl Fanout {
@@ -158,7 +152,7 @@ impl Fanout {
         match self {
             Fanout::Memory(rx) => rx.recv_async().await.ok(),
             Fanout::Redis(s) => s.recv_async().await.map(|(_, env)| env),
-            Fanout::Silent => futures_lite::future::pending().await,
+            Fanout::Amqp(s) => s.recv_async().await,
         }
     }
 }

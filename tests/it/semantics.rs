@@ -1,6 +1,6 @@
 //! Task execution semantics (issue 5), one suite stamped over every transport: retries, ETA,
 //! expiry, time and rate limits, acks, Reject/Ignore, STARTED, update_state, revocation and
-//! signal hooks, each checked on the memory broker and on a real redis-server.
+//! signal hooks, each checked on the memory broker, a real redis-server and a real rabbitmq-server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,10 +14,12 @@ use serde_json::{json, Map, Value};
 
 use crate::support::*;
 
-/// Where a test runs: the embedded memory broker, or a redis-server of its own.
+/// Where a test runs: the embedded memory broker, a redis-server of its own, or the shared
+/// rabbitmq-server (a queue of its own, results in a redis-server of its own).
 pub(crate) enum Env {
     Memory,
     Redis(RedisServer),
+    Amqp(RedisServer, String),
 }
 
 impl Env {
@@ -29,11 +31,27 @@ impl Env {
         Env::Redis(RedisServer::start())
     }
 
+    fn amqp() -> Env {
+        Env::Amqp(RedisServer::start(), format!("s.{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// The queue the tasks go to.
+    fn queue(&self) -> &str {
+        match self {
+            Env::Amqp(_, q) => q,
+            _ => "celery",
+        }
+    }
+
     /// The semantics test tasks on this transport.
     fn app(&self) -> AppBuilder {
         let b = match self {
             Env::Memory => base("s"),
             Env::Redis(server) => on_redis("s", server),
+            Env::Amqp(results, queue) => {
+                let q = queue.clone();
+                on_rabbit("s", results).configure(move |c| c.task_default_queue = q)
+            }
         };
         b.task("s.flaky", ["fail_times"], flaky)
             .task_with(
@@ -420,14 +438,14 @@ fn eta_task_limit(env: &Env) {
     let w = app.worker().concurrency(1).start().unwrap();
     // Four held ETA tasks sit outside prefetch; the fifth fills the prefetch window of one.
     let deadline = Instant::now() + T;
-    while client.broker().queue_len("celery").unwrap() > 15 {
+    while client.broker().queue_len(env.queue()).unwrap() > 15 {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(client.broker().queue_len("celery").unwrap(), 15, "the worker fetched past its ETA limit");
+    assert_eq!(client.broker().queue_len(env.queue()).unwrap(), 15, "the worker fetched past its ETA limit");
     w.shutdown();
-    assert_eq!(client.broker().queue_len("celery").unwrap(), 20, "held ETA tasks went back at shutdown");
+    assert_eq!(client.broker().queue_len(env.queue()).unwrap(), 20, "held ETA tasks went back at shutdown");
 }
 
 fn worker_lost(env: &Env) {
@@ -446,7 +464,7 @@ fn worker_lost(env: &Env) {
         wait_for(&r, "STARTED", |s, _| *s == State::Started);
         w.request_shutdown(celeriac::ShutdownMode::Cold);
         w.join();
-        let queued = app.client().broker().queue_len("celery").unwrap();
+        let queued = app.client().broker().queue_len(env.queue()).unwrap();
         if requeue {
             assert_eq!(queued, 1, "reject_on_worker_lost requeues the abandoned task");
         } else {
@@ -461,7 +479,7 @@ fn uuid_like(tag: &str) -> String {
     format!("{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Stamps each scenario over the memory broker and a real redis-server.
+/// Stamps each scenario over the memory broker, a real redis-server and a real rabbitmq-server.
 macro_rules! stamp {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -469,6 +487,9 @@ macro_rules! stamp {
         }
         mod redis {
             $(#[test] fn $name() { super::$name(&super::Env::redis()) })*
+        }
+        mod amqp {
+            $(#[test] fn $name() { super::$name(&super::Env::amqp()) })*
         }
     };
 }

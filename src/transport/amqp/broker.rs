@@ -39,7 +39,7 @@ thread_local! {
     static CONNECTIONS: RefCell<HashMap<AmqpUrl, Connection>> = RefCell::new(HashMap::new());
 }
 
-fn connection(url: &AmqpUrl) -> Connection {
+pub(super) fn connection(url: &AmqpUrl) -> Connection {
     CONNECTIONS
         .with(|c| c.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "shard")).clone())
 }
@@ -52,12 +52,24 @@ pub struct AmqpBroker {
     /// The transport options and queue settings.
     pub opts: AmqpOptions,
     declared: Mutex<HashSet<String>>,
+    exchanges: Arc<Mutex<HashSet<String>>>,
 }
 
 impl AmqpBroker {
     /// A broker on `url`.
     pub fn new(url: AmqpUrl, opts: AmqpOptions) -> Arc<Self> {
-        Arc::new(AmqpBroker { url, opts, declared: Mutex::new(HashSet::new()) })
+        Arc::new(AmqpBroker { url, opts, declared: Mutex::new(HashSet::new()), exchanges: Arc::default() })
+    }
+
+    /// Publishes a kombu envelope's message on a broadcast exchange (`celery.pidbox`,
+    /// `celeryev`), from any thread.
+    pub fn publish_fanout(&self, exchange: &str, routing_key: &str, envelope: &[u8]) -> Result<(), TransportError> {
+        super::fanout::publish(&self.url, &self.exchanges, exchange, routing_key, envelope)
+    }
+
+    /// Subscribes to a broadcast exchange; every message arrives as a kombu envelope.
+    pub fn subscribe_fanout(&self, exchange: &str) -> super::AmqpSubscription {
+        super::AmqpSubscription::start(&self.url, exchange)
     }
 
     fn queue_arguments(&self) -> FieldTable {
@@ -235,10 +247,12 @@ pub struct AmqpConsumer {
     tag: String,
 }
 
-fn qos(count: u16) -> AMQPClass {
-    // Per consumer (`global=false`): what quorum queues require, and the same as Celery's
-    // per-channel count with one consumer on the channel.
-    AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: count, global: false }))
+/// The prefetch window. On RabbitMQ `global=true` means the channel: the shard's window across
+/// all its queues, and a change applies to consumers already running (Celery's per-ETA raises).
+/// Quorum queues refuse it (Celery's `worker_detect_quorum_queues`): per consumer there, which
+/// holds for consumers started after the change only.
+fn qos(count: u16, per_channel: bool) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: count, global: per_channel }))
 }
 
 impl AmqpConsumer {
@@ -255,7 +269,7 @@ impl AmqpConsumer {
         let hook = move |c: &Connection| {
             state.buffer.borrow_mut().clear();
             state.outstanding.borrow_mut().clear();
-            c.send_sync(WORK, qos(state.qos.get()));
+            c.send_sync(WORK, qos(state.qos.get(), !broker.opts.quorum));
             let (broker, queues, tag, c) = (broker.clone(), queues.clone(), tag.clone(), c.clone());
             // Declared and consumed in a task of their own: the hook runs before the reader.
             rt::spawn_local(async move {
@@ -293,7 +307,7 @@ impl AmqpConsumer {
         let want = (self.state.outstanding.borrow().len() + max).min(u16::MAX as usize) as u16;
         if want > self.state.qos.get() {
             self.state.qos.set(want);
-            self.conn.send_sync(WORK, qos(want));
+            self.conn.send_sync(WORK, qos(want, !self.broker.opts.quorum));
         }
         loop {
             let seen = self.state.ready.epoch();
@@ -348,7 +362,7 @@ impl AmqpConsumer {
         self.owner.close().await;
         if self.conn.is_up() {
             // A synchronous method's reply comes after everything sent before it was processed.
-            let _ = self.conn.call(WORK, qos(self.state.qos.get())).await;
+            let _ = self.conn.call(WORK, qos(self.state.qos.get(), !self.broker.opts.quorum)).await;
         }
         // The shard is done with it: RabbitMQ requeues whatever was left unacked on purpose.
         CONNECTIONS.with(|c| c.borrow_mut().remove(&self.broker.url));
@@ -528,7 +542,7 @@ pub fn check(url: &AmqpUrl) -> Result<(), (bool, String)> {
     rt::block_on(IoThread::global().run(move || async move {
         let conn = connection(&url);
         // Any synchronous method answers once the login and the virtual host were accepted.
-        let r = rt::timeout_anywhere(Duration::from_secs(10), conn.call(WORK, qos(0))).await;
+        let r = rt::timeout_anywhere(Duration::from_secs(10), conn.call(WORK, qos(0, true))).await;
         match r {
             Some(Ok(_)) => Ok(()),
             Some(Err(AmqpError::Refused(e))) => Err((true, format!("{}: {e}", url.redacted()))),

@@ -4,10 +4,12 @@
 
 mod broker;
 mod connection;
+mod fanout;
 mod frame;
 mod options;
 mod table;
 
 pub use broker::{check, AmqpBroker, AmqpConsumer};
 pub use connection::AmqpError;
+pub use fanout::AmqpSubscription;
 pub use options::AmqpOptions;
