@@ -8,6 +8,7 @@ cd "$root"
 
 need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+[ -x /usr/sbin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
 command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -16,8 +17,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-# redis-server from Debian starts a system service; the tests run their own instances.
+# redis-server and rabbitmq-server from Debian start system services (not where policy-rc.d
+# denies it); the tests run their own private instances on free loopback ports.
 command -v redis-server >/dev/null || { echo "test.sh: redis-server is still missing" >&2; exit 1; }
+[ -x /usr/sbin/rabbitmq-server ] || { echo "test.sh: rabbitmq-server is still missing" >&2; exit 1; }
+command -v rabbitmqctl >/dev/null || { echo "test.sh: rabbitmqctl is missing" >&2; exit 1; }
+command -v epmd >/dev/null || { echo "test.sh: epmd (erlang) is missing" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "test.sh: cargo is missing" >&2; exit 1; }
 
 venv="$("$root/scripts/venv.sh")"
@@ -30,6 +35,7 @@ python3 "$root/scripts/check-imports.py" "$root/src"
 
 export CELERIAC_PYTHON="$venv/bin/python"
 export CELERIAC_REDIS_SERVER="$(command -v redis-server)"
+export CELERIAC_RABBITMQ_SERVER=/usr/sbin/rabbitmq-server
 cargo test --all-features --no-run "$@"
 
 # A test that hangs must fail the run with a picture of where it hangs, not eat CI's time: past

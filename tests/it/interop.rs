@@ -11,11 +11,11 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn venv_bin(name: &str) -> PathBuf {
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
     let py = crate::fixtures::python();
     py.parent().unwrap().join(name)
 }
@@ -29,13 +29,13 @@ fn proj_bin() -> PathBuf {
 }
 
 /// A child process with its output in a log file; killed by PID on drop.
-struct Proc {
+pub(crate) struct Proc {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, name: &str) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command, name: &str) -> Proc {
         let log = std::env::temp_dir().join(format!("celeriac-{name}-{}-{}.log", std::process::id(), free_port()));
         let f = std::fs::File::create(&log).unwrap();
         cmd.stdout(f.try_clone().unwrap()).stderr(f).stdin(Stdio::null());
@@ -43,11 +43,11 @@ impl Proc {
         Proc { child: Some(child), log }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_for(&self, needle: &str, within: Duration) {
+    pub(crate) fn wait_for(&self, needle: &str, within: Duration) {
         let deadline = Instant::now() + within;
         while !self.output().contains(needle) {
             assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.output());
@@ -56,14 +56,14 @@ impl Proc {
     }
 
     /// Warm shutdown (SIGTERM) and wait for the exit.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             send_signal(c.id(), 15);
             let _ = c.wait();
         }
     }
 
-    fn kill(&mut self, sig: i32) {
+    pub(crate) fn kill(&mut self, sig: i32) {
         if let Some(mut c) = self.child.take() {
             send_signal(c.id(), sig);
             let _ = c.wait();
@@ -93,13 +93,24 @@ fn celeriac_worker(server: &RedisServer, config: Option<&Path>, name: &str) -> P
 }
 
 fn celeriac_worker_with(server: &RedisServer, config: Option<&Path>, name: &str, extra: &[&str]) -> Proc {
+    celeriac_worker_on(&server.url(), &server.url(), config, name, extra)
+}
+
+/// examples/proj's worker on `broker` with results in `backend`, once it said `ready.`.
+pub(crate) fn celeriac_worker_on(
+    broker: &str,
+    backend: &str,
+    config: Option<&Path>,
+    name: &str,
+    extra: &[&str],
+) -> Proc {
     let mut cmd = Command::new(proj_bin());
     cmd.args([
         "worker",
         "-b",
-        &server.url(),
+        broker,
         "--result-backend",
-        &server.url(),
+        backend,
         "-c",
         "2",
         "-l",
@@ -118,6 +129,11 @@ fn celeriac_worker_with(server: &RedisServer, config: Option<&Path>, name: &str,
 }
 
 fn python_worker(server: &RedisServer, env: &[(&str, &str)], name: &str) -> Proc {
+    python_worker_on(&server.url(), &server.url(), env, name)
+}
+
+/// tests/python/pyproj.py's solo worker on `broker` with results in `backend`.
+pub(crate) fn python_worker_on(broker: &str, backend: &str, env: &[(&str, &str)], name: &str) -> Proc {
     let mut cmd = Command::new(venv_bin("celery"));
     cmd.current_dir(root().join("tests/python"))
         .args([
@@ -133,8 +149,8 @@ fn python_worker(server: &RedisServer, env: &[(&str, &str)], name: &str) -> Proc
             "--without-heartbeat",
         ])
         .args(["-n", &format!("{name}@%h")])
-        .env("CELERY_BROKER_URL", server.url())
-        .env("CELERY_RESULT_BACKEND", server.url());
+        .env("CELERY_BROKER_URL", broker)
+        .env("CELERY_RESULT_BACKEND", backend);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -221,11 +237,19 @@ fn a_sigkill_while_draining_loses_no_acks_late_message() {
 
 /// Runs a Python check script against `server`; it must exit 0 and print `done`.
 fn python_checks(server: &RedisServer, worker: &Proc, script: &str, done: &str) {
+    python_checks_on(&server.url(), &server.url(), worker, script, done)
+}
+
+/// Runs a Python script (with arguments) against `broker` and `backend`; it must exit 0 and
+/// print `done`.
+pub(crate) fn python_checks_on(broker: &str, backend: &str, worker: &Proc, script: &str, done: &str) {
+    let mut args = script.split(' ');
     let out = Command::new(crate::fixtures::python())
         .current_dir(root().join("tests/python"))
-        .arg(script)
-        .env("CELERY_BROKER_URL", server.url())
-        .env("CELERY_RESULT_BACKEND", server.url())
+        .arg(args.next().unwrap())
+        .args(args)
+        .env("CELERY_BROKER_URL", broker)
+        .env("CELERY_RESULT_BACKEND", backend)
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -5,6 +5,7 @@ mod amqp;
 mod fixtures;
 mod fuzz;
 mod interop;
+mod interop_amqp;
 mod memory;
 mod redis;
 mod regression;

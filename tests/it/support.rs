@@ -324,18 +324,23 @@ impl RabbitServer {
         format!("amqp://guest:guest@127.0.0.1:{}//", self.port)
     }
 
-    /// Messages ready in `queue`, from `rabbitmqctl`'s own view (not celeriac's client).
+    /// Messages in `queue`, ready or unacked, from `rabbitmqctl`'s own view (not celeriac's).
     pub(crate) fn ready(&self, queue: &str) -> usize {
+        let (ready, unacked) = self.counts(queue);
+        ready + unacked
+    }
+
+    /// Messages ready and messages delivered but unacked in `queue`.
+    pub(crate) fn counts(&self, queue: &str) -> (usize, usize) {
         let out =
             self.ctl(&["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"]);
         out.lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                (f.first() == Some(&queue))
-                    .then(|| f[1].parse::<usize>().unwrap_or(0) + f[2].parse::<usize>().unwrap_or(0))
+                (f.len() == 3 && f[0] == queue).then(|| (f[1].parse().unwrap_or(0), f[2].parse().unwrap_or(0)))
             })
             .next()
-            .unwrap_or(0)
+            .unwrap_or((0, 0))
     }
 
     /// Runs `rabbitmqctl` against this node.

@@ -144,9 +144,13 @@ def update_state_progress():
 def ignore_result():
     r = add.apply_async((1, 2), ignore_result=True)
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
         deadline = time.time() + T
-        while client.llen("celery") or client.hlen("unacked"):
+        if app.conf.broker_url.startswith("redis"):
+            client = conn.default_channel.client
+            waiting = lambda: client.llen("celery") or client.hlen("unacked")
+        else:
+            waiting = lambda: conn.default_channel.queue_declare("celery", passive=True).message_count
+        while waiting():
             assert time.time() < deadline, "the task was never consumed"
             time.sleep(0.01)
     time.sleep(0.3)

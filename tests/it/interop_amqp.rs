@@ -1,0 +1,156 @@
+//! Interop with real Python Celery 5.7 on a real RabbitMQ (issue 16), results in Redis: each
+//! kind of client calling the other kind of worker, a mixed fleet, a Python burst, and acks_late
+//! messages of a SIGKILLed worker run by a worker of the other kind. After each drain the queue
+//! holds nothing, ready or unacked, by `rabbitmqctl`'s count.
+
+use std::time::{Duration, Instant};
+
+use celeriac::{App, Error, TaskRef};
+use serde_json::json;
+
+use crate::interop::{celeriac_worker_on, python_checks_on, python_worker_on, Proc};
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(30);
+const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");
+
+/// The shared node's `celery` queue, emptied for a test that holds [`serial`].
+fn fresh_celery_queue() -> String {
+    rabbit().ctl(&["purge_queue", "celery"]);
+    rabbit().url()
+}
+
+fn assert_drained(worker: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ready, unacked) = rabbit().counts("celery");
+        if ready + unacked == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ready} ready and {unacked} unacked left in celery; log:\n{}",
+            worker.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn client_app(broker: &str, results: &RedisServer) -> App {
+    App::builder("interop").use_env(false).broker(broker).result_backend(&results.url()).build().unwrap()
+}
+
+#[test]
+fn python_client_calls_a_celeriac_worker_on_rabbitmq() {
+    let _serial = serial();
+    let (broker, results) = (fresh_celery_queue(), RedisServer::start());
+    let mut worker = celeriac_worker_on(&broker, &results.url(), None, "ra1", &[]);
+    python_checks_on(&broker, &results.url(), &worker, "client_checks.py", "all python client checks passed");
+    python_checks_on(&broker, &results.url(), &worker, "semantics_checks.py", "all python semantics checks passed");
+    python_checks_on(&broker, &results.url(), &worker, "burst.py 2000", "burst of 2000 done");
+    worker.stop();
+    assert_drained(&worker);
+}
+
+#[test]
+fn celeriac_client_calls_a_python_worker_on_rabbitmq() {
+    let _serial = serial();
+    const XSUM: TaskRef<(Vec<i64>,), i64> = TaskRef::new("proj.tasks.xsum");
+    let (broker, results) = (fresh_celery_queue(), RedisServer::start());
+    let py = python_worker_on(&broker, &results.url(), &[], "pa1");
+    let client = client_app(&broker, &results).client();
+    assert_eq!(ADD.delay(&client, (4, 4)).unwrap().get(T).unwrap(), 8);
+    assert_eq!(XSUM.delay(&client, (vec![1, 2, 3],)).unwrap().get(T).unwrap(), 6);
+    let mut kw = serde_json::Map::new();
+    kw.insert("y".into(), json!(5));
+    assert_eq!(
+        client.send_task_with("proj.tasks.add", (1,), kw, &Default::default()).unwrap().get::<i64>(T).unwrap(),
+        6
+    );
+    match client.send_task("proj.tasks.fail", ("boom",)).unwrap().get::<i64>(T) {
+        Err(Error::TaskFailed(f)) => {
+            assert_eq!(f.exception.exc_type, "ValueError");
+            assert!(f.traceback.unwrap().contains("ValueError: boom"));
+        }
+        other => panic!("expected a ValueError from Python, got {other:?}"),
+    }
+    let countdown = celeriac::SendOptions::new().countdown(Duration::from_secs(1));
+    let started = Instant::now();
+    let r = client.send_task_with("proj.tasks.add", (2, 2), serde_json::Map::new(), &countdown).unwrap();
+    assert_eq!(r.get::<i64>(T).unwrap(), 4);
+    assert!(started.elapsed() >= Duration::from_millis(900), "countdown ignored");
+    let unknown = client.send_task("proj.tasks.nope", (1,)).unwrap();
+    assert!(unknown.get::<i64>(Duration::from_secs(2)).is_err());
+    py.wait_for("Received unregistered task of type 'proj.tasks.nope'", Duration::from_secs(10));
+    assert_drained(&py);
+}
+
+#[test]
+fn a_mixed_fleet_on_rabbitmq_runs_each_task_exactly_once() {
+    let _serial = serial();
+    let (broker, results) = (fresh_celery_queue(), RedisServer::start());
+    let py = python_worker_on(&broker, &results.url(), &[], "pa2");
+    let app = App::builder("proj")
+        .use_env(false)
+        .broker(&broker)
+        .result_backend(&results.url())
+        .task("proj.tasks.add", ["x", "y"], |x: i64, y: i64| x + y)
+        .build()
+        .unwrap();
+    let client = app.client();
+    let n = 2000;
+    // Sent in one pipelined batch: one at a time, a debug build's confirms took long enough for
+    // the Python worker to drain everything before ours started.
+    let rs = client.send_batch("proj.tasks.add", (0..n).map(|i| (i, 1))).unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get::<i64>(T).unwrap(), i as i64 + 1);
+    }
+    let ours = w.shutdown().processed;
+    std::thread::sleep(Duration::from_millis(300));
+    let theirs = py.output().matches("succeeded in").count() as u64;
+    assert!(ours > 0 && theirs > 0, "both workers took tasks: celeriac {ours}, python {theirs}");
+    assert_eq!(ours + theirs, n as u64, "each task ran exactly once (celeriac {ours} + python {theirs})");
+    assert_drained(&py);
+}
+
+/// Waits until the queue's consumer holds at least `n` messages unacked.
+fn wait_unacked(n: usize, worker: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rabbit().counts("celery").1 < n {
+        assert!(Instant::now() < deadline, "the worker never held {n} unacked; log:\n{}", worker.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn acks_late_tasks_of_a_sigkilled_worker_run_on_the_other_kind() {
+    let _serial = serial();
+    let (broker, results) = (fresh_celery_queue(), RedisServer::start());
+    let client = client_app(&broker, &results).client();
+    // Python worker killed holding messages: the celeriac worker runs them.
+    let sent: Vec<_> = (0..8).map(|_| client.send_task("proj.tasks.sleep", (0.5,)).unwrap()).collect();
+    let mut py =
+        python_worker_on(&broker, &results.url(), &[("PYPROJ_ACKS_LATE", "1"), ("PYPROJ_PREFETCH", "4")], "pa3");
+    wait_unacked(1, &py);
+    py.kill(9);
+    let mut ours = celeriac_worker_on(&broker, &results.url(), None, "ra3", &[]);
+    for r in &sent {
+        assert_eq!(r.get::<f64>(T).unwrap(), 0.5);
+    }
+    ours.stop();
+    assert_drained(&ours);
+    // And the other way round.
+    let cfg = std::env::temp_dir().join(format!("celeriac-amqp-late-{}.toml", free_port()));
+    std::fs::write(&cfg, "task_acks_late = true\n").unwrap();
+    let sent: Vec<_> = (0..8).map(|_| client.send_task("proj.tasks.sleep", (2,)).unwrap()).collect();
+    let mut ours = celeriac_worker_on(&broker, &results.url(), Some(&cfg), "ra4", &[]);
+    wait_unacked(2, &ours);
+    ours.kill(9);
+    let py = python_worker_on(&broker, &results.url(), &[], "pa4");
+    for r in &sent {
+        assert_eq!(r.get::<f64>(Duration::from_secs(60)).unwrap(), 2.0);
+    }
+    assert_drained(&py);
+    let _ = std::fs::remove_file(cfg);
+}
