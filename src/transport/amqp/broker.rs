@@ -4,7 +4,7 @@
 //! the message came on (a delivery stolen by another shard is settled through its owner's inbox).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ use crate::transport::delivery::{Delivery, DeliveryKey, Settler};
 use crate::transport::error::TransportError;
 use crate::transport::route::Route;
 
-use super::connection::{AmqpError, Connection, Incoming, WORK};
+use super::connection::{connection, AmqpError, Connection, Incoming, WORK};
 use super::options::AmqpOptions;
 use super::table;
 
@@ -32,16 +32,6 @@ fn lost(e: AmqpError) -> TransportError {
         AmqpError::ConnectionLost(e) => TransportError::ConnectionLost(e),
         other => TransportError::Server(other.to_string()),
     }
-}
-
-thread_local! {
-    /// This thread's connection to each server (a shard's, or the I/O thread's for clients).
-    static CONNECTIONS: RefCell<HashMap<AmqpUrl, Connection>> = RefCell::new(HashMap::new());
-}
-
-pub(super) fn connection(url: &AmqpUrl) -> Connection {
-    CONNECTIONS
-        .with(|c| c.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "shard")).clone())
 }
 
 /// An AMQP broker: shared by clients and shards (`Send + Sync`).
@@ -365,7 +355,7 @@ impl AmqpConsumer {
             let _ = self.conn.call(WORK, qos(self.state.qos.get(), !self.broker.opts.quorum)).await;
         }
         // The shard is done with it: RabbitMQ requeues whatever was left unacked on purpose.
-        CONNECTIONS.with(|c| c.borrow_mut().remove(&self.broker.url));
+        super::connection::forget(&self.broker.url);
         self.conn.close();
     }
 }

@@ -9,7 +9,7 @@
 //! text, the method) is the error every waiter gets.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,22 @@ use super::frame::{self, Frame};
 pub(super) const WORK: u16 = 1;
 /// The publishing channel, in confirm mode.
 pub(super) const PUBLISH: u16 = 2;
+
+thread_local! {
+    /// This thread's connection to each server (a shard's, or the I/O thread's for clients).
+    static CONNECTIONS: RefCell<HashMap<AmqpUrl, Connection>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's connection to `url` (opened on first use). On an executor only.
+pub(super) fn connection(url: &AmqpUrl) -> Connection {
+    CONNECTIONS
+        .with(|c| c.borrow_mut().entry(url.clone()).or_insert_with(|| Connection::open(url.clone(), "shard")).clone())
+}
+
+/// Drops this thread's connection to `url` from the registry (its owner closes it).
+pub(super) fn forget(url: &AmqpUrl) {
+    CONNECTIONS.with(|c| c.borrow_mut().remove(url));
+}
 
 /// An AMQP operation failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -19,7 +19,7 @@ use crate::protocol::{DeliveryInfo, Envelope, Properties};
 use crate::rt::{self, IoThread};
 use crate::transport::error::TransportError;
 
-use super::connection::{AmqpError, Connection, WORK};
+use super::connection::{connection, AmqpError, Connection, WORK};
 use super::table;
 
 fn exchange_declare(name: &str) -> AMQPClass {
@@ -52,7 +52,7 @@ pub(crate) fn publish(
         .with_priority(p.priority);
     let (url, declared, exchange, rk) = (url.clone(), declared.clone(), exchange.to_owned(), routing_key.to_owned());
     let job = move || async move {
-        let conn = super::broker::connection(&url);
+        let conn = connection(&url);
         let fresh = !declared.lock().unwrap_or_else(|p| p.into_inner()).contains(&exchange);
         if fresh {
             conn.call(WORK, exchange_declare(&exchange))
