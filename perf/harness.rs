@@ -61,15 +61,62 @@ fn app(broker: &str, results: bool) -> App {
         .task("perf.add", ["x", "y"], add)
         .task_with("perf.noop", [], TaskOptions { ignore_result: Some(true), ..TaskOptions::default() }, noop);
     if results {
-        b = b.result_backend(broker);
+        b = b.result_backend(&results_url(broker));
     }
     b.build().expect("perf app")
 }
 
-fn flush_db(broker: &str) {
-    if broker.starts_with("redis") {
-        redis_text(broker, &["FLUSHDB"]);
+/// Where results go: the broker itself on memory:// and Redis; `--results` (a Redis URL) with
+/// an AMQP broker.
+fn results_url(broker: &str) -> String {
+    if broker.starts_with("amqp") {
+        arg("--results", "")
+    } else {
+        broker.to_owned()
     }
+}
+
+fn flush_db(broker: &str) {
+    let results = results_url(broker);
+    if results.starts_with("redis") {
+        redis_text(&results, &["FLUSHDB"]);
+    }
+}
+
+/// What a user checks after a drain on RabbitMQ, once the worker stopped: nothing in the queue
+/// (what a worker leaves unacked RabbitMQ requeues when its connection closes, so it would show
+/// here), and with results a result key per task.
+fn check_amqp_after_drain(app: &App, broker: &str, n: usize, results: bool) -> String {
+    let mut left = 0;
+    for _ in 0..20 {
+        left = app.client().broker().queue_len("celery").expect("queue length");
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stored = if results {
+        let keys = redis_text(&results_url(broker), &["EVAL", "return #redis.call('KEYS', 'celery-task-meta-*')", "0"]);
+        keys.parse::<i64>().unwrap_or(-1)
+    } else {
+        n as i64
+    };
+    if (left, stored) != (0, n as i64) {
+        eprintln!("FAILED drain: {left} messages left in the queue (ready or requeued unacked), {stored} of {n} results stored");
+        std::process::exit(2);
+    }
+    format!(", \"left_in_queue\": {left}, \"results_stored\": {stored}")
+}
+
+/// The raw AMQP floor: a task-sized message published with confirms, consumed and acked with
+/// nothing of Celery around it (`celeriac::transport::amqp::raw_floor`).
+fn amqp_floor(broker: &str, n: usize) {
+    let (publish, drain) = celeriac::transport::amqp::raw_floor(broker, n, 400).expect("amqp floor");
+    println!(
+        "{{\"impl\": \"floor\", \"scenario\": \"amqp_floor\", \"broker\": \"amqp\", \"n\": {n}, \"publish_per_s\": {:.0}, \"tasks_per_s\": {:.0}}}",
+        n as f64 / publish,
+        n as f64 / drain
+    );
 }
 
 /// One command's reply from the broker's Redis, as text (for INFO and counters).
@@ -153,6 +200,8 @@ fn drain(broker: &str, n: usize, task: &str) {
         let redis_cpu = (rcpu1 - redis0.1) * 1e6 / n as f64;
         let checked = check_redis_after_drain(broker, n, results);
         format!(", \"redis_cmds_per_task\": {per_task:.3}, \"redis_cpu_us_per_task\": {redis_cpu:.2}, \"stolen\": {}{checked}", stats.stolen)
+    } else if broker.starts_with("amqp") {
+        check_amqp_after_drain(&app, broker, n, results)
     } else {
         String::new()
     };
@@ -541,6 +590,9 @@ fn main() {
     }
     if what == "memory_floor" {
         memory_floor(rtt_n);
+    }
+    if what == "amqp_floor" {
+        amqp_floor(&broker, n);
     }
     if what == "redis_floor" {
         redis_floor(&broker, rtt_n);

@@ -38,6 +38,14 @@ for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     cmds = "—" if cmds is None else f"{cmds:.2f}"
     rcpu = "—" if rcpu is None else f"{rcpu:.1f}"
     out.append(f"| {impl} | {broker} | {task} | {rows[0]['results']} | {rows[0]['n']} | {len(rows)} | {tps:,.0f} | {med(rows, 'cpu_us_per_task'):.1f} | {cmds} | {rcpu} | {note} |")
+floor = [r for r in lines if r["scenario"] == "amqp_floor"]
+if floor:
+    f_tps = statistics.median(r["tasks_per_s"] for r in floor)
+    f_pub = statistics.median(r["publish_per_s"] for r in floor)
+    ours = groups.get(("celeriac", "drain", "amqp", "perf.noop", ""))
+    share = f"; celeriac's drain without results is {med(ours, 'tasks_per_s') / f_tps:.0%} of it" if ours else ""
+    out += ["", f"Raw AMQP floor (a 400-byte message published with confirms, consumed and acked, nothing of Celery; "
+            f"{len(floor)} runs): drain {f_tps:,.0f} msgs/s, publish {f_pub:,.0f} msgs/s{share}."]
 out += ["", "## Sequential round trip `delay().get()` (µs, median of runs)", "",
         "| impl | broker | n | runs | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|---|---|---|"]
 for (impl, scen, broker, task, _), rows in sorted(groups.items()):

@@ -6,7 +6,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 RUNS="${RUNS:-3}"; N="${N:-200000}"; PY_N="${PY_N:-5000}"; RTT="${RTT:-3000}"; PY_RTT="${PY_RTT:-500}"
+AMQP_N="${AMQP_N:-50000}"
 command -v redis-server >/dev/null || { echo "bench.sh: redis-server is missing (scripts/test.sh installs it)" >&2; exit 1; }
+[ -x /usr/sbin/rabbitmq-server ] || { echo "bench.sh: rabbitmq-server is missing (scripts/test.sh installs it)" >&2; exit 1; }
 venv="$("$root/scripts/venv.sh")"
 cargo build --release --quiet --example perf --example proj
 
@@ -15,10 +17,31 @@ rdir="$(mktemp -d)"
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$rdir" --loglevel warning --daemonize no >/dev/null 2>&1 &
 rpid=$!
 worker_pid=""
-cleanup() { [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true; kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; rm -rf "$rdir"; }
+# A private RabbitMQ node (the Debian package runs it as user rabbitmq in a session of its own):
+# stopped by the PID in its pid file, its epmd by `epmd -kill`.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+aport="$(free_port)"; epmd_port="$(free_port)"; adir="$(mktemp -d)"
+mkdir -p "$adir/mnesia" "$adir/log"; echo "[]." >"$adir/enabled_plugins"; chown -R rabbitmq "$adir"
+( cd "$adir" && RABBITMQ_NODE_PORT="$aport" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODENAME="bench$aport@localhost" \
+  RABBITMQ_MNESIA_BASE="$adir/mnesia" RABBITMQ_LOG_BASE="$adir/log" RABBITMQ_DIST_PORT="$(free_port)" \
+  RABBITMQ_ENABLED_PLUGINS_FILE="$adir/enabled_plugins" RABBITMQ_PID_FILE="$adir/pid" ERL_EPMD_PORT="$epmd_port" \
+  setsid /usr/sbin/rabbitmq-server >"$adir/server.out" 2>&1 & )
+stop_rabbit() {
+  if [ -f "$adir/pid" ]; then
+    apid="$(cat "$adir/pid")"; kill "$apid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$apid" 2>/dev/null || true
+  fi
+  epmd -port "$epmd_port" -kill >/dev/null 2>&1 || true
+  rm -rf "$adir"
+}
+cleanup() { [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true; kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; rm -rf "$rdir"; stop_rabbit; }
 trap cleanup EXIT
 until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
 url="redis://127.0.0.1:$port/0"
+for _ in $(seq 600); do (echo >"/dev/tcp/127.0.0.1/$aport") 2>/dev/null && break; sleep 0.1; done
+(echo >"/dev/tcp/127.0.0.1/$aport") 2>/dev/null || { echo "bench.sh: rabbitmq-server did not start: $(cat "$adir/server.out")" >&2; exit 1; }
+amqp="amqp://guest:guest@127.0.0.1:$aport//"
 raw="$(mktemp)"
 
 for i in $(seq "$RUNS"); do
@@ -30,8 +53,13 @@ for i in $(seq "$RUNS"); do
   target/release/examples/perf --broker "$url" --scenario redis_floor --rtt "$RTT" >>"$raw"
   target/release/examples/perf --scenario skew >>"$raw"
   target/release/examples/perf --scenario eta --n 100000 >>"$raw"
+  echo "run $i/$RUNS: celeriac amqp (results in redis)" >&2
+  target/release/examples/perf --broker "$amqp" --results "$url" --scenario drain --n "$AMQP_N" >>"$raw"
+  target/release/examples/perf --broker "$amqp" --results "$url" --scenario rtt --rtt "$RTT" >>"$raw"
+  target/release/examples/perf --broker "$amqp" --scenario amqp_floor --n "$AMQP_N" >>"$raw"
   echo "run $i/$RUNS: Python Celery 5.7" >&2
   (cd perf && PERF_BROKER="$url" PY_RATES=200,1000 "$venv/bin/python" pyperf.py "$PY_N" "$PY_RTT") >>"$raw"
+  (cd perf && PERF_BROKER="$amqp" PERF_RESULTS="$url" "$venv/bin/python" pyperf_amqp.py "$PY_N" "$PY_RTT") >>"$raw"
 done
 
 # Idle worker RSS: examples/proj on Redis, one second after start.

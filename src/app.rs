@@ -292,15 +292,20 @@ impl AppBuilder {
                     reason: "the amqp:// result backend was removed in Celery 5; use rpc:// or redis://".into(),
                 }))
             }
-            Some(Url::Rpc) => {
-                return Err(Error::Config(crate::config::ConfigError::Url {
-                    setting: "result_backend",
-                    url: "rpc://".into(),
-                    reason: "the rpc:// result backend is not in this build of celeriac yet; use redis:// results \
-                             with an amqp:// broker"
-                        .into(),
-                }))
-            }
+            Some(Url::Rpc) => match &settings.broker {
+                Url::Amqp(u) => Backend::Rpc(crate::backend::RpcBackend::new(
+                    u.clone(),
+                    settings.result_expires,
+                    config.result_persistent,
+                )),
+                _ => {
+                    return Err(Error::Config(crate::config::ConfigError::Url {
+                        setting: "result_backend",
+                        url: "rpc://".into(),
+                        reason: "rpc:// sends results over the broker and needs an amqp:// broker_url".into(),
+                    }))
+                }
+            },
         };
         let router = Router::new(config.task_routes.clone(), config.task_default_queue.clone());
         let client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);

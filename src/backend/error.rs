@@ -16,4 +16,7 @@ pub enum BackendError {
     /// The store answered and refused the write (out of memory, read-only replica, …).
     #[error("result backend refused the write: {0}")]
     Refused(String),
+    /// The backend has no such operation.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }

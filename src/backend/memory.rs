@@ -65,6 +65,7 @@ impl Stored {
             retries,
             queue,
             task_id: _,
+            destination: _,
         } = &meta;
         let plain = traceback.is_none()
             && children.as_ref().is_some_and(Vec::is_empty)

@@ -11,6 +11,7 @@ use crate::protocol::ResultMeta;
 use super::error::BackendError;
 use super::memory::MemoryBackend;
 use super::redis::{RedisBackend, ShardWrites};
+use super::rpc::RpcBackend;
 
 /// A result store shared by the worker's shards and by clients.
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub enum Backend {
     Memory(Arc<MemoryBackend>),
     /// `redis://`, `rediss://`, `redis+socket://`.
     Redis(Arc<RedisBackend>),
+    /// `rpc://`: results sent to each client's reply queue on the AMQP broker.
+    Rpc(Arc<RpcBackend>),
 }
 
 /// One task's ready result on its way to a client (see [`Backend::watch`]). Once it is in, it
@@ -65,6 +68,7 @@ impl Drop for ResultWatch {
             Backend::Disabled => {}
             Backend::Memory(b) => b.prune(&self.task_id),
             Backend::Redis(b) => b.prune(&self.task_id),
+            Backend::Rpc(b) => b.prune(&self.task_id),
         }
     }
 }
@@ -116,6 +120,7 @@ impl Backend {
                 Stored::Done(Ok(()))
             }
             Backend::Redis(b) => Stored::Pending(Box::pin(b.store_local(&meta))),
+            Backend::Rpc(b) => Stored::Pending(Box::pin(b.store(&meta))),
         }
     }
 
@@ -141,6 +146,14 @@ impl Backend {
                 // Queued on the I/O thread at once; nobody waits for the reply.
                 drop(crate::rt::IoThread::global().run(move || async move { log(b.store_local(&meta).await) }));
             }
+            Backend::Rpc(b) if crate::rt::on_executor() => {
+                let send = b.store(&meta);
+                crate::rt::spawn_local(async move { log(send.await) });
+            }
+            Backend::Rpc(b) => {
+                let b = b.clone();
+                drop(crate::rt::IoThread::global().run(move || async move { log(b.store(&meta).await) }));
+            }
         }
     }
 
@@ -150,6 +163,7 @@ impl Backend {
             Backend::Disabled => Err(BackendError::Disabled),
             Backend::Memory(b) => Ok(b.get(task_id)),
             Backend::Redis(b) => b.get(task_id),
+            Backend::Rpc(b) => Ok(b.get(task_id)),
         }
     }
 
@@ -162,6 +176,7 @@ impl Backend {
             Backend::Disabled => return Err(BackendError::Disabled),
             Backend::Memory(b) => b.register(task_id, tx.clone()),
             Backend::Redis(b) => b.register(task_id, tx.clone()),
+            Backend::Rpc(b) => b.register(task_id, tx.clone()),
         }
         Ok(ResultWatch { task_id: task_id.to_owned(), tx, rx, backend: self.clone() })
     }
@@ -169,8 +184,11 @@ impl Backend {
     /// Whether a result is worth watching from the moment its task is sent (Celery's
     /// `on_task_call`): on Redis the subscription then costs `get()` no round trip; an in-process
     /// store hands the result over at once whenever the watch starts.
+    /// On rpc:// the reply queue must exist before the worker replies (a reply to a missing
+    /// queue is dropped), which the first watch makes sure of, as Celery's `on_task_call` declares
+    /// it before sending.
     pub fn watches_at_send(&self) -> bool {
-        matches!(self, Backend::Redis(_))
+        matches!(self, Backend::Redis(_) | Backend::Rpc(_))
     }
 
     /// Deletes the stored result.
@@ -182,6 +200,10 @@ impl Backend {
                 Ok(())
             }
             Backend::Redis(b) => b.forget(task_id),
+            Backend::Rpc(b) => {
+                b.forget(task_id);
+                Ok(())
+            }
         }
     }
 
@@ -194,6 +216,7 @@ impl Backend {
                 Ok(())
             }
             Backend::Redis(b) => b.save_group(group_id, task_ids),
+            Backend::Rpc(_) => Err(BackendError::Unsupported("rpc:// keeps no group results (as in Celery)")),
         }
     }
 
@@ -203,6 +226,7 @@ impl Backend {
             Backend::Disabled => Err(BackendError::Disabled),
             Backend::Memory(b) => Ok(b.restore_group(group_id)),
             Backend::Redis(b) => b.restore_group(group_id),
+            Backend::Rpc(_) => Err(BackendError::Unsupported("rpc:// keeps no group results (as in Celery)")),
         }
     }
 
@@ -212,6 +236,8 @@ impl Backend {
         match self {
             Backend::Disabled | Backend::Memory(_) => Ok(()),
             Backend::Redis(b) => crate::transport::redis::check(&b.url),
+            // The broker it replies over is checked as the broker.
+            Backend::Rpc(_) => Ok(()),
         }
     }
 
@@ -226,6 +252,7 @@ impl Backend {
             Backend::Disabled => "disabled://".to_owned(),
             Backend::Memory(_) => "memory://".to_owned(),
             Backend::Redis(b) => b.url.redacted(),
+            Backend::Rpc(_) => "rpc://".to_owned(),
         }
     }
 }

@@ -42,6 +42,11 @@ impl Client {
         ignore_result: bool,
     ) -> Self {
         let host = crate::hostname();
+        // rpc:// replies come to the backend's queue: it is this process's oid.
+        let oid = match &backend {
+            crate::backend::Backend::Rpc(b) => b.reply_queue().to_owned(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
         Client {
             inner: Arc::new(ClientInner {
                 broker,
@@ -50,7 +55,7 @@ impl Client {
                 router,
                 ignore_result,
                 origin: format!("gen{}@{host}", std::process::id()),
-                oid: uuid::Uuid::new_v4().to_string(),
+                oid,
             }),
         }
     }

@@ -142,6 +142,8 @@ pub struct Config {
     /// `global_keyprefix`, `priority_steps`, …): the broker's transport reads and checks them
     /// when the app is built, so each transport takes its own.
     pub broker_transport_options: Map<String, Value>,
+    /// `result_persistent`: rpc:// results are sent persistent (delivery mode 2).
+    pub result_persistent: bool,
     /// `task_queue_max_priority`: AMQP queues are declared with this `x-max-priority`.
     pub task_queue_max_priority: Option<u8>,
     /// `task_default_queue_type`: `classic` (default) or `quorum`, for AMQP queues.
@@ -201,6 +203,7 @@ impl Default for Config {
             timezone: "UTC".into(),
             enable_utc: true,
             broker_transport_options: Map::new(),
+            result_persistent: false,
             task_queue_max_priority: None,
             task_default_queue_type: "classic".into(),
             result_backend_transport_options: ResultTransportOptions::default(),

@@ -47,6 +47,10 @@ pub struct ResultMeta {
     pub queue: Option<String>,
     /// The task id.
     pub task_id: String,
+    /// Where an rpc:// result goes: the request's `reply_to` queue and its `correlation_id`
+    /// (Celery's `destination_for`). Not part of the stored JSON.
+    #[serde(skip)]
+    pub destination: Option<(String, String)>,
 }
 
 impl ResultMeta {
@@ -73,6 +77,7 @@ impl ResultMeta {
             retries: None,
             queue: None,
             task_id: task_id.to_owned(),
+            destination: None,
         }
     }
 

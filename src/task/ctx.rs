@@ -146,6 +146,15 @@ impl TaskCtx {
         let mut m = ResultMeta::new(self.id(), State::parse(state), meta);
         m.parent_id = self.0.message.headers.parent_id.clone();
         m.group_id = self.0.message.headers.group.clone();
+        m.destination = self.destination();
         self.0.backend.store_detached(m);
+    }
+
+    /// Where an rpc:// backend sends this task's states: the message's `reply_to` and its
+    /// `correlation_id` (the task id when it has none).
+    pub(crate) fn destination(&self) -> Option<(String, String)> {
+        let p = &self.0.message.properties;
+        let reply_to = p.reply_to.clone().filter(|r| !r.is_empty())?;
+        Some((reply_to, p.correlation_id.clone().unwrap_or_else(|| self.id().to_owned())))
     }
 }

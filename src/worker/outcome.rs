@@ -182,8 +182,13 @@ fn store_meta(
 ) {
     let shared = &sh.shared;
     let h = of.headers();
+    let destination = match of {
+        Of::Ran(ctx) => ctx.destination(),
+        Of::Message(_) => None,
+    };
     let recorded = Recorded::keep(sh, of, &state, &result);
     let mut meta = ResultMeta::new(&h.id, state, result);
+    meta.destination = destination;
     meta.traceback = traceback;
     meta.group_id = h.group.clone();
     meta.parent_id = h.parent_id.clone();

@@ -68,3 +68,39 @@ fn acks_late_and_headers_keep_their_types() {
     w.shutdown();
     assert_eq!(rabbit().ready("q.late"), 0);
 }
+
+#[test]
+fn rpc_results_reach_the_client_that_sent_the_task() {
+    let app = base("rpc")
+        .broker(&rabbit().url())
+        .result_backend("rpc://")
+        .configure(|c| {
+            c.task_default_queue = "q.rpc".into();
+            c.task_track_started = true;
+        })
+        .build()
+        .unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().unwrap();
+    assert_eq!(ADD.delay(&client, (20, 22)).unwrap().get(T).unwrap(), 42);
+    let e = client.send_task("t.fail", ("nope",)).unwrap().get::<()>(T).unwrap_err();
+    assert_eq!(failure(e).exception.exc_type, "ValueError");
+    // STARTED arrives as a message too, before the outcome.
+    let slow = client.send_task("t.sleep", (300,)).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while slow.state().unwrap() != State::Started {
+        assert!(std::time::Instant::now() < deadline, "STARTED never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(slow.get::<u64>(T).unwrap(), 300);
+    assert_eq!(slow.state().unwrap(), State::Success);
+    let many: Vec<_> = (0..500).map(|i| ADD.delay(&client, (i, 1)).unwrap()).collect();
+    for (i, r) in many.iter().enumerate() {
+        assert_eq!(r.get(T).unwrap(), i as i64 + 1);
+    }
+    w.shutdown();
+    assert_eq!(rabbit().ready("q.rpc"), 0);
+    // A config that cannot work says so at start.
+    let bad = base("rpc2").broker("memory://").result_backend("rpc://").build().err().expect("rpc needs amqp");
+    assert!(bad.to_string().contains("needs an amqp:// broker_url"), "{bad}");
+}

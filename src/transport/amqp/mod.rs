@@ -5,11 +5,16 @@
 mod broker;
 mod connection;
 mod fanout;
+mod floor;
 mod frame;
 mod options;
+mod reply;
 mod table;
 
 pub use broker::{check, AmqpBroker, AmqpConsumer};
 pub use connection::AmqpError;
 pub use fanout::AmqpSubscription;
+pub use floor::raw_floor;
 pub use options::AmqpOptions;
+pub(crate) use reply::publish_reply;
+pub use reply::ReplyQueue;

@@ -1,0 +1,106 @@
+"""Python Celery 5.7 on RabbitMQ, the reference side of scripts/bench.sh's AMQP scenarios: drain
+with Redis results, drain without results, and sequential round trips, for -P solo -c 1 and
+-P prefork -c 2. Same tasks and output lines as pyperf.py.
+
+Env: PERF_BROKER (amqp://…), PERF_RESULTS (redis://…). Usage: pyperf_amqp.py N RTT_N
+"""
+import json
+import os
+import sys
+import time
+
+import redis
+from celery import Celery
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyperf import cpu_seconds, rss_mb, stop  # noqa: E402
+
+BROKER, RESULTS = os.environ["PERF_BROKER"], os.environ["PERF_RESULTS"]
+app = Celery("pyperf_amqp", broker=BROKER, backend=RESULTS)
+
+
+@app.task(name="perf.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="perf.noop", ignore_result=True)
+def noop():
+    return None
+
+
+def start_worker(pool, concurrency):
+    import subprocess
+    cmd = [sys.executable, "-m", "celery", "-A", "pyperf_amqp", "worker", "-P", pool, "-c", str(concurrency),
+           "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ready(conn):
+    return conn.default_channel.queue_declare("celery", passive=True).message_count
+
+
+def drain(pool, concurrency, n, task):
+    r = redis.Redis.from_url(RESULTS)
+    r.flushdb()
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            if task == "perf.add":
+                add.apply_async((i, i), producer=producer)
+            else:
+                noop.apply_async((), producer=producer)
+    p = start_worker(pool, concurrency)
+    start = None
+    with app.connection_for_write() as conn:
+        # The clock starts at the worker's first progress (the queue shrinks), as in pyperf.py.
+        # Without results the end is the queue empty of ready messages (up to the prefetch of
+        # early-acked tasks may still be running then: a few ms at most).
+        while True:
+            left = ready(conn)
+            if left < n and start is None:
+                start = time.monotonic()
+            if left == 0 and (task != "perf.add" or r.eval("return #redis.call('keys', 'celery-task-meta-*')", 0) >= n):
+                break
+            time.sleep(0.005)
+        secs = time.monotonic() - start
+        cpu = cpu_seconds(p.pid)
+        rss = rss_mb(p.pid)
+        stop(p)
+        # Unacked messages of a stopped worker are requeued: any left would show here.
+        time.sleep(0.3)
+        left = ready(conn)
+    if left:
+        print(f"FAILED drain: {left} messages left in the queue", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "drain", "broker": "amqp", "task": task,
+                      "results": task == "perf.add", "n": n, "seconds": round(secs, 4), "tasks_per_s": round(n / secs),
+                      "cpu_us_per_task": round(cpu * 1e6 / n, 1), "worker_rss_mb": round(rss, 1),
+                      "left_in_queue": left}), flush=True)
+
+
+def rtt(pool, concurrency, n):
+    redis.Redis.from_url(RESULTS).flushdb()
+    p = start_worker(pool, concurrency)
+    for i in range(20):
+        add.delay(i, i).get(timeout=30)
+    samples = []
+    for i in range(n):
+        t = time.perf_counter()
+        assert add.delay(i, 1).get(timeout=30) == i + 1
+        samples.append((time.perf_counter() - t) * 1e6)
+    stop(p)
+    samples.sort()
+    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))]
+    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "rtt", "broker": "amqp", "n": n,
+                      "p50_us": round(q(0.5), 1), "p90_us": round(q(0.9), 1), "p99_us": round(q(0.99), 1),
+                      "p999_us": round(q(0.999), 1), "max_us": round(samples[-1], 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    rtt_n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    for pool, c in [("solo", 1), ("prefork", 2)]:
+        drain(pool, c, n, "perf.add")
+        drain(pool, c, n, "perf.noop")
+        rtt(pool, c, rtt_n)
