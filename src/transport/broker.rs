@@ -98,6 +98,15 @@ impl Broker {
         }
     }
 
+    /// Declares `queues` where the broker keeps declared entities (AMQP; elsewhere a queue
+    /// exists once something is pushed to it). From outside the shards.
+    pub fn declare_queues(&self, queues: &[String]) -> Result<(), TransportError> {
+        match self {
+            Broker::Memory(_) | Broker::Redis(_) => Ok(()),
+            Broker::Amqp(b) => b.declare_queues(queues),
+        }
+    }
+
     /// Messages waiting in `queue` (all priorities).
     pub fn queue_len(&self, queue: &str) -> Result<usize, TransportError> {
         match self {

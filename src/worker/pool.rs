@@ -190,7 +190,7 @@ impl WorkerBuilder {
         let rate_limits = RateLimits::new(rates, self.config.worker_disable_rate_limits);
         let revoked = Revoked::open(self.config.worker_state_db.as_deref().map(std::path::Path::new))
             .map_err(|e| invalid("worker_state_db", e))?;
-        wait_for_services(&self.client, self.config.broker_connection_max_retries)?;
+        wait_for_services(&self.client, &self.queue_names(), self.config.broker_connection_max_retries)?;
         let (steal, locals) = StealSet::new(n, self.stealing);
         let c = &self.config;
         let shared = Arc::new(WorkerShared {
@@ -248,7 +248,7 @@ impl WorkerBuilder {
 /// broker connection at start: each failure is logged with its reason and the next delay, and
 /// the worker does not claim to be ready meanwhile. A refusal no retry can cure (a wrong
 /// password, a missing database) and the last of `max_retries` attempts are errors that say why.
-fn wait_for_services(client: &Client, max_retries: u32) -> Result<()> {
+fn wait_for_services(client: &Client, queues: &[String], max_retries: u32) -> Result<()> {
     let broker = client.broker();
     let backend = client.backend();
     type Check<'a> = &'a dyn Fn() -> std::result::Result<(), (bool, String)>;
@@ -277,6 +277,15 @@ fn wait_for_services(client: &Client, max_retries: u32) -> Result<()> {
             }
         }
     }
+    // Queues declared now, so a queue that exists with other arguments (RabbitMQ's
+    // PRECONDITION_FAILED) fails the start with RabbitMQ's words instead of a worker that never
+    // consumes.
+    broker.declare_queues(queues).map_err(|e| {
+        Error::Config(ConfigError::Invalid {
+            setting: "task_queues",
+            reason: format!("cannot declare the queues: {e}"),
+        })
+    })?;
     Ok(())
 }
 

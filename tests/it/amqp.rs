@@ -104,3 +104,46 @@ fn rpc_results_reach_the_client_that_sent_the_task() {
     let bad = base("rpc2").broker("memory://").result_backend("rpc://").build().err().expect("rpc needs amqp");
     assert!(bad.to_string().contains("needs an amqp:// broker_url"), "{bad}");
 }
+
+#[test]
+fn a_queue_declared_with_other_arguments_fails_the_worker_start_with_rabbitmqs_words() {
+    let results = RedisServer::start();
+    let plain = on_rabbit("pre", &results).build().unwrap();
+    plain.client().send_task("t.add", (1, 1)).unwrap();
+    let prio = on_rabbit("pre", &results).configure(|c| c.task_queue_max_priority = Some(10)).build().unwrap();
+    let e = prio.worker().start().err().expect("the start must fail");
+    let text = e.to_string();
+    assert!(text.contains("PRECONDITION_FAILED") && text.contains("x-max-priority"), "{text}");
+    // The client's publish says the same.
+    let e = prio.client().send_task("t.add", (1, 1)).unwrap_err().to_string();
+    assert!(e.contains("PRECONDITION_FAILED"), "{e}");
+    // The plain worker drains it.
+    let w = plain.worker().start().unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while rabbit().ready("q.pre") > 0 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.shutdown();
+}
+
+#[test]
+fn priorities_on_an_x_max_priority_queue_run_higher_first() {
+    let results = RedisServer::start();
+    let app = on_rabbit("prio", &results).configure(|c| c.task_queue_max_priority = Some(10)).build().unwrap();
+    let client = app.client();
+    let rs: Vec<_> = [1u8, 9, 5]
+        .iter()
+        .map(|p| {
+            client.send_task_with("t.whoami", (p.to_string(),), Map::new(), &SendOptions::new().priority(*p)).unwrap()
+        })
+        .collect();
+    let w = app.worker().concurrency(1).prefetch_multiplier(1).start().unwrap();
+    for r in &rs {
+        r.get::<serde_json::Value>(T).unwrap();
+    }
+    w.shutdown();
+    let done = |r: &celeriac::AsyncResult| client.backend().get(r.id()).unwrap().and_then(|m| m.date_done).unwrap();
+    let (low, high, mid) = (done(&rs[0]), done(&rs[1]), done(&rs[2]));
+    assert!(high <= mid && mid <= low, "priority 9 at {high}, 5 at {mid}, 1 at {low}");
+}

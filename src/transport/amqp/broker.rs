@@ -183,6 +183,18 @@ impl AmqpBroker {
         IoThread::global().run(move || b.publish_here(route, msg))
     }
 
+    /// Declares `queues` (Celery's entities for each) and waits for RabbitMQ's word on each.
+    pub fn declare_queues(self: &Arc<Self>, queues: &[String]) -> Result<(), TransportError> {
+        let (b, queues) = (self.clone(), queues.to_vec());
+        rt::block_on(IoThread::global().run(move || async move {
+            let conn = connection(&b.url);
+            for q in &queues {
+                b.ensure_declared(&conn, q).await?;
+            }
+            Ok(())
+        }))
+    }
+
     /// Messages ready in `queue` (`queue.declare` passive).
     pub fn queue_len(self: &Arc<Self>, q: &str) -> Result<usize, TransportError> {
         let (b, q) = (self.clone(), q.to_owned());
@@ -362,10 +374,13 @@ impl AmqpConsumer {
 
 fn to_delivery(d: Incoming, queues: &[String], owner: Arc<Owner>) -> Delivery {
     let p = &d.properties;
-    let map: Map<String, Value> = p.headers().as_ref().map(table::from_table).unwrap_or_default();
-    let headers = match serde_json::from_value::<Headers>(Value::Object(map.clone())) {
-        Ok(h) => h,
-        Err(_) => Headers::lenient(map),
+    let headers = match p.headers().as_ref() {
+        None => Headers::lenient(Map::new()),
+        Some(t) => match serde_json::from_slice::<Headers>(&table::to_json(t)) {
+            Ok(h) => h,
+            // Header by header, naming the ones that do not read (the worker fails the task).
+            Err(_) => Headers::lenient(table::from_table(t)),
+        },
     };
     let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
     let properties = Properties {

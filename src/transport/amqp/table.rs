@@ -61,6 +61,62 @@ pub(super) fn from_amqp(v: &AMQPValue) -> Value {
     }
 }
 
+/// A field table as JSON text, written straight from the table: reading task headers from it
+/// with serde_json allocates a fraction of what building a `Value` map first does.
+pub(super) fn to_json(t: &FieldTable) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write_table(&mut out, t);
+    out
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing into a Vec cannot fail");
+}
+
+fn write_table(out: &mut Vec<u8>, t: &FieldTable) {
+    out.push(b'{');
+    for (i, (k, v)) in t.inner().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k.as_str());
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
+}
+
+fn write_value(out: &mut Vec<u8>, v: &AMQPValue) {
+    use std::io::Write;
+    match v {
+        AMQPValue::Void => out.extend_from_slice(b"null"),
+        AMQPValue::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        AMQPValue::LongString(s) => match std::str::from_utf8(s.as_bytes()) {
+            Ok(s) => write_str(out, s),
+            Err(_) => write_str(out, &String::from_utf8_lossy(s.as_bytes())),
+        },
+        AMQPValue::ShortString(s) => write_str(out, s.as_str()),
+        AMQPValue::LongInt(i) => {
+            let _ = write!(out, "{i}");
+        }
+        AMQPValue::LongLongInt(i) => {
+            let _ = write!(out, "{i}");
+        }
+        AMQPValue::FieldArray(a) => {
+            out.push(b'[');
+            for (i, v) in a.as_slice().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, v);
+            }
+            out.push(b']');
+        }
+        AMQPValue::FieldTable(t) => write_table(out, t),
+        other => serde_json::to_writer(&mut *out, &from_amqp(other)).expect("writing into a Vec cannot fail"),
+    }
+}
+
 /// A field table as a JSON object.
 pub(super) fn from_table(t: &FieldTable) -> Map<String, Value> {
     t.inner().iter().map(|(k, v)| (k.as_str().to_owned(), from_amqp(v))).collect()
@@ -80,5 +136,6 @@ mod tests {
         assert!(matches!(t.inner().get("big"), Some(AMQPValue::LongLongInt(5_000_000_000))));
         assert!(matches!(t.inner().get("eta"), Some(AMQPValue::Void)));
         assert_eq!(Value::Object(from_table(&t)), h);
+        assert_eq!(serde_json::from_slice::<Value>(&to_json(&t)).unwrap(), h);
     }
 }
