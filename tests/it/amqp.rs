@@ -147,3 +147,36 @@ fn priorities_on_an_x_max_priority_queue_run_higher_first() {
     let (low, high, mid) = (done(&rs[0]), done(&rs[1]), done(&rs[2]));
     assert!(high <= mid && mid <= low, "priority 9 at {high}, 5 at {mid}, 1 at {low}");
 }
+
+/// A RabbitMQ restart while a worker drains acks_late tasks: the worker reconnects, declares and
+/// consumes again, and every task's result arrives (those in flight at the restart run again, as
+/// at-least-once delivery promises); the queue is empty at the end.
+#[test]
+fn a_broker_restart_under_load_loses_no_task() {
+    let node = RabbitServer::start();
+    let results = RedisServer::start();
+    let app = base("restart")
+        .broker(&node.url())
+        .result_backend(&results.url())
+        .configure(|c| c.task_acks_late = true)
+        .build()
+        .unwrap();
+    let client = app.client();
+    let n = 5000;
+    let rs = client.send_batch("t.hog", (0..n).map(|_| (1u64,))).unwrap();
+    let w = app.worker().concurrency(2).start().unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while w.stats().processed < 500 {
+        assert!(std::time::Instant::now() < deadline, "the worker is not draining");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    node.restart(Duration::from_millis(500));
+    let at_restart = w.stats().processed;
+    assert!(at_restart < n as u64, "the drain ended before the restart ({at_restart} processed)");
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get::<u64>(Duration::from_secs(90)).unwrap(), 1, "task {i} lost");
+    }
+    let stats = w.shutdown();
+    assert!(stats.processed >= n as u64, "{} processed", stats.processed);
+    assert_eq!(node.ready("celery"), 0);
+}

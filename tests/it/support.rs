@@ -271,6 +271,7 @@ pub(crate) fn raw_redis(port: u16, args: &[&str]) -> String {
 pub(crate) struct RabbitServer {
     pub port: u16,
     epmd_port: u16,
+    dist_port: u16,
     dir: std::path::PathBuf,
 }
 
@@ -286,38 +287,65 @@ impl RabbitServer {
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
         // As root the package's script runs the node as user rabbitmq: it must own the dirs.
         let _ = std::process::Command::new("chown").args(["-R", "rabbitmq"]).arg(&dir).status();
+        let s = RabbitServer { port, epmd_port, dist_port, dir };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&self) {
         let bin = std::env::var("CELERIAC_RABBITMQ_SERVER").unwrap_or_else(|_| "/usr/sbin/rabbitmq-server".into());
-        let out = std::fs::File::create(dir.join("server.out")).unwrap();
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.out")).unwrap();
+        let _ = std::process::Command::new("chown").arg("rabbitmq").arg(self.dir.join("server.out")).status();
         std::process::Command::new("setsid")
             .arg(&bin)
-            .current_dir(&dir)
-            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .current_dir(&self.dir)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODENAME", format!("celeriac{port}@localhost"))
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-            .env("RABBITMQ_PID_FILE", dir.join("pid"))
-            .env("ERL_EPMD_PORT", epmd_port.to_string())
+            .env("RABBITMQ_NODENAME", format!("celeriac{}@localhost", self.port))
+            .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", self.dir.join("pid"))
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {bin} ({e}): run scripts/test.sh, which installs rabbitmq-server")
             });
-        let s = RabbitServer { port, epmd_port, dir };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         // The port opens once the broker booted; AMQP logins work from then on.
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "rabbitmq-server did not start on port {port}: {}",
-                std::fs::read_to_string(s.dir.join("server.out")).unwrap_or_default()
+                "rabbitmq-server did not start on port {}: {}",
+                self.port,
+                std::fs::read_to_string(self.dir.join("server.out")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        s
+    }
+
+    /// Stops the node (SIGTERM by its pid file, as its init script would) and starts it again on
+    /// the same ports and data: durable queues and persistent messages survive.
+    pub(crate) fn restart(&self, down_for: Duration) {
+        self.stop_node();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    fn stop_node(&self) {
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("pid")).ok().and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            send_signal(pid, 15);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            send_signal(pid, 9);
+        }
+        let _ = std::fs::remove_file(self.dir.join("pid"));
     }
 
     pub(crate) fn url(&self) -> String {
@@ -363,15 +391,7 @@ impl Drop for RabbitServer {
 
 impl RabbitServer {
     fn stop(&self) {
-        if let Some(pid) = std::fs::read_to_string(self.dir.join("pid")).ok().and_then(|p| p.trim().parse::<u32>().ok())
-        {
-            send_signal(pid, 15);
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while std::path::Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            send_signal(pid, 9);
-        }
+        self.stop_node();
         let _ = std::process::Command::new("epmd")
             .args(["-port", &self.epmd_port.to_string(), "-kill"])
             .stdout(std::process::Stdio::null())
