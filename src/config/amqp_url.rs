@@ -11,8 +11,9 @@ use std::time::Duration;
 /// Where and how to reach RabbitMQ.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct AmqpUrl {
-    /// TLS (`amqps://`).
-    pub tls: bool,
+    /// TLS (`amqps://`, or `broker_use_ssl`): how the server certificate is checked, from the
+    /// query's `ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` (redis-py's names).
+    pub tls: Option<super::TlsOptions>,
     /// The host name or address.
     pub host: String,
     /// The port (5672, or 5671 with TLS, when absent).
@@ -58,12 +59,12 @@ impl AmqpUrl {
     /// Parses `amqp://`, `amqps://`, `pyamqp://` or `librabbitmq://`.
     pub fn parse(url: &str) -> Result<AmqpUrl, String> {
         let (scheme, rest) = url.split_once("://").ok_or("expected amqp://…")?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let tls = match scheme {
-            "amqp" | "pyamqp" | "librabbitmq" => false,
-            "amqps" => true,
+            "amqp" | "pyamqp" | "librabbitmq" => None,
+            "amqps" => Some(super::redis_url::tls_options(query)?),
             other => return Err(format!("{other}:// is not an AMQP scheme")),
         };
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
         let (user, password) = match userinfo.split_once(':') {
@@ -71,7 +72,7 @@ impl AmqpUrl {
             None if userinfo.is_empty() => ("guest".to_owned(), "guest".to_owned()),
             None => (pct_decode(userinfo)?, "guest".to_owned()),
         };
-        let default_port = if tls { 5671 } else { 5672 };
+        let default_port = if tls.is_some() { 5671 } else { 5672 };
         let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
             let (h, p) = h.split_once(']').ok_or("unclosed [ in the host")?;
             (h.to_owned(), p.strip_prefix(':'))
@@ -117,7 +118,7 @@ impl AmqpUrl {
 
     /// The URL with the password hidden, for logs and errors.
     pub fn redacted(&self) -> String {
-        let scheme = if self.tls { "amqps" } else { "amqp" };
+        let scheme = if self.tls.is_some() { "amqps" } else { "amqp" };
         let vhost = if self.vhost == "/" { "/".to_owned() } else { self.vhost.replace('/', "%2F") };
         format!("{scheme}://{}:**@{}:{}/{vhost}", self.user, self.host, self.port)
     }
@@ -138,9 +139,11 @@ mod tests {
         assert_eq!(AmqpUrl::parse("pyamqp://u:p%40ss@h:1234//").unwrap().vhost, "/");
         let u = AmqpUrl::parse("amqps://u:p%40ss@h/prod?heartbeat=10").unwrap();
         assert_eq!(
-            (u.tls, u.port, u.password.as_str(), u.vhost.as_str(), u.heartbeat),
+            (u.tls.is_some(), u.port, u.password.as_str(), u.vhost.as_str(), u.heartbeat),
             (true, 5671, "p@ss", "prod", 10)
         );
+        let t = AmqpUrl::parse("amqps://h/?ssl_cert_reqs=none&ssl_ca_certs=%2Fca.pem").unwrap().tls.unwrap();
+        assert_eq!((t.verify, t.ca_certs.as_deref()), (false, Some("/ca.pem")));
         assert_eq!(AmqpUrl::parse("amqp://h/%2Fa").unwrap().vhost, "/a");
         assert_eq!(AmqpUrl::parse("librabbitmq://[::1]:5673/").unwrap().host, "::1");
         assert!(!u.redacted().contains("p@ss"));

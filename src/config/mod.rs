@@ -142,6 +142,12 @@ pub struct Config {
     /// `global_keyprefix`, `priority_steps`, …): the broker's transport reads and checks them
     /// when the app is built, so each transport takes its own.
     pub broker_transport_options: Map<String, Value>,
+    /// `broker_use_ssl`: `true`, or a table of `ca_certs`, `certfile`, `keyfile` and `cert_reqs`
+    /// (`required`/`none`), turns TLS on for an `amqp://` broker (kombu's `ssl` argument; the
+    /// port stays the URL's).
+    pub broker_use_ssl: Option<Value>,
+    /// `broker_login_method`: how to log in to RabbitMQ; celeriac speaks `PLAIN`.
+    pub broker_login_method: Option<String>,
     /// `result_persistent`: rpc:// results are sent persistent (delivery mode 2).
     pub result_persistent: bool,
     /// `task_queue_max_priority`: AMQP queues are declared with this `x-max-priority`.
@@ -203,6 +209,8 @@ impl Default for Config {
             timezone: "UTC".into(),
             enable_utc: true,
             broker_transport_options: Map::new(),
+            broker_use_ssl: None,
+            broker_login_method: None,
             result_persistent: false,
             task_queue_max_priority: None,
             task_default_queue_type: "classic".into(),
@@ -293,6 +301,48 @@ impl Config {
         }
     }
 
+    /// `broker_use_ssl` and `broker_login_method` on an AMQP broker URL.
+    fn apply_amqp_settings(&self, u: &mut AmqpUrl) -> Result<(), ConfigError> {
+        let invalid = |setting: &'static str, reason: String| ConfigError::Invalid { setting, reason };
+        match self.broker_login_method.as_deref() {
+            None | Some("PLAIN") => {}
+            Some(other) => {
+                return Err(invalid(
+                    "broker_login_method",
+                    format!("{other:?}: celeriac logs in to RabbitMQ with PLAIN (RabbitMQ's default)"),
+                ))
+            }
+        }
+        match &self.broker_use_ssl {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => {
+                u.tls.get_or_insert(TlsOptions { verify: true, ..TlsOptions::default() });
+            }
+            Some(Value::Object(m)) => {
+                let mut t = u.tls.clone().unwrap_or(TlsOptions { verify: true, ..TlsOptions::default() });
+                for (k, v) in m {
+                    let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                    match k.as_str() {
+                        "ca_certs" => t.ca_certs = Some(text),
+                        "certfile" => t.certfile = Some(text),
+                        "keyfile" => t.keyfile = Some(text),
+                        "cert_reqs" => {
+                            t.verify = match text.to_ascii_lowercase().as_str() {
+                                "required" | "cert_required" | "optional" | "cert_optional" | "2" | "1" => true,
+                                "none" | "cert_none" | "0" => false,
+                                other => return Err(invalid("broker_use_ssl", format!("cert_reqs = {other:?}"))),
+                            }
+                        }
+                        other => return Err(invalid("broker_use_ssl", format!("{other:?} is not a TLS option"))),
+                    }
+                }
+                u.tls = Some(t);
+            }
+            Some(other) => return Err(invalid("broker_use_ssl", format!("{other}: expected true or a table"))),
+        }
+        Ok(())
+    }
+
     /// Checks every setting and resolves names to types.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let serializer = |setting: &'static str, name: &str| {
@@ -338,8 +388,12 @@ impl Config {
         if self.worker_eta_task_limit == Some(0) {
             return Err(ConfigError::Invalid { setting: "worker_eta_task_limit", reason: "must be at least 1".into() });
         }
+        let mut broker = Url::parse("broker_url", &self.broker_url)?;
+        if let Url::Amqp(u) = &mut broker {
+            self.apply_amqp_settings(u)?;
+        }
         Ok(Settings {
-            broker: Url::parse("broker_url", &self.broker_url)?,
+            broker,
             backend: self.result_backend.as_deref().map(|u| Url::parse("result_backend", u)).transpose()?,
             task_serializer: serializer("task_serializer", &self.task_serializer)?,
             result_serializer: serializer("result_serializer", &self.result_serializer)?,
@@ -371,6 +425,25 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_use_ssl_and_login_method_on_amqp() {
+        let c = Config::from_toml_str(
+            r#"
+            broker_url = "amqp://h:5671//"
+            [broker_use_ssl]
+            ca_certs = "/ca.pem"
+            cert_reqs = "required"
+            "#,
+        )
+        .unwrap();
+        let Url::Amqp(u) = c.validate().unwrap().broker else { panic!("amqp") };
+        assert_eq!(u.tls.map(|t| (t.verify, t.ca_certs)), Some((true, Some("/ca.pem".into()))));
+        let c = Config { broker_url: "amqp://h//".into(), broker_login_method: Some("EXTERNAL".into()), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("PLAIN"));
+        let c = Config { broker_url: "amqp://h//".into(), broker_use_ssl: Some(Value::from(3)), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("broker_use_ssl"));
+    }
 
     #[test]
     fn toml_env_and_defaults() {

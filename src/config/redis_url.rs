@@ -67,7 +67,8 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn tls_options(query: &str) -> Result<TlsOptions, String> {
+/// redis-py's TLS query options (kombu reads the same names on `amqps://`).
+pub(super) fn tls_options(query: &str) -> Result<TlsOptions, String> {
     let mut t = TlsOptions { verify: true, ..TlsOptions::default() };
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

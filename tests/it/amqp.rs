@@ -180,3 +180,33 @@ fn a_broker_restart_under_load_loses_no_task() {
     assert!(stats.processed >= n as u64, "{} processed", stats.processed);
     assert_eq!(node.ready("celery"), 0);
 }
+
+#[test]
+fn amqps_with_the_nodes_ca_and_a_clear_error_without_it() {
+    let node = RabbitServer::start_tls();
+    let results = RedisServer::start();
+    let port = node.tls_port.unwrap();
+    let ca = node.ca_file().display().to_string().replace('/', "%2F");
+    let url = format!("amqps://guest:guest@127.0.0.1:{port}//?ssl_ca_certs={ca}");
+    let app = base("tls").broker(&url).result_backend(&results.url()).build().unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&app.client(), (2, 3)).unwrap().get(T).unwrap(), 5);
+    w.shutdown();
+    // The same node without its CA: the start fails and says why.
+    let bad = base("tls")
+        .broker(&format!("amqps://guest:guest@127.0.0.1:{port}//"))
+        .result_backend(&results.url())
+        .configure(|c| c.broker_connection_max_retries = 1)
+        .build()
+        .unwrap();
+    let e = bad.worker().start().err().expect("an untrusted certificate must fail the start").to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // A login that RabbitMQ refuses is fatal at once, with its words.
+    let refused = base("tls")
+        .broker(&format!("amqps://guest:wrong@127.0.0.1:{port}//?ssl_ca_certs={ca}"))
+        .result_backend(&results.url())
+        .build()
+        .unwrap();
+    let e = refused.worker().start().err().expect("a wrong password must fail the start").to_string();
+    assert!(e.contains("ACCESS_REFUSED"), "{e}");
+}

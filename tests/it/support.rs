@@ -84,61 +84,7 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("celeriac-redis-tls-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // A CA and a server certificate it signs (webpki refuses a self-signed end entity).
-        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-        let openssl = |args: &[&str]| {
-            let ok = std::process::Command::new("openssl")
-                .current_dir(&dir)
-                .args(args)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .expect("openssl (Debian package openssl) makes the test certificates");
-            assert!(ok.success(), "openssl {args:?} failed");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=celeriac-test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "server.csr",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ]);
+        make_test_certs(&dir);
         let mut s = RedisServer { port, dir, child: None, tls: true };
         s.spawn();
         s
@@ -213,6 +159,65 @@ impl Drop for RedisServer {
     }
 }
 
+/// A CA (`ca.pem`) and a server certificate it signs (`cert.pem`, `key.pem`) for 127.0.0.1 in
+/// `dir` (webpki refuses a self-signed end entity).
+pub(crate) fn make_test_certs(dir: &std::path::Path) {
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        let openssl = |args: &[&str]| {
+            let ok = std::process::Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl (Debian package openssl) makes the test certificates");
+            assert!(ok.success(), "openssl {args:?} failed");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=celeriac-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ]);
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -270,6 +275,8 @@ pub(crate) fn raw_redis(port: u16, args: &[&str]) -> String {
 /// `epmd -kill`. It starts in about 5 s, so a test binary shares one ([`rabbit`]).
 pub(crate) struct RabbitServer {
     pub port: u16,
+    /// The TLS listener's port, for a node started with [`RabbitServer::start_tls`].
+    pub tls_port: Option<u16>,
     epmd_port: u16,
     dist_port: u16,
     dir: std::path::PathBuf,
@@ -277,6 +284,20 @@ pub(crate) struct RabbitServer {
 
 impl RabbitServer {
     pub(crate) fn start() -> RabbitServer {
+        Self::start_with(false)
+    }
+
+    /// A node with a TLS listener too, its certificate signed by `ca.pem` in its directory.
+    pub(crate) fn start_tls() -> RabbitServer {
+        Self::start_with(true)
+    }
+
+    /// The CA that signed a TLS node's certificate.
+    pub(crate) fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_with(tls: bool) -> RabbitServer {
         let port = free_port();
         let (epmd_port, dist_port) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("celeriac-rabbit-{}-{port}", std::process::id()));
@@ -285,9 +306,23 @@ impl RabbitServer {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        let tls_port = tls.then(|| {
+            make_test_certs(&dir);
+            let p = free_port();
+            let d = dir.display();
+            std::fs::write(
+                dir.join("rabbitmq.conf"),
+                format!(
+                    "listeners.ssl.default = {p}\nssl_options.cacertfile = {d}/ca.pem\nssl_options.certfile = {d}/cert.pem\n\
+                     ssl_options.keyfile = {d}/key.pem\nssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n"
+                ),
+            )
+            .unwrap();
+            p
+        });
         // As root the package's script runs the node as user rabbitmq: it must own the dirs.
         let _ = std::process::Command::new("chown").args(["-R", "rabbitmq"]).arg(&dir).status();
-        let s = RabbitServer { port, epmd_port, dist_port, dir };
+        let s = RabbitServer { port, tls_port, epmd_port, dist_port, dir };
         s.spawn();
         s
     }
@@ -295,9 +330,12 @@ impl RabbitServer {
     fn spawn(&self) {
         let bin = std::env::var("CELERIAC_RABBITMQ_SERVER").unwrap_or_else(|_| "/usr/sbin/rabbitmq-server".into());
         let out = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.out")).unwrap();
+        let mut cmd = std::process::Command::new("setsid");
+        if self.tls_port.is_some() {
+            cmd.env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"));
+        }
         let _ = std::process::Command::new("chown").arg("rabbitmq").arg(self.dir.join("server.out")).status();
-        std::process::Command::new("setsid")
-            .arg(&bin)
+        cmd.arg(&bin)
             .current_dir(&self.dir)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
@@ -316,7 +354,10 @@ impl RabbitServer {
             });
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         // The port opens once the broker booted; AMQP logins work from then on.
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let last = self.tls_port.unwrap_or(self.port);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", last)).is_err()
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "rabbitmq-server did not start on port {}: {}",

@@ -299,17 +299,13 @@ fn channel_close_text(c: &channel::Close) -> String {
 async fn connect(url: &AmqpUrl) -> Result<Box<dyn Io>, String> {
     let tcp = rt::net::TcpStream::connect((url.host.as_str(), url.port)).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    if !url.tls {
-        return Ok(Box::new(tcp));
-    }
-    let config =
-        crate::transport::tls::client_config(&crate::config::TlsOptions { verify: true, ..Default::default() })
-            .map_err(|e| e.to_string())?;
+    let Some(tls) = &url.tls else { return Ok(Box::new(tcp)) };
+    let config = crate::transport::tls::client_config(tls)?;
     let name = crate::transport::tls::server_name(&url.host).map_err(|e| e.to_string())?;
     Ok(Box::new(futures_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| e.to_string())?))
 }
 
-/// Reads frames until one for `channel` that is a method arrives.
+/// Reads frames until a method arrives (the handshake's replies are on channels 0, 1 and 2).
 async fn read_method(io: &mut Box<dyn Io>, buf: &mut BytesMut) -> Result<AMQPClass, String> {
     let mut chunk = [0u8; 4096];
     loop {
