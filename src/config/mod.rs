@@ -439,7 +439,11 @@ mod tests {
         .unwrap();
         let Url::Amqp(u) = c.validate().unwrap().broker else { panic!("amqp") };
         assert_eq!(u.tls.map(|t| (t.verify, t.ca_certs)), Some((true, Some("/ca.pem".into()))));
-        let c = Config { broker_url: "amqp://h//".into(), broker_login_method: Some("EXTERNAL".into()), ..Config::default() };
+        let c = Config {
+            broker_url: "amqp://h//".into(),
+            broker_login_method: Some("EXTERNAL".into()),
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("PLAIN"));
         let c = Config { broker_url: "amqp://h//".into(), broker_use_ssl: Some(Value::from(3)), ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().contains("broker_use_ssl"));

@@ -21,9 +21,13 @@ fn fresh_celery_queue() -> String {
 }
 
 fn assert_drained(worker: &Proc) {
+    assert_queue_drained("celery", worker)
+}
+
+fn assert_queue_drained(queue: &str, worker: &Proc) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (ready, unacked) = rabbit().counts("celery");
+        let (ready, unacked) = rabbit().counts(queue);
         if ready + unacked == 0 {
             return;
         }
@@ -152,5 +156,77 @@ fn acks_late_tasks_of_a_sigkilled_worker_run_on_the_other_kind() {
         assert_eq!(r.get::<f64>(Duration::from_secs(60)).unwrap(), 2.0);
     }
     assert_drained(&py);
+    let _ = std::fs::remove_file(cfg);
+}
+
+#[test]
+fn rpc_results_between_python_and_celeriac_both_ways() {
+    let _serial = serial();
+    let broker = fresh_celery_queue();
+    // A Python client with rpc:// against a celeriac worker replying with rpc://.
+    let cfg = std::env::temp_dir().join(format!("celeriac-rpc-{}.toml", free_port()));
+    std::fs::write(&cfg, "task_track_started = true\n").unwrap();
+    let mut worker = celeriac_worker_on(&broker, "rpc://", Some(&cfg), "ra5", &[]);
+    python_checks_on(&broker, "rpc://", &worker, "rpc_checks.py", "all python rpc checks passed");
+    worker.stop();
+    assert_drained(&worker);
+    // A celeriac client with rpc:// against a Python worker.
+    let py = python_worker_on(&broker, "rpc://", &[], "pa5");
+    let app = App::builder("interop").use_env(false).broker(&broker).result_backend("rpc://").build().unwrap();
+    let client = app.client();
+    let rs: Vec<_> = (0..50).map(|i| ADD.delay(&client, (i, i)).unwrap()).collect();
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get(T).unwrap(), 2 * i as i64);
+    }
+    match client.send_task("proj.tasks.fail", ("boom",)).unwrap().get::<i64>(T) {
+        Err(Error::TaskFailed(f)) => assert_eq!(f.exception.exc_type, "ValueError"),
+        other => panic!("expected a ValueError from Python, got {other:?}"),
+    }
+    assert_drained(&py);
+    let _ = std::fs::remove_file(cfg);
+}
+
+#[test]
+fn quorum_queues_with_countdown_both_ways() {
+    let _serial = serial();
+    let results = RedisServer::start();
+    let broker = rabbit().url();
+    // A queue of its own: `celery` exists as a classic queue on the shared node.
+    let q = "quorum.celery";
+    let cfg = std::env::temp_dir().join(format!("celeriac-quorum-{}.toml", free_port()));
+    std::fs::write(&cfg, format!("task_default_queue = \"{q}\"\ntask_default_queue_type = \"quorum\"\n")).unwrap();
+    let mut ours = celeriac_worker_on(&broker, &results.url(), Some(&cfg), "ra6", &[]);
+    let types = rabbit().ctl(&["list_queues", "-q", "--no-table-headers", "name", "type"]);
+    assert!(types.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [q, "quorum"]), "{types}");
+    let app = App::builder("interop")
+        .use_env(false)
+        .broker(&broker)
+        .result_backend(&results.url())
+        .configure(|c| {
+            c.task_default_queue = "quorum.celery".into();
+            c.task_default_queue_type = "quorum".into();
+        })
+        .build()
+        .unwrap();
+    let client = app.client();
+    let countdown = celeriac::SendOptions::new().countdown(Duration::from_secs(1));
+    let started = Instant::now();
+    let rs: Vec<_> = (0..5)
+        .map(|i| client.send_task_with("proj.tasks.add", (i, 1), serde_json::Map::new(), &countdown).unwrap())
+        .collect();
+    let now = ADD.delay(&client, (1, 1)).unwrap();
+    assert_eq!(now.get(T).unwrap(), 2);
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get::<i64>(T).unwrap(), i as i64 + 1);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "countdown ignored");
+    ours.stop();
+    // The same queue served by a Python worker.
+    let py = python_worker_on(&broker, &results.url(), &[("PYPROJ_QUEUE_TYPE", "quorum"), ("PYPROJ_QUEUE", q)], "pa6");
+    let started = Instant::now();
+    let r = client.send_task_with("proj.tasks.add", (4, 4), serde_json::Map::new(), &countdown).unwrap();
+    assert_eq!(r.get::<i64>(T).unwrap(), 8, "{}", py.output());
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_queue_drained(q, &py);
     let _ = std::fs::remove_file(cfg);
 }

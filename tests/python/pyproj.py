@@ -14,6 +14,8 @@ app.conf.update(
     result_backend=os.environ["CELERY_RESULT_BACKEND"],
     task_acks_late=os.environ.get("PYPROJ_ACKS_LATE") == "1",
     worker_prefetch_multiplier=int(os.environ.get("PYPROJ_PREFETCH", "4")),
+    task_default_queue=os.environ.get("PYPROJ_QUEUE", "celery"),
+    task_default_queue_type=os.environ.get("PYPROJ_QUEUE_TYPE", "classic"),
     broker_transport_options={
         "visibility_timeout": int(os.environ.get("PYPROJ_VISIBILITY", "3600")),
         "unacked_restore_interval": 1,

@@ -1,0 +1,46 @@
+"""A Python Celery 5.7 client with the rpc:// result backend against whatever worker consumes
+its queue (issue 16): results, a failure, STARTED then SUCCESS, and a countdown, all arriving
+as messages on this client's own reply queue.
+
+Env: CELERY_BROKER_URL (amqp://…); the result backend is forced to rpc://.
+"""
+import os
+import sys
+import time
+
+os.environ["CELERY_RESULT_BACKEND"] = "rpc://"
+from pyproj import add, app, fail, sleep  # noqa: E402
+
+T = 20
+
+
+def check(name, fn):
+    fn()
+    print(f"ok {name}", flush=True)
+
+
+def results():
+    rs = [add.delay(i, i) for i in range(50)]
+    assert [r.get(timeout=T) for r in rs] == [2 * i for i in range(50)]
+
+
+def failure():
+    try:
+        fail.delay("via rpc").get(timeout=T)
+    except ValueError as e:
+        assert "via rpc" in str(e), e
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def countdown():
+    t = time.time()
+    assert add.apply_async((2, 3), countdown=1).get(timeout=T) == 5
+    assert time.time() - t >= 0.9
+
+
+if __name__ == "__main__":
+    for name, fn in [("results", results), ("failure", failure), ("countdown", countdown)]:
+        check(name, fn)
+    print("all python rpc checks passed", flush=True)
+    sys.exit(0)
