@@ -18,7 +18,8 @@ import redis
 from celery import Celery
 
 BROKER = os.environ["PERF_BROKER"]
-app = Celery("pyperf", broker=BROKER, backend=BROKER)
+# Results in the broker's Redis, or PERF_RESULTS with another broker (pyperf_amqp.py).
+app = Celery("pyperf", broker=BROKER, backend=os.environ.get("PERF_RESULTS", BROKER))
 app.conf.update(worker_hijack_root_logger=False, worker_redirect_stdouts=False)
 
 
@@ -124,24 +125,33 @@ def drain(pool, concurrency, n, task):
           flush=True)
 
 
-def rtt(pool, concurrency, n):
-    redis.Redis.from_url(BROKER).flushdb()
-    p = start_worker(pool, concurrency)
+def round_trips(task, n):
+    """n sequential task.delay(i, 1).get() after 20 warm-up calls: the sorted samples in µs."""
     for i in range(20):
-        add.delay(i, i).get(timeout=30)
+        task.delay(i, i).get(timeout=30)
     samples = []
     for i in range(n):
         t = time.perf_counter()
-        assert add.delay(i, 1).get(timeout=30) == i + 1
+        assert task.delay(i, 1).get(timeout=30) == i + 1
         samples.append((time.perf_counter() - t) * 1e6)
+    samples.sort()
+    return samples
+
+
+def rtt_line(impl, broker, samples, **extra):
+    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))]
+    return json.dumps({"impl": impl, "scenario": "rtt", "broker": broker, "n": len(samples),
+                       "p50_us": round(q(0.5), 1), "p90_us": round(q(0.9), 1), "p99_us": round(q(0.99), 1),
+                       "p999_us": round(q(0.999), 1), "max_us": round(samples[-1], 1), **extra})
+
+
+def rtt(pool, concurrency, n):
+    redis.Redis.from_url(BROKER).flushdb()
+    p = start_worker(pool, concurrency)
+    samples = round_trips(add, n)
     idle_rss = rss_mb(p.pid)
     stop(p)
-    samples.sort()
-    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))]
-    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "rtt", "broker": "redis", "n": n,
-                      "p50_us": round(q(0.5), 1), "p90_us": round(q(0.9), 1), "p99_us": round(q(0.99), 1),
-                      "p999_us": round(q(0.999), 1), "max_us": round(samples[-1], 1), "worker_rss_mb": round(idle_rss, 1)}),
-          flush=True)
+    print(rtt_line(f"celery-{pool}-c{concurrency}", "redis", samples, worker_rss_mb=round(idle_rss, 1)), flush=True)
 
 
 def open_loop(pool, concurrency, rate, secs=2):

@@ -10,31 +10,12 @@ import sys
 import time
 
 import redis
-from celery import Celery
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pyperf import cpu_seconds, rss_mb, stop  # noqa: E402
+# The same app, tasks and worker as pyperf.py (PERF_RESULTS sends its results to Redis).
+from pyperf import add, app, cpu_seconds, noop, round_trips, rss_mb, rtt_line, start_worker, stop  # noqa: E402
 
-BROKER, RESULTS = os.environ["PERF_BROKER"], os.environ["PERF_RESULTS"]
-app = Celery("pyperf_amqp", broker=BROKER, backend=RESULTS)
-
-
-@app.task(name="perf.add")
-def add(x, y):
-    return x + y
-
-
-@app.task(name="perf.noop", ignore_result=True)
-def noop():
-    return None
-
-
-def start_worker(pool, concurrency):
-    import subprocess
-    cmd = [sys.executable, "-m", "celery", "-A", "pyperf_amqp", "worker", "-P", pool, "-c", str(concurrency),
-           "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+RESULTS = os.environ["PERF_RESULTS"]
 
 
 def ready(conn):
@@ -89,19 +70,9 @@ def drain(pool, concurrency, n, task):
 def rtt(pool, concurrency, n):
     redis.Redis.from_url(RESULTS).flushdb()
     p = start_worker(pool, concurrency)
-    for i in range(20):
-        add.delay(i, i).get(timeout=30)
-    samples = []
-    for i in range(n):
-        t = time.perf_counter()
-        assert add.delay(i, 1).get(timeout=30) == i + 1
-        samples.append((time.perf_counter() - t) * 1e6)
+    samples = round_trips(add, n)
     stop(p)
-    samples.sort()
-    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))]
-    print(json.dumps({"impl": f"celery-{pool}-c{concurrency}", "scenario": "rtt", "broker": "amqp", "n": n,
-                      "p50_us": round(q(0.5), 1), "p90_us": round(q(0.9), 1), "p99_us": round(q(0.99), 1),
-                      "p999_us": round(q(0.999), 1), "max_us": round(samples[-1], 1)}), flush=True)
+    print(rtt_line(f"celery-{pool}-c{concurrency}", "amqp", samples), flush=True)
 
 
 if __name__ == "__main__":

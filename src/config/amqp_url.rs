@@ -73,20 +73,12 @@ impl AmqpUrl {
             None => (pct_decode(userinfo)?, "guest".to_owned()),
         };
         let default_port = if tls.is_some() { 5671 } else { 5672 };
-        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-            let (h, p) = h.split_once(']').ok_or("unclosed [ in the host")?;
-            (h.to_owned(), p.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p)),
-                None => (hostport.to_owned(), None),
-            }
-        };
+        let (host, port) = super::redis_url::split_host_port(hostport)?;
         let port = match port {
             None | Some("") => default_port,
             Some(p) => p.parse().map_err(|_| format!("port {p:?} is not a number"))?,
         };
-        let host = if host.is_empty() { "localhost".to_owned() } else { pct_decode(&host)? };
+        let host = if host.is_empty() { "localhost".to_owned() } else { pct_decode(host)? };
         let vhost = if path.is_empty() { "/".to_owned() } else { pct_decode(path)? };
         let mut u = AmqpUrl {
             tls,

@@ -67,6 +67,20 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `host[:port]` or `[v6 address][:port]`: the host and the port text, if any.
+pub(super) fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), String> {
+    Ok(match hostport.strip_prefix('[') {
+        Some(h) => {
+            let (h, p) = h.split_once(']').ok_or("unclosed [ in an IPv6 host")?;
+            (h, p.strip_prefix(':'))
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    })
+}
+
 /// redis-py's TLS query options (kombu reads the same names on `amqps://`).
 pub(super) fn tls_options(query: &str) -> Result<TlsOptions, String> {
     let mut t = TlsOptions { verify: true, ..TlsOptions::default() };
@@ -135,15 +149,8 @@ impl RedisUrl {
             Some((hp, _)) => (hp, 0),
             None => (hostpart, 0),
         };
-        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-            let (h, p) = h.split_once(']').ok_or("unclosed [ in an IPv6 host")?;
-            (h.to_owned(), p.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p)),
-                None => (hostport.to_owned(), None),
-            }
-        };
+        let (host, port) = split_host_port(hostport)?;
+        let host = host.to_owned();
         let port = match port {
             Some(p) if !p.is_empty() => {
                 p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))?

@@ -10,6 +10,7 @@ pub mod amqp;
 mod broker;
 mod delivery;
 mod error;
+mod inbox;
 mod memory;
 mod priority;
 pub mod redis;

@@ -210,3 +210,26 @@ fn amqps_with_the_nodes_ca_and_a_clear_error_without_it() {
     let e = refused.worker().start().err().expect("a wrong password must fail the start").to_string();
     assert!(e.contains("ACCESS_REFUSED"), "{e}");
 }
+
+/// RabbitMQ cancels a consumer whose queue is deleted (consumer_cancel_notify): the worker
+/// declares the queue again, consumes again, and runs what is sent afterwards.
+#[test]
+fn a_deleted_queue_is_declared_and_consumed_again() {
+    let results = RedisServer::start();
+    let app = on_rabbit("cancel", &results).build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&client, (1, 1)).unwrap().get(T).unwrap(), 2);
+    rabbit().ctl(&["delete_queue", "q.cancel"]);
+    let deadline = std::time::Instant::now() + T;
+    // Until the worker declared it again, a publish may land nowhere: send until one comes back.
+    loop {
+        let r = ADD.delay(&client, (2, 2)).unwrap();
+        if let Ok(v) = r.get(Duration::from_secs(2)) {
+            assert_eq!(v, 4);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker never consumed the queue again");
+    }
+    w.shutdown();
+}

@@ -1,13 +1,12 @@
 //! kombu's AMQP transport on RabbitMQ: Celery's entities (a queue `q` is `Queue(q, Exchange(q,
 //! "direct"), routing_key=q)`, all durable), publishes with confirms, one consumer per shard
-//! with per-consumer QoS from the shard's prefetch window, and settlements sent on the channel
-//! the message came on (a delivery stolen by another shard is settled through its owner's inbox).
+//! with QoS from the shard's prefetch window, and settlements sent on the channel the message
+//! came on (a delivery stolen by another shard is settled through its owner's inbox).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use crate::protocol::{DeliveryInfo, Headers, Properties, TaskMessage};
 use crate::rt::{self, IoThread, Notify};
 use crate::transport::delivery::{Delivery, DeliveryKey, Settler};
 use crate::transport::error::TransportError;
+use crate::transport::inbox::Inbox;
 use crate::transport::route::Route;
 
 use super::connection::{connection, AmqpError, Connection, Incoming, WORK};
@@ -331,7 +331,7 @@ impl AmqpConsumer {
             }
             let number = d.deliver.delivery_tag;
             self.state.outstanding.borrow_mut().insert(number);
-            self.owner.outstanding.fetch_add(1, Ordering::AcqRel);
+            self.owner.inbox.taken(1);
             out.push(to_delivery(d, &self.queues, self.owner.clone()));
         }
         out
@@ -361,7 +361,7 @@ impl AmqpConsumer {
 
     /// Waits until every delivery taken was settled and those settlements reached RabbitMQ.
     pub async fn flush(&self) {
-        self.owner.close().await;
+        self.owner.inbox.close().await;
         if self.conn.is_up() {
             // A synchronous method's reply comes after everything sent before it was processed.
             let _ = self.conn.call(WORK, qos(self.state.qos.get(), !self.broker.opts.quorum)).await;
@@ -429,42 +429,19 @@ enum Op {
 /// the message came on, so deliveries run by other shards come back here.
 #[derive(Debug)]
 struct Owner {
-    tx: flume::Sender<(u64, u64, Op)>,
-    rx: flume::Receiver<(u64, u64, Op)>,
-    wake: Notify,
-    outstanding: AtomicUsize,
-    closed: AtomicBool,
+    /// (connection generation, delivery tag, what to do)
+    inbox: Inbox<(u64, u64, Op)>,
 }
 
 impl Owner {
     fn start(conn: Connection, state: Rc<ConsumerState>) -> Arc<Owner> {
-        let (tx, rx) = flume::unbounded();
-        let owner = Arc::new(Owner {
-            tx,
-            rx,
-            wake: Notify::new(),
-            outstanding: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-        });
+        let owner = Arc::new(Owner { inbox: Inbox::new() });
         rt::spawn_local(serve(owner.clone(), conn, state));
         owner
     }
 
     fn settle(&self, key: DeliveryKey, op: Op) {
-        let _ = self.tx.send((key.generation, key.number, op));
-        self.wake.notify();
-    }
-
-    async fn close(&self) {
-        loop {
-            let seen = self.wake.epoch();
-            if self.outstanding.load(Ordering::Acquire) == 0 && self.rx.is_empty() {
-                break;
-            }
-            self.wake.changed(seen).await;
-        }
-        self.closed.store(true, Ordering::Release);
-        self.wake.notify();
+        self.inbox.put((key.generation, key.number, op));
     }
 }
 
@@ -489,10 +466,10 @@ impl Settler for Owner {
 async fn serve(owner: Arc<Owner>, conn: Connection, state: Rc<ConsumerState>) {
     let mut acks: Vec<u64> = Vec::new();
     loop {
-        let seen = owner.wake.epoch();
+        let seen = owner.inbox.epoch();
         let generation = conn.generation();
         let mut settled = 0;
-        while let Ok((g, number, op)) = owner.rx.try_recv() {
+        while let Some((g, number, op)) = owner.inbox.next() {
             settled += 1;
             if g != generation {
                 continue;
@@ -529,14 +506,11 @@ async fn serve(owner: Arc<Owner>, conn: Connection, state: Rc<ConsumerState>) {
             }
             acks.clear();
         }
-        if settled > 0 {
-            owner.outstanding.fetch_sub(settled, Ordering::AcqRel);
-            owner.wake.notify();
-        }
-        if owner.closed.load(Ordering::Acquire) && owner.rx.is_empty() {
+        owner.inbox.settled(settled);
+        if owner.inbox.finished() {
             return;
         }
-        owner.wake.changed(seen).await;
+        owner.inbox.changed(seen).await;
     }
 }
 

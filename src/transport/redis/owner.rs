@@ -6,15 +6,15 @@
 //! from another shard — is queued here, and the owner's task sends them on its writer, the acks of
 //! one round as one `ZREM` and one `HDEL` (kombu's ack, batched).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use crate::protocol::TaskMessage;
-use crate::rt::{self, Notify};
+use crate::rt;
 use crate::transport::delivery::{DeliveryKey, Settler};
+use crate::transport::inbox::Inbox;
 
 use super::{Connection, Keys};
 
@@ -37,55 +37,32 @@ pub(crate) enum Settlement {
 /// One consumer's settlement inbox, shared by every shard that may hold its deliveries.
 #[derive(Debug)]
 pub(crate) struct Owner {
-    tx: flume::Sender<Settlement>,
-    rx: flume::Receiver<Settlement>,
-    wake: Notify,
-    /// Deliveries popped and not yet settled on the owner's writer.
-    outstanding: AtomicUsize,
-    /// Set once the consumer is closed and everything settled: the owner's task ends.
-    closed: AtomicBool,
+    inbox: Inbox<Settlement>,
 }
 
 impl Owner {
     /// An inbox for a consumer on the current shard, with the task that empties it there onto
     /// `conn`, the shard's writer.
     pub(crate) fn start(conn: Connection, keys: Keys) -> Arc<Owner> {
-        let (tx, rx) = flume::unbounded();
-        let owner = Arc::new(Owner {
-            tx,
-            rx,
-            wake: Notify::new(),
-            outstanding: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-        });
+        let owner = Arc::new(Owner { inbox: Inbox::new() });
         rt::spawn_local(serve(owner.clone(), conn, keys));
         owner
     }
 
-    /// Counts `n` deliveries popped: each must come back through [`Owner::settle`].
+    /// Counts `n` deliveries popped: each must come back through the [`Settler`] calls.
     pub(crate) fn popped(&self, n: usize) {
-        self.outstanding.fetch_add(n, Ordering::AcqRel);
+        self.inbox.taken(n);
     }
 
     /// Queues a settlement for the owner's writer; from any thread.
     pub(crate) fn settle(&self, s: Settlement) {
-        // The receiver lives as long as `self`: a send cannot fail.
-        let _ = self.tx.send(s);
-        self.wake.notify();
+        self.inbox.put(s);
     }
 
     /// Waits until every delivery popped was settled on the owner's writer (deliveries stolen by
     /// other shards included), then ends the owner's task. On the owner's shard.
     pub(crate) async fn close(&self) {
-        loop {
-            let seen = self.wake.epoch();
-            if self.outstanding.load(Ordering::Acquire) == 0 && self.rx.is_empty() {
-                break;
-            }
-            self.wake.changed(seen).await;
-        }
-        self.closed.store(true, Ordering::Release);
-        self.wake.notify();
+        self.inbox.close().await
     }
 }
 
@@ -95,9 +72,9 @@ async fn serve(owner: Arc<Owner>, conn: Connection, keys: Keys) {
     let (index, unacked) = (keys.unacked_index(), keys.unacked());
     let mut tags: Vec<String> = Vec::new();
     loop {
-        let seen = owner.wake.epoch();
+        let seen = owner.inbox.epoch();
         let mut settled = 0;
-        while let Ok(s) = owner.rx.try_recv() {
+        while let Some(s) = owner.inbox.next() {
             settled += 1;
             match s {
                 Settlement::Ack { tag } => tags.push(tag),
@@ -132,30 +109,29 @@ async fn serve(owner: Arc<Owner>, conn: Connection, keys: Keys) {
         tags.clear();
         if settled > 0 {
             // Counted only now that the commands are queued on the writer, after the stash.
-            owner.outstanding.fetch_sub(settled, Ordering::AcqRel);
-            owner.wake.notify();
+            owner.inbox.settled(settled);
             continue;
         }
-        if owner.closed.load(Ordering::Acquire) {
+        if owner.inbox.finished() {
             return;
         }
-        owner.wake.changed(seen).await;
+        owner.inbox.changed(seen).await;
     }
 }
 
 impl Settler for Owner {
     fn ack(&self, key: DeliveryKey) {
-        self.settle(Settlement::Ack { tag: key.tag });
+        self.inbox.put(Settlement::Ack { tag: key.tag });
     }
 
     /// Redis requeues the message as it arrived (marked redelivered), not the decoded one.
     fn requeue(&self, key: DeliveryKey, queue: &str, _: Box<TaskMessage>) {
         let DeliveryKey { tag, raw, priority, .. } = key;
-        self.settle(Settlement::Requeue { tag, queue: queue.to_owned(), priority, raw });
+        self.inbox.put(Settlement::Requeue { tag, queue: queue.to_owned(), priority, raw });
     }
 
     fn abandon(&self, _: DeliveryKey) {
-        self.settle(Settlement::Abandon);
+        self.inbox.put(Settlement::Abandon);
     }
 }
 
