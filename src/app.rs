@@ -263,6 +263,8 @@ impl AppBuilder {
                     &config.broker_transport_options,
                     config.task_queue_max_priority,
                     &config.task_default_queue_type,
+                    config.task_queues.clone(),
+                    &config.broker_native_delayed_delivery_queue_type,
                 )
                 .map_err(|reason| {
                     Error::Config(crate::config::ConfigError::Invalid { setting: "broker_transport_options", reason })
@@ -307,7 +309,8 @@ impl AppBuilder {
                 }
             },
         };
-        let router = Router::new(config.task_routes.clone(), config.task_default_queue.clone());
+        let router =
+            Router::new(config.task_routes.clone(), config.task_default_queue.clone(), config.task_queues.clone());
         let client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);
         Ok(App {
             inner: Arc::new(AppInner {

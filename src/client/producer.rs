@@ -161,7 +161,7 @@ impl Client {
         let mut route = self.inner.router.route(name);
         if let Some(q) = &o.queue {
             // `apply_async(queue=q)`: that queue, by its own name unless a key is given.
-            route = Route { routing_key: q.clone(), queue: q.clone(), exchange: String::new(), ..route };
+            route = Route { priority: route.priority, ..self.inner.router.to_queue(q) };
         }
         if let Some(e) = &o.exchange {
             route.exchange = e.clone();

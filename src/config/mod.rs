@@ -76,6 +76,48 @@ pub struct TaskRoute {
     pub priority: Option<u8>,
 }
 
+/// One `task_queues` entry: Celery's `Queue(name, Exchange(exchange, type), routing_key)`, with
+/// `x-queue-type` from `queue_type`. Queues not listed are declared as Celery creates missing
+/// ones: a direct exchange of their name, bound with their name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    /// The queue's name.
+    pub name: String,
+    /// Its exchange (default: the queue's name).
+    #[serde(default)]
+    pub exchange: Option<String>,
+    /// `direct` (default), `topic` or `fanout`.
+    #[serde(default = "direct")]
+    pub exchange_type: String,
+    /// The binding key (default: the queue's name).
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// `classic` or `quorum` (default: `task_default_queue_type`).
+    #[serde(default)]
+    pub queue_type: Option<String>,
+}
+
+fn direct() -> String {
+    "direct".into()
+}
+
+impl QueueSpec {
+    /// The spec Celery gives a queue it creates (`task_create_missing_queues`).
+    pub fn missing(name: &str) -> QueueSpec {
+        QueueSpec { name: name.into(), exchange: None, exchange_type: direct(), routing_key: None, queue_type: None }
+    }
+
+    /// The exchange's name.
+    pub fn exchange_name(&self) -> &str {
+        self.exchange.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The binding key.
+    pub fn key(&self) -> &str {
+        self.routing_key.as_deref().unwrap_or(&self.name)
+    }
+}
+
 /// Celery settings celeriac honours. Field names are Celery's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -154,6 +196,12 @@ pub struct Config {
     pub task_queue_max_priority: Option<u8>,
     /// `task_default_queue_type`: `classic` (default) or `quorum`, for AMQP queues.
     pub task_default_queue_type: String,
+    /// `task_queues`: the queues a worker consumes (unless `-Q` picks some) and how each is
+    /// declared on AMQP; tasks routed to one are published to its exchange with its key.
+    pub task_queues: Vec<QueueSpec>,
+    /// `broker_native_delayed_delivery_queue_type`: the type of the `celery_delayed_*` queues
+    /// (`quorum` by default, as in Celery).
+    pub broker_native_delayed_delivery_queue_type: String,
     /// Result backend options; Redis honours `global_keyprefix`.
     pub result_backend_transport_options: ResultTransportOptions,
 }
@@ -214,6 +262,8 @@ impl Default for Config {
             result_persistent: false,
             task_queue_max_priority: None,
             task_default_queue_type: "classic".into(),
+            task_queues: Vec::new(),
+            broker_native_delayed_delivery_queue_type: "quorum".into(),
             result_backend_transport_options: ResultTransportOptions::default(),
         }
     }

@@ -146,7 +146,10 @@ impl WorkerBuilder {
 
     /// The queues this worker will consume.
     pub fn queue_names(&self) -> Vec<String> {
-        self.queues.clone().unwrap_or_else(|| vec![self.config.task_default_queue.clone()])
+        self.queues.clone().unwrap_or_else(|| match self.config.task_queues.as_slice() {
+            [] => vec![self.config.task_default_queue.clone()],
+            declared => declared.iter().map(|q| q.name.clone()).collect(),
+        })
     }
 
     /// Celery's start-up banner for this worker.

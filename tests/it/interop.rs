@@ -243,11 +243,24 @@ fn python_checks(server: &RedisServer, worker: &Proc, script: &str, done: &str) 
 /// Runs a Python script (with arguments) against `broker` and `backend`; it must exit 0 and
 /// print `done`.
 pub(crate) fn python_checks_on(broker: &str, backend: &str, worker: &Proc, script: &str, done: &str) {
+    python_checks_on_with(broker, backend, worker, script, done, &[])
+}
+
+/// [`python_checks_on`] with more environment for the script.
+pub(crate) fn python_checks_on_with(
+    broker: &str,
+    backend: &str,
+    worker: &Proc,
+    script: &str,
+    done: &str,
+    env: &[(&str, &str)],
+) {
     let mut args = script.split(' ');
     let out = Command::new(crate::fixtures::python())
         .current_dir(root().join("tests/python"))
         .arg(args.next().unwrap())
         .args(args)
+        .envs(env.iter().copied())
         .env("CELERY_BROKER_URL", broker)
         .env("CELERY_RESULT_BACKEND", backend)
         .output()

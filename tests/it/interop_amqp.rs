@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use celeriac::{App, Error, TaskRef};
 use serde_json::json;
 
-use crate::interop::{celeriac_worker_on, python_checks_on, python_worker_on, Proc};
+use crate::interop::{celeriac_worker_on, python_checks_on, python_checks_on_with, python_worker_on, Proc};
 use crate::support::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -227,6 +227,63 @@ fn quorum_queues_with_countdown_both_ways() {
     let r = client.send_task_with("proj.tasks.add", (4, 4), serde_json::Map::new(), &countdown).unwrap();
     assert_eq!(r.get::<i64>(T).unwrap(), 8, "{}", py.output());
     assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_queue_drained(q, &py);
+    let _ = std::fs::remove_file(cfg);
+}
+
+/// Celery 5.5's native delayed delivery: quorum queues on a topic exchange, countdown tasks
+/// parked in the `celery_delayed_*` levels by the broker (the queue and the worker hold nothing
+/// meanwhile), from a Python client to a celeriac worker and from a celeriac client to a Python
+/// worker.
+#[test]
+fn native_delayed_delivery_both_ways() {
+    let _serial = serial();
+    let results = RedisServer::start();
+    let broker = rabbit().url();
+    let q = "nd.tasks";
+    let cfg = std::env::temp_dir().join(format!("celeriac-nd-{}.toml", free_port()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "task_default_queue = \"{q}\"\n[[task_queues]]\nname = \"{q}\"\nexchange_type = \"topic\"\nqueue_type = \"quorum\"\n"
+        ),
+    )
+    .unwrap();
+    let mut ours = celeriac_worker_on(&broker, &results.url(), Some(&cfg), "ra7", &[]);
+    let exchanges = rabbit().ctl(&["list_exchanges", "-q", "--no-table-headers", "name", "type"]);
+    for ex in ["celery_delayed_27 topic", "celery_delayed_0 topic", "celery_delayed_delivery topic", "nd.tasks topic"] {
+        assert!(
+            exchanges.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == ex),
+            "{ex}: {exchanges}"
+        );
+    }
+    let py_env = [("PYPROJ_TOPIC_QUEUE", q)];
+    python_checks_on_with(
+        &broker,
+        &results.url(),
+        &ours,
+        "delayed_checks.py",
+        "all python delayed checks passed",
+        &py_env,
+    );
+    ours.stop();
+    // Our client to a Python worker.
+    let py = python_worker_on(&broker, &results.url(), &py_env, "pa7");
+    let app = App::builder("interop")
+        .use_env(false)
+        .broker(&broker)
+        .result_backend(&results.url())
+        .config_file(&cfg)
+        .build()
+        .unwrap();
+    let client = app.client();
+    let started = Instant::now();
+    let countdown = celeriac::SendOptions::new().countdown(Duration::from_secs(3));
+    let r = client.send_task_with("proj.tasks.add", (1, 2), serde_json::Map::new(), &countdown).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(rabbit().counts(q), (0, 0), "the delayed task is with the broker's delay levels, not the queue");
+    assert_eq!(r.get::<i64>(T).unwrap(), 3, "{}", py.output());
+    assert!(started.elapsed() >= Duration::from_millis(2900), "delivered early: {:?}", started.elapsed());
     assert_queue_drained(q, &py);
     let _ = std::fs::remove_file(cfg);
 }

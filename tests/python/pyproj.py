@@ -23,6 +23,13 @@ app.conf.update(
     },
     worker_hijack_root_logger=False,
 )
+if os.environ.get("PYPROJ_TOPIC_QUEUE"):
+    # A quorum queue on a topic exchange: what Celery 5.5's native delayed delivery needs.
+    from kombu import Exchange, Queue
+
+    _q = os.environ["PYPROJ_TOPIC_QUEUE"]
+    app.conf.task_queues = [Queue(_q, Exchange(_q, type="topic"), routing_key=_q, queue_arguments={"x-queue-type": "quorum"})]
+    app.conf.task_default_queue = _q
 
 
 @app.task(name="proj.tasks.add")

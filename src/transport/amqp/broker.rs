@@ -15,7 +15,7 @@ use amq_protocol::protocol::{exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::{Map, Value};
 
-use crate::config::AmqpUrl;
+use crate::config::{AmqpUrl, QueueSpec};
 use crate::protocol::{DeliveryInfo, Headers, Properties, TaskMessage};
 use crate::rt::{self, IoThread, Notify};
 use crate::transport::delivery::{Delivery, DeliveryKey, Settler};
@@ -62,12 +62,12 @@ impl AmqpBroker {
         super::AmqpSubscription::start(&self.url, exchange)
     }
 
-    fn queue_arguments(&self) -> FieldTable {
+    fn queue_arguments(&self, spec: &QueueSpec) -> FieldTable {
         let mut args = FieldTable::default();
         if let Some(p) = self.opts.max_priority {
             args.insert("x-max-priority".into(), AMQPValue::LongInt(i32::from(p)));
         }
-        if self.opts.quorum {
+        if self.opts.is_quorum(spec) {
             args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
         }
         args
@@ -77,15 +77,21 @@ impl AmqpBroker {
     /// replies are awaited, so a queue declared before with other arguments fails here with
     /// RabbitMQ's `PRECONDITION_FAILED` and the argument it names.
     async fn declare(&self, conn: &Connection, q: &str) -> Result<(), TransportError> {
+        let spec = self.opts.spec(q);
         let ex = exchange::Declare {
-            exchange: q.into(),
-            kind: "direct".into(),
+            exchange: spec.exchange_name().into(),
+            kind: spec.exchange_type.as_str().into(),
             durable: true,
             ..exchange::Declare::default()
         };
-        let qd =
-            queue::Declare { queue: q.into(), durable: true, arguments: self.queue_arguments(), ..Default::default() };
-        let bind = queue::Bind { queue: q.into(), exchange: q.into(), routing_key: q.into(), ..Default::default() };
+        let args = self.queue_arguments(&spec);
+        let qd = queue::Declare { queue: q.into(), durable: true, arguments: args, ..Default::default() };
+        let bind = queue::Bind {
+            queue: q.into(),
+            exchange: spec.exchange_name().into(),
+            routing_key: spec.key().into(),
+            ..Default::default()
+        };
         let replies = [
             conn.call(WORK, AMQPClass::Exchange(exchange::AMQPMethod::Declare(ex))),
             conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Declare(qd))),
@@ -131,11 +137,39 @@ impl AmqpBroker {
         props
     }
 
-    /// Publishes on this thread's connection and waits for the broker's confirm.
+    /// Publishes on this thread's connection and waits for the broker's confirm. A countdown
+    /// of a second or more to a quorum setup's topic exchange goes through Celery's native
+    /// delayed delivery (`celery_delayed_27` with the delay's bits in the routing key).
     async fn publish_here(self: Arc<Self>, route: Route, msg: TaskMessage) -> Result<(), TransportError> {
         let conn = connection(&self.url);
         self.ensure_declared(&conn, &route.queue).await?;
-        conn.publish(&route.exchange, &route.routing_key, Self::properties(&msg), &msg.body).await.map_err(lost)
+        let props = Self::properties(&msg);
+        if let Some(delay) = self.native_delay(&route, &msg) {
+            self.ensure_delayed_topology(&conn).await?;
+            let key = super::delayed::routing_key(delay, &route.routing_key);
+            return conn.publish(super::delayed::ENTRY, &key, props, &msg.body).await.map_err(lost);
+        }
+        conn.publish(&route.exchange, &route.routing_key, props, &msg.body).await.map_err(lost)
+    }
+
+    /// Whole seconds until the message's ETA, when native delayed delivery carries it.
+    fn native_delay(&self, route: &Route, msg: &TaskMessage) -> Option<u64> {
+        if !self.opts.any_quorum() || route.exchange.is_empty() || self.opts.exchange_type(&route.exchange) == "direct"
+        {
+            return None;
+        }
+        let eta = chrono::DateTime::parse_from_rfc3339(msg.headers.eta.as_deref()?).ok()?;
+        let secs = (eta.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+        (secs >= 1).then_some(secs as u64)
+    }
+
+    async fn ensure_delayed_topology(&self, conn: &Connection) -> Result<(), TransportError> {
+        if self.declared.lock().unwrap_or_else(|p| p.into_inner()).contains(super::delayed::ENTRY) {
+            return Ok(());
+        }
+        super::delayed::declare_topology(conn, &self.opts.delayed_queue_type).await?;
+        self.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(super::delayed::ENTRY.to_owned());
+        Ok(())
     }
 
     /// Publishes `msg` along `route` from any thread; waits for the broker's confirm (on a shard
@@ -183,13 +217,30 @@ impl AmqpBroker {
         IoThread::global().run(move || b.publish_here(route, msg))
     }
 
-    /// Declares `queues` (Celery's entities for each) and waits for RabbitMQ's word on each.
+    /// Declares `queues` (Celery's entities for each) and waits for RabbitMQ's word on each;
+    /// with quorum queues, also native delayed delivery's topology and each topic queue's
+    /// bindings to it (Celery's `DelayedDelivery` worker step).
     pub fn declare_queues(self: &Arc<Self>, queues: &[String]) -> Result<(), TransportError> {
         let (b, queues) = (self.clone(), queues.to_vec());
         rt::block_on(IoThread::global().run(move || async move {
             let conn = connection(&b.url);
             for q in &queues {
                 b.ensure_declared(&conn, q).await?;
+            }
+            if b.opts.any_quorum() {
+                b.ensure_delayed_topology(&conn).await?;
+                for q in &queues {
+                    let spec = b.opts.spec(q);
+                    if spec.exchange_type == "direct" {
+                        tracing::warn!(
+                            "Exchange {} is a direct exchange and native delayed delivery does not support direct \
+                             exchanges. ETA tasks published to this exchange will block the worker until the ETA arrives.",
+                            spec.exchange_name()
+                        );
+                        continue;
+                    }
+                    super::delayed::bind_queue(&conn, &spec).await?;
+                }
             }
             Ok(())
         }))
@@ -271,7 +322,7 @@ impl AmqpConsumer {
         let hook = move |c: &Connection| {
             state.buffer.borrow_mut().clear();
             state.outstanding.borrow_mut().clear();
-            c.send_sync(WORK, qos(state.qos.get(), !broker.opts.quorum));
+            c.send_sync(WORK, qos(state.qos.get(), !broker.opts.any_quorum()));
             let (broker, queues, tag, c) = (broker.clone(), queues.clone(), tag.clone(), c.clone());
             // Declared and consumed in a task of their own: the hook runs before the reader.
             rt::spawn_local(async move {
@@ -309,7 +360,7 @@ impl AmqpConsumer {
         let want = (self.state.outstanding.borrow().len() + max).min(u16::MAX as usize) as u16;
         if want > self.state.qos.get() {
             self.state.qos.set(want);
-            self.conn.send_sync(WORK, qos(want, !self.broker.opts.quorum));
+            self.conn.send_sync(WORK, qos(want, !self.broker.opts.any_quorum()));
         }
         loop {
             let seen = self.state.ready.epoch();
@@ -364,7 +415,7 @@ impl AmqpConsumer {
         self.owner.inbox.close().await;
         if self.conn.is_up() {
             // A synchronous method's reply comes after everything sent before it was processed.
-            let _ = self.conn.call(WORK, qos(self.state.qos.get(), !self.broker.opts.quorum)).await;
+            let _ = self.conn.call(WORK, qos(self.state.qos.get(), !self.broker.opts.any_quorum())).await;
         }
         // The shard is done with it: RabbitMQ requeues whatever was left unacked on purpose.
         super::connection::forget(&self.broker.url);

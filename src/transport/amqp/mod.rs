@@ -4,6 +4,7 @@
 
 mod broker;
 mod connection;
+mod delayed;
 mod fanout;
 mod floor;
 mod frame;
