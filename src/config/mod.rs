@@ -477,6 +477,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn task_queues_from_toml_as_the_readme_shows() {
+        let c = Config::from_toml_str(
+            r#"
+            broker_url = "amqp://guest:guest@127.0.0.1:5672//"
+            result_backend = "rpc://"
+            [[task_queues]]
+            name = "celery"
+            exchange_type = "topic"
+            queue_type = "quorum"
+            "#,
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        let q = &c.task_queues[0];
+        assert_eq!((q.exchange_name(), q.key(), q.exchange_type.as_str()), ("celery", "celery", "topic"));
+        assert_eq!(q.queue_type.as_deref(), Some("quorum"));
+    }
+
+    #[test]
     fn broker_use_ssl_and_login_method_on_amqp() {
         let c = Config::from_toml_str(
             r#"

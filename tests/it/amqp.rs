@@ -233,3 +233,65 @@ fn a_deleted_queue_is_declared_and_consumed_again() {
     }
     w.shutdown();
 }
+
+#[test]
+fn virtual_hosts_and_what_rabbitmq_refuses() {
+    let results = RedisServer::start();
+    rabbit().ctl(&["add_vhost", "celeriac-vh"]);
+    rabbit().ctl(&["set_permissions", "-p", "celeriac-vh", "guest", ".*", ".*", ".*"]);
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/celeriac-vh", rabbit().port);
+    let app = base("vh").broker(&url).result_backend(&results.url()).build().unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&app.client(), (3, 4)).unwrap().get(T).unwrap(), 7);
+    w.shutdown();
+    let queues = rabbit().ctl(&["list_queues", "-p", "celeriac-vh", "-q", "--no-table-headers", "name"]);
+    assert!(queues.lines().any(|l| l.trim() == "celery"), "{queues}");
+    // A virtual host that does not exist fails the start at once, naming it.
+    let missing = format!("amqp://guest:guest@127.0.0.1:{}/no-such-vhost", rabbit().port);
+    let e = base("vh").broker(&missing).result_backend(&results.url()).build().unwrap().worker().start();
+    let e = e.err().expect("a missing virtual host must fail the start").to_string();
+    assert!(e.contains("no-such-vhost"), "{e}");
+    // Publishing to an exchange that does not exist: RabbitMQ's NOT_FOUND, and the client goes on.
+    let client = app.client();
+    let e = client
+        .send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().exchange("no.such.exchange"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NOT_FOUND") && e.contains("no.such.exchange"), "{e}");
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&client, (1, 1)).unwrap().get(T).unwrap(), 2);
+    w.shutdown();
+}
+
+/// Heartbeats keep an idle connection: with a 1 s heartbeat negotiated, RabbitMQ closes a
+/// connection that sends nothing for 2 s. After 4 idle seconds the worker's connections are
+/// the same ones (same client ports) and still serve.
+#[test]
+fn heartbeats_keep_idle_connections_open() {
+    let results = RedisServer::start();
+    let url = format!("amqp://guest:guest@127.0.0.1:{}//?heartbeat=1", rabbit().port);
+    let app = base("hb")
+        .broker(&url)
+        .result_backend(&results.url())
+        .configure(|c| c.task_default_queue = "q.hb".into())
+        .build()
+        .unwrap();
+    let w = app.worker().concurrency(1).start().unwrap();
+    assert_eq!(ADD.delay(&app.client(), (1, 1)).unwrap().get(T).unwrap(), 2);
+    let ours = || {
+        let mut ports: Vec<String> = rabbit()
+            .ctl(&["list_connections", "-q", "--no-table-headers", "peer_port", "timeout"])
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("1"))
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+            .collect();
+        ports.sort();
+        ports
+    };
+    let before = ours();
+    assert!(!before.is_empty(), "no connection negotiated a 1 s heartbeat");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ours(), before, "a connection was dropped and made again while idle");
+    assert_eq!(ADD.delay(&app.client(), (2, 2)).unwrap().get(T).unwrap(), 4);
+    w.shutdown();
+}
