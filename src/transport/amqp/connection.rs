@@ -183,7 +183,9 @@ impl Connection {
         c
     }
 
-    /// Runs `hook` after every (re)connect, before anything queued is written.
+    /// Runs `hook` after every (re)connect and after RabbitMQ closed the work channel; after a
+    /// reconnect its methods are the first written (what was queued died with the old
+    /// connection).
     pub(crate) fn on_connect(&self, hook: impl Fn(&Connection) + 'static) {
         *self.inner.on_connect.borrow_mut() = Some(Box::new(hook));
     }
