@@ -287,6 +287,8 @@ struct ConsumerState {
     outstanding: RefCell<BTreeSet<u64>>,
     /// The QoS prefetch count in force.
     qos: Cell<u16>,
+    /// The window the shard asked for first: QoS never goes below it.
+    base: Cell<u16>,
 }
 
 /// One shard's AMQP consumer.
@@ -312,6 +314,7 @@ impl AmqpConsumer {
     fn start(&mut self, prefetch: usize) {
         self.started = true;
         self.state.qos.set(prefetch.clamp(1, u16::MAX as usize) as u16);
+        self.state.base.set(self.state.qos.get());
         let (broker, queues, state, tag) =
             (self.broker.clone(), self.queues.clone(), self.state.clone(), self.tag.clone());
         let deliveries = self.state.clone();
@@ -357,8 +360,11 @@ impl AmqpConsumer {
         if !self.started {
             self.start(max);
         }
+        // Raised as soon as held tasks take room, lowered again (not below the first window)
+        // once they ran and the window is half unused, as Celery's QoS increments and decrements.
         let want = (self.state.outstanding.borrow().len() + max).min(u16::MAX as usize) as u16;
-        if want > self.state.qos.get() {
+        let (now, want) = (self.state.qos.get(), want.max(self.state.base.get()));
+        if want > now || (want <= now / 2 && want < now) {
             self.state.qos.set(want);
             self.conn.send_sync(WORK, qos(want, !self.broker.opts.any_quorum()));
         }
