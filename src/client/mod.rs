@@ -8,6 +8,7 @@ mod control;
 mod options;
 mod producer;
 mod routes;
+mod signature;
 mod task_ref;
 
 pub use crate::error::TaskFailure;
@@ -15,4 +16,5 @@ pub use async_result::AsyncResult;
 pub use options::SendOptions;
 pub use producer::Client;
 pub use routes::Router;
+pub(crate) use signature::options_of;
 pub use task_ref::{TaskRef, TypedResult};

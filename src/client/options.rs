@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::protocol::Signature;
 use serde_json::{Map, Value};
 
 /// Options of one send (Celery's `apply_async` keywords). Unset fields take the configured
@@ -41,6 +43,11 @@ pub struct SendOptions {
     pub root_id: Option<String>,
     /// Name shown in logs instead of the task name.
     pub shadow: Option<String>,
+    /// Callbacks, errbacks and the rest of a chain carried in the message (`link`,
+    /// `link_error`, `chain`): what the worker sends on when the task ends.
+    pub embed: crate::protocol::Embed,
+    /// The group the task belongs to (`group` header) and its place in it (`group_index`).
+    pub group: Option<(String, i64)>,
 }
 
 impl SendOptions {
@@ -120,6 +127,19 @@ impl SendOptions {
         self.root_id = Some(root_id.into());
         self
     }
+
+    /// Sends `callback` with this task's result when it succeeds (`link`).
+    pub fn link(mut self, callback: Signature) -> Self {
+        self.embed.callbacks.get_or_insert_with(Vec::new).push(callback);
+        self
+    }
+
+    /// Sends `errback` with this task's id when it fails (`link_error`).
+    pub fn link_error(mut self, errback: Signature) -> Self {
+        self.embed.errbacks.get_or_insert_with(Vec::new).push(errback);
+        self
+    }
+
     /// Show the task under another name in logs and monitors (`shadow`).
     pub fn shadow(mut self, name: impl Into<String>) -> Self {
         self.shadow = Some(name.into());

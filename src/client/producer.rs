@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::Backend;
 use crate::config::Settings;
-use crate::protocol::{self, json::format_datetime, Embed, Headers, Properties, TaskMessage};
+use crate::protocol::{self, json::format_datetime, Headers, Properties, TaskMessage};
 use crate::transport::{Broker, Route};
 use crate::{Error, Result};
 
@@ -112,7 +112,7 @@ impl Client {
 
     /// The message, its route and its result handle for one call. With `watch`, a Redis result
     /// is subscribed to now, before the publish (Celery's `on_task_call`), unless it is ignored.
-    fn prepare(
+    pub(super) fn prepare(
         &self,
         name: &str,
         args: impl Serialize,
@@ -192,6 +192,10 @@ impl Client {
         h.origin = Some(self.inner.origin.clone());
         h.ignore_result = Some(o.ignore_result.unwrap_or(self.inner.ignore_result));
         h.extra = o.headers.clone();
+        if let Some((group, index)) = &o.group {
+            h.group = Some(group.clone());
+            h.group_index = Some(*index);
+        }
 
         let props = Properties {
             correlation_id: Some(id),
@@ -201,7 +205,7 @@ impl Client {
             priority: o.priority.or(route.priority).unwrap_or(0).min(9),
         };
         let s = &self.inner.settings;
-        let msg = TaskMessage::encode(h, props, s.task_serializer, s.compression, args, kwargs, &Embed::default())?;
+        let msg = TaskMessage::encode(h, props, s.task_serializer, s.compression, args, kwargs, &o.embed)?;
         Ok((msg, route))
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct CtxInner {
     /// The body asked about its soft limit: it handles the limit itself, so the worker does not
     /// stop it there.
     pub watches_soft_limit: AtomicBool,
+    /// The message's callbacks, errbacks and chain, when it has any (set once it is parsed).
+    pub embed: std::sync::OnceLock<crate::protocol::Embed>,
     /// Where `update_state` writes.
     pub backend: Backend,
 }

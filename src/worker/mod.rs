@@ -7,6 +7,7 @@
 //! store the result.
 
 mod banner;
+mod canvas;
 mod lifecycle;
 mod mailbox;
 mod nodename;

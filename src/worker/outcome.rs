@@ -112,6 +112,10 @@ pub(crate) fn store_with(
     after: Option<After>,
 ) {
     if ignores_result(sh, entry, of.headers()) {
+        // Callbacks and chains go on without a stored result.
+        if let Of::Ran(ctx) = of {
+            super::canvas::dispatch(&sh.shared.client, ctx, &state, &result);
+        }
         if let Some(a) = after {
             a.done();
         }
@@ -182,13 +186,16 @@ fn store_meta(
 ) {
     let shared = &sh.shared;
     let h = of.headers();
-    let destination = match of {
-        Of::Ran(ctx) => ctx.destination(),
-        Of::Message(_) => None,
+    let (destination, children) = match of {
+        Of::Ran(ctx) => (ctx.destination(), super::canvas::dispatch(&shared.client, ctx, &state, &result)),
+        Of::Message(_) => (None, Vec::new()),
     };
     let recorded = Recorded::keep(sh, of, &state, &result);
     let mut meta = ResultMeta::new(&h.id, state, result);
     meta.destination = destination;
+    if !children.is_empty() {
+        meta.children = Some(children);
+    }
     meta.traceback = traceback;
     meta.group_id = h.group.clone();
     meta.parent_id = h.parent_id.clone();

@@ -61,11 +61,19 @@ pub(crate) fn run(
         backend: shared.client.backend().clone(),
         message: msg,
         body,
+        embed: std::sync::OnceLock::new(),
     });
     let parsed = match ctx.body().parse() {
         Ok(p) => p,
         Err(e) => return reject_malformed(sh, ctx.headers(), &ctx.message().content_type, settle, e),
     };
+    let e = &parsed.embed;
+    if e.callbacks.as_ref().is_some_and(|c| !c.is_empty())
+        || e.errbacks.as_ref().is_some_and(|c| !c.is_empty())
+        || e.chain.as_ref().is_some_and(|c| !c.is_empty())
+    {
+        let _ = ctx.0.embed.set(e.clone());
+    }
     let acks_late = entry.options.acks_late.unwrap_or(shared.acks_late);
     let settle = if acks_late {
         Some(settle)

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use celeriac::{App, Error, TaskRef};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -558,4 +558,47 @@ fn fanout_publish_and_psubscribe_speak_kombus_channels() {
 
 fn uuid_like() -> String {
     format!("{:032x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// Issue 17's first part: a Python client's chains, link callbacks and errbacks run on a
+/// celeriac worker, and a celeriac client's chain runs on a Python worker.
+#[test]
+fn canvas_chains_and_links_run_across_kinds() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let mut worker = celeriac_worker(&server, None, "rs9");
+    python_checks(&server, &worker, "canvas_checks.py", "all python canvas checks passed");
+    worker.stop();
+    assert_nothing_unacked(&server, &worker);
+    // A chain built by celeriac's client on a Python worker: add(4, 4) | mul(8) | add.si(1, 1).
+    let _py = python_worker(&server, &[], "py9");
+    let client = client_app(&server).client();
+    let (mul_id, last_id) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    let step = |task: &str, args: Value, id: &str, immutable: bool| {
+        let mut s = celeriac::protocol::Signature::new(task, args.as_array().unwrap().clone());
+        s.immutable = immutable;
+        s.options.insert("task_id".into(), json!(id));
+        s
+    };
+    let mut opts = celeriac::SendOptions::new();
+    opts.embed.chain = Some(vec![
+        step("proj.tasks.add", json!([1, 1]), &last_id, true),
+        step("proj.tasks.mul", json!([8]), &mul_id, false),
+    ]);
+    let first = client.send_task_with("proj.tasks.add", (4, 4), serde_json::Map::new(), &opts).unwrap();
+    assert_eq!(first.get::<i64>(T).unwrap(), 8);
+    let backend = client.backend();
+    let wait = |id: &str| {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(m) = backend.get(id).unwrap().filter(|m| m.status == celeriac::State::Success) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "step {id} never finished");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(wait(&mul_id).result, json!(64));
+    let last = wait(&last_id);
+    assert_eq!((last.result.clone(), last.parent_id.as_deref()), (json!(2), Some(mul_id.as_str())));
 }

@@ -410,3 +410,46 @@ fn shutdown_never_loses_its_wake_up() {
         assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok(), "shutdown hung in round {round}");
     }
 }
+
+/// Issue 17's first part on the in-process broker: a chain of three (one step immutable), a
+/// link callback with the result, an errback with the failed task's id, and the stored
+/// `children` and `parent_id`s that Python reads.
+#[test]
+fn chains_links_and_errbacks() {
+    use celeriac::protocol::Signature;
+    let app = base("canvas").build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().unwrap();
+    let with_id = |mut s: Signature, id: &str| {
+        s.options.insert("task_id".into(), serde_json::json!(id));
+        s
+    };
+    let (second, third) = ("canvas-2".to_owned(), "canvas-3".to_owned());
+    let mut last = Signature::new("t.add", vec![serde_json::json!(100), serde_json::json!(100)]);
+    last.immutable = true;
+    let mut opts = SendOptions::new();
+    opts.embed.chain =
+        Some(vec![with_id(last, &third), with_id(Signature::new("t.add", vec![serde_json::json!(10)]), &second)]);
+    let first = client.send_task_with("t.add", (1, 2), Map::new(), &opts).unwrap();
+    assert_eq!(first.get::<i64>(T).unwrap(), 3);
+    let third_r = client.async_result(third.clone());
+    assert_eq!(third_r.get::<i64>(T).unwrap(), 200);
+    let backend = client.backend();
+    let meta = |id: &str| backend.get(id).unwrap().unwrap();
+    assert_eq!(meta(&second).result, serde_json::json!(13));
+    assert_eq!(meta(&second).parent_id.as_deref(), Some(first.id()));
+    assert_eq!(meta(&third).parent_id.as_deref(), Some(second.as_str()));
+    let children = meta(first.id()).children.unwrap();
+    assert_eq!(children, vec![serde_json::json!([[second, null], null])]);
+    // link: the result prepended; link_error: the failed task's id.
+    let cb = with_id(Signature::new("t.add", vec![serde_json::json!(1)]), "canvas-cb");
+    let r = client.send_task_with("t.add", (20, 21), Map::new(), &SendOptions::new().link(cb)).unwrap();
+    assert_eq!(r.get::<i64>(T).unwrap(), 41);
+    assert_eq!(client.async_result("canvas-cb").get::<i64>(T).unwrap(), 42);
+    let eb = with_id(Signature::new("t.whoami", vec![]), "canvas-eb");
+    let failed = client.send_task_with("t.fail", ("x",), Map::new(), &SendOptions::new().link_error(eb)).unwrap();
+    assert!(failed.get::<()>(T).is_err());
+    let seen: serde_json::Value = client.async_result("canvas-eb").get(T).unwrap();
+    assert_eq!(seen[3], serde_json::json!(failed.id()), "the errback gets the failed task's id: {seen}");
+    w.shutdown();
+}
