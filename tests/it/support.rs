@@ -280,6 +280,8 @@ pub(crate) struct RabbitServer {
     epmd_port: u16,
     dist_port: u16,
     dir: std::path::PathBuf,
+    /// The package's start script (it runs the node as user rabbitmq), reaped at stop.
+    script: std::sync::Mutex<Option<std::process::Child>>,
 }
 
 impl RabbitServer {
@@ -322,7 +324,7 @@ impl RabbitServer {
         });
         // As root the package's script runs the node as user rabbitmq: it must own the dirs.
         let _ = std::process::Command::new("chown").args(["-R", "rabbitmq"]).arg(&dir).status();
-        let s = RabbitServer { port, tls_port, epmd_port, dist_port, dir };
+        let s = RabbitServer { port, tls_port, epmd_port, dist_port, dir, script: std::sync::Mutex::new(None) };
         s.spawn();
         s
     }
@@ -335,7 +337,8 @@ impl RabbitServer {
             cmd.env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"));
         }
         let _ = std::process::Command::new("chown").arg("rabbitmq").arg(self.dir.join("server.out")).status();
-        cmd.arg(&bin)
+        let child = cmd
+            .arg(&bin)
             .current_dir(&self.dir)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
@@ -352,6 +355,7 @@ impl RabbitServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start {bin} ({e}): run scripts/test.sh, which installs rabbitmq-server")
             });
+        *self.script.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         // The port opens once the broker booted; AMQP logins work from then on.
         let last = self.tls_port.unwrap_or(self.port);
@@ -387,6 +391,9 @@ impl RabbitServer {
             send_signal(pid, 9);
         }
         let _ = std::fs::remove_file(self.dir.join("pid"));
+        if let Some(mut script) = self.script.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = script.wait();
+        }
     }
 
     pub(crate) fn url(&self) -> String {
