@@ -284,6 +284,13 @@ pub struct Embed {
 }
 
 impl TaskMessage {
+    /// Where an rpc:// result of this message goes: its `reply_to` queue and its
+    /// `correlation_id` (the task id when it has none), as Celery's `destination_for` reads them.
+    pub fn reply_destination(&self) -> Option<(String, String)> {
+        let reply_to = self.properties.reply_to.clone().filter(|r| !r.is_empty())?;
+        Some((reply_to, self.properties.correlation_id.clone().unwrap_or_else(|| self.headers.id.clone())))
+    }
+
     /// Builds a JSON task message from already-serialized body bytes.
     pub fn json(headers: Headers, properties: Properties, body: impl Into<Bytes>) -> Self {
         TaskMessage {

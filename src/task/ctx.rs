@@ -155,8 +155,6 @@ impl TaskCtx {
     /// Where an rpc:// backend sends this task's states: the message's `reply_to` and its
     /// `correlation_id` (the task id when it has none).
     pub(crate) fn destination(&self) -> Option<(String, String)> {
-        let p = &self.0.message.properties;
-        let reply_to = p.reply_to.clone().filter(|r| !r.is_empty())?;
-        Some((reply_to, p.correlation_id.clone().unwrap_or_else(|| self.id().to_owned())))
+        self.0.message.reply_destination()
     }
 }

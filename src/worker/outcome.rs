@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use crate::backend::{BackendError, Stored};
 use crate::protocol::{
-    shorten, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, EXC_MESSAGE_MAX, REPR_MAX, TRACEBACK_MAX,
+    shorten, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage, EXC_MESSAGE_MAX, REPR_MAX,
+    TRACEBACK_MAX,
 };
 use crate::rt;
 use crate::task::{TaskCtx, TaskEntry, TaskError};
@@ -90,12 +91,13 @@ pub(crate) fn ignores_result(sh: &ShardCtx, entry: &TaskEntry, h: &Headers) -> b
 
 /// A revoked or expired task: acked and dropped, REVOKED stored (Celery's
 /// `TaskRevokedError("revoked" | "expired")`).
-pub(crate) fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, h: &Headers, settle: Settle, why: &str) {
+pub(crate) fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, msg: &TaskMessage, settle: Settle, why: &str) {
+    let h = &msg.headers;
     tracing::info!("Discarding revoked task: {}[{}] ({why})", h.task, h.id);
     let expired = why == "expired";
     sh.shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: false, signum: None, expired });
     let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", why);
-    store_with(sh, entry, Of::Message(h), None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
+    store_with(sh, entry, Of::Message(msg), None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
 }
 
 /// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
@@ -130,14 +132,14 @@ pub(crate) fn store_with(
 #[derive(Clone, Copy)]
 pub(crate) enum Of<'a> {
     Ran(&'a TaskCtx),
-    Message(&'a Headers),
+    Message(&'a TaskMessage),
 }
 
 impl Of<'_> {
     fn headers(&self) -> &Headers {
         match self {
             Of::Ran(ctx) => ctx.headers(),
-            Of::Message(h) => h,
+            Of::Message(m) => &m.headers,
         }
     }
 }
@@ -188,7 +190,7 @@ fn store_meta(
     let h = of.headers();
     let (destination, children) = match of {
         Of::Ran(ctx) => (ctx.destination(), super::canvas::dispatch(&shared.client, ctx, &state, &result)),
-        Of::Message(_) => (None, Vec::new()),
+        Of::Message(m) => (m.reply_destination(), Vec::new()),
     };
     let recorded = Recorded::keep(sh, of, &state, &result);
     let mut meta = ResultMeta::new(&h.id, state, result);
@@ -279,7 +281,8 @@ fn stored_as(
 
 /// A message we cannot decode: logged with its name and id, rejected without requeue (it would
 /// fail again), and, when its id is known, marked FAILURE so a waiting client fails fast.
-pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &str, settle: Settle, e: ProtocolError) {
+pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: Settle, e: ProtocolError) {
+    let (h, content_type) = (&msg.headers, msg.content_type.as_str());
     let task = if h.task.is_empty() { "<unknown>" } else { &h.task };
     let id = if h.id.is_empty() { "<no id>" } else { &h.id };
     tracing::error!(
@@ -299,7 +302,7 @@ pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &st
             _ => ("kombu.exceptions", "DecodeError"),
         };
         let exc = ExceptionInfo::new(module, ty, reason).bounded(EXC_MESSAGE_MAX);
-        store_meta(sh, Of::Message(h), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        store_meta(sh, Of::Message(msg), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();
@@ -307,7 +310,8 @@ pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, h: &Headers, content_type: &st
 
 /// An unknown task name: reported the way Celery does (error log, FAILURE `NotRegistered`,
 /// message rejected without requeue).
-pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle) {
+pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: Settle) {
+    let h = &msg.headers;
     tracing::error!(
         "Received unregistered task of type {:?} (id {}). The message has been ignored and discarded.",
         shorten(&h.task, REPR_MAX),
@@ -318,7 +322,7 @@ pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, h: &Headers, settle: Settle
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
-        store_meta(sh, Of::Message(h), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        store_meta(sh, Of::Message(msg), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();

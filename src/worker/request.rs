@@ -23,24 +23,24 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     let shared = &sh.shared;
     if let Some(why) = msg.headers.malformed.take() {
         let e = ProtocolError::Malformed(why);
-        return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e);
+        return reject_malformed(sh, &msg, settle, e);
     }
     let body = match msg.decode_body(&shared.accept) {
         Ok(b) => b,
-        Err(e) => return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e),
+        Err(e) => return reject_malformed(sh, &msg, settle, e),
     };
     let Some(entry) = shared.registry.get(&msg.headers.task).cloned() else {
-        return reject_unregistered(sh, &msg.headers, settle);
+        return reject_unregistered(sh, &msg, settle);
     };
     shared.hooks.send(&Signal::TaskReceived { headers: &msg.headers });
     if shared.revoked.contains(&msg.headers.id) {
-        return discard_revoked(sh, &entry, &msg.headers, settle, "revoked");
+        return discard_revoked(sh, &entry, &msg, settle, "revoked");
     }
     for (what, value) in [("ETA", &msg.headers.eta), ("expires", &msg.headers.expires)] {
         if let Some(v) = value.as_deref().filter(|v| parse_datetime(v).is_none()) {
             // Celery: "Couldn't convert ETA ... to timestamp", and the message is rejected.
             let e = ProtocolError::Malformed(format!("couldn't convert {what} {:?} to a timestamp", shorten(v, 80)));
-            return reject_malformed(sh, &msg.headers, &msg.content_type, settle, e);
+            return reject_malformed(sh, &msg, settle, e);
         }
     }
     if let Some(eta) = msg.headers.eta.as_deref().and_then(parse_datetime) {

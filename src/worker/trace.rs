@@ -42,10 +42,10 @@ pub(crate) fn run(
     // Revocation and expiry are checked again when the task is about to run (after any ETA or
     // rate-limit wait), as Celery does.
     if shared.revoked.contains(&msg.headers.id) {
-        return discard_revoked(sh, &entry, &msg.headers, settle, "revoked");
+        return discard_revoked(sh, &entry, &msg, settle, "revoked");
     }
     if msg.headers.expires.as_deref().and_then(parse_datetime).is_some_and(|exp| exp <= Utc::now()) {
-        return discard_revoked(sh, &entry, &msg.headers, settle, "expired");
+        return discard_revoked(sh, &entry, &msg, settle, "expired");
     }
     let (hard, soft) = time_limits(shared, &entry, &msg.headers);
     let started = Instant::now();
@@ -65,7 +65,7 @@ pub(crate) fn run(
     });
     let parsed = match ctx.body().parse() {
         Ok(p) => p,
-        Err(e) => return reject_malformed(sh, ctx.headers(), &ctx.message().content_type, settle, e),
+        Err(e) => return reject_malformed(sh, ctx.message(), settle, e),
     };
     let e = &parsed.embed;
     if e.callbacks.as_ref().is_some_and(|c| !c.is_empty())

@@ -94,6 +94,10 @@ fn rpc_results_reach_the_client_that_sent_the_task() {
     }
     assert_eq!(slow.get::<u64>(T).unwrap(), 300);
     assert_eq!(slow.state().unwrap(), State::Success);
+    // A message the worker cannot run is answered over rpc:// too (Celery builds the request's
+    // reply_to from the message for it).
+    let unknown = client.send_task("t.nope", (1,)).unwrap().get::<()>(T).unwrap_err();
+    assert_eq!(failure(unknown).exception.exc_type, "NotRegistered");
     let many: Vec<_> = (0..500).map(|i| ADD.delay(&client, (i, 1)).unwrap()).collect();
     for (i, r) in many.iter().enumerate() {
         assert_eq!(r.get(T).unwrap(), i as i64 + 1);
