@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::protocol::{Embed, Signature};
+use crate::protocol::{Embed, Signature, SubtaskType};
 use crate::{Error, Result};
 
 use super::{AsyncResult, Client, SendOptions};
@@ -67,8 +67,24 @@ pub(crate) fn options_of(sig: &Signature) -> SendOptions {
 }
 
 impl Client {
-    /// Sends a signature (`sig.apply_async()`): a plain task signature with its own arguments
-    /// and options. Composite signatures (group, chain, chord) are not sent by this client yet.
+    /// A group (`group(sigs).apply_async(args)`): each member sent with the partial arguments,
+    /// the group's id and its place in it (a frozen member keeps the id and index it has), the
+    /// caller's parent and root. The result is the group's id.
+    fn apply_group(&self, sig: &Signature, partial: &[Value], outer: &SendOptions) -> Result<AsyncResult> {
+        let members = sig.tasks().ok_or_else(|| Error::Args(format!("{}: a group without tasks", sig.task)))?;
+        let group_id = sig.task_id().map(str::to_owned).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        for (i, member) in members.iter().enumerate() {
+            let mut o = options_of(member);
+            o.group = o.group.or_else(|| Some((group_id.clone(), i as i64)));
+            o.parent_id = outer.parent_id.clone().or(o.parent_id);
+            o.root_id = outer.root_id.clone().or(o.root_id);
+            self.apply_signature(member, partial, o)?;
+        }
+        Ok(self.async_result(group_id))
+    }
+
+    /// Sends a signature (`sig.apply_async()`): a task signature with its own arguments and
+    /// options, or a group of them. Chains and chords are not sent by this client yet.
     pub fn send_signature(&self, sig: &Signature) -> Result<AsyncResult> {
         self.apply_signature(sig, &[], options_of(sig))
     }
@@ -81,6 +97,9 @@ impl Client {
         partial: &[Value],
         options: SendOptions,
     ) -> Result<AsyncResult> {
+        if sig.subtask_type == Some(SubtaskType::Group) {
+            return self.apply_group(sig, partial, &options);
+        }
         if sig.subtask_type.is_some() {
             return Err(Error::Args(format!(
                 "{}: sending {:?} signatures is not in this build of celeriac yet",

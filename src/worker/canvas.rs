@@ -3,9 +3,9 @@
 //! result, the next step of the chain with the result and the rest of the chain, each errback with
 //! the failed task's id; `parent_id` is the task, `root_id` its workflow's first task. Sent before
 //! the result is stored, as Celery does, so the stored result's `children` lists what was sent
-//! and a Python `AsyncResult(...).children` finds it; several callbacks go as one group. Groups
-//! and chords as callbacks or chain steps are issue 17's next part: such a step is logged and not
-//! sent.
+//! and a Python `AsyncResult(...).children` finds it; several callbacks go as one group, and a
+//! group as a callback or chain step sends its members. Chords are issue 17's next part: such a
+//! step is logged and not sent.
 
 use serde_json::{json, Value};
 

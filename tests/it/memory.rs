@@ -453,3 +453,30 @@ fn chains_links_and_errbacks() {
     assert_eq!(seen[3], serde_json::json!(failed.id()), "the errback gets the failed task's id: {seen}");
     w.shutdown();
 }
+
+/// A group as a chain's next step: each member runs with the result prepended, in the group.
+#[test]
+fn a_chain_into_a_group() {
+    use celeriac::protocol::Signature;
+    let app = base("canvas-group").build().unwrap();
+    let client = app.client();
+    let w = app.worker().concurrency(2).start().unwrap();
+    let member = |arg: i64, id: &str| {
+        let mut s = Signature::new("t.add", vec![json!(arg)]);
+        s.options.insert("task_id".into(), json!(id));
+        s
+    };
+    let group: Signature = serde_json::from_value(json!({
+        "task": "celery.group", "args": [], "kwargs": {"tasks": [member(10, "g-1"), member(20, "g-2")]},
+        "options": {"task_id": "g"}, "subtask_type": "group", "immutable": false}))
+    .unwrap();
+    let mut opts = SendOptions::new();
+    opts.embed.chain = Some(vec![group]);
+    let first = client.send_task_with("t.add", (1, 1), Map::new(), &opts).unwrap();
+    assert_eq!(first.get::<i64>(T).unwrap(), 2);
+    assert_eq!(client.async_result("g-1").get::<i64>(T).unwrap(), 12);
+    assert_eq!(client.async_result("g-2").get::<i64>(T).unwrap(), 22);
+    let meta = client.backend().get("g-2").unwrap().unwrap();
+    assert_eq!((meta.group_id.as_deref(), meta.parent_id.as_deref()), (Some("g"), Some(first.id())));
+    w.shutdown();
+}

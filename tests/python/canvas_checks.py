@@ -3,7 +3,7 @@ chains, link callbacks and link_error errbacks, with the stored `children` Pytho
 
 Env: CELERY_BROKER_URL / CELERY_RESULT_BACKEND.
 """
-from celery import chain
+from celery import chain, group
 
 import time
 
@@ -27,6 +27,11 @@ def a_chain():
     first = parent.parent.parent
     assert first.get(timeout=T) == 8
     assert [c.id for c in first.children] == [parent.parent.id], first.children
+
+
+def chain_into_group():
+    r = chain(add.s(1, 1), group(mul.s(2), mul.s(3)))()
+    assert r.get(timeout=T) == [4, 6], r.get(timeout=T)
 
 
 def link_callbacks():
@@ -55,6 +60,6 @@ def link_error():
 
 
 if __name__ == "__main__":
-    for name, fn in [("a_chain", a_chain), ("link_callbacks", link_callbacks), ("link_error", link_error)]:
+    for name, fn in [("a_chain", a_chain), ("chain_into_group", chain_into_group), ("link_callbacks", link_callbacks), ("link_error", link_error)]:
         check(name, fn)
     print("all python canvas checks passed", flush=True)
