@@ -55,3 +55,23 @@ impl IoThread {
         }
     }
 }
+
+/// Runs `job` where it is called: on a shard, as one of the shard's tasks (its I/O joins the
+/// shard's own connections; the caller does not wait, and `on_error` hears a failure); anywhere
+/// else, on the I/O executor, waiting for the outcome.
+pub fn run_here_or_wait<F, Fut, E>(job: F, on_error: impl FnOnce(E) + 'static) -> Result<(), E>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: Send + 'static,
+{
+    if super::on_executor() {
+        super::spawn_local(async move {
+            if let Err(e) = job().await {
+                on_error(e);
+            }
+        });
+        return Ok(());
+    }
+    super::block_on(IoThread::global().run(job))
+}

@@ -17,7 +17,7 @@ mod timer;
 
 pub use deferred::{defer, dispatching, run_deferred};
 pub(crate) use executor::{spawn_executor, PREEMPT};
-pub use io_thread::IoThread;
+pub use io_thread::{run_here_or_wait, IoThread};
 pub(crate) use mutex::lock;
 pub use notify::Notify;
 pub use shard::{cpus, start_shards, ShardHandle};

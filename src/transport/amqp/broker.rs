@@ -27,13 +27,6 @@ use super::connection::{connection, AmqpError, Connection, Incoming, WORK};
 use super::options::AmqpOptions;
 use super::table;
 
-fn lost(e: AmqpError) -> TransportError {
-    match e {
-        AmqpError::ConnectionLost(e) => TransportError::ConnectionLost(e),
-        other => TransportError::Server(other.to_string()),
-    }
-}
-
 /// An AMQP broker: shared by clients and shards (`Send + Sync`).
 #[derive(Debug)]
 pub struct AmqpBroker {
@@ -147,9 +140,9 @@ impl AmqpBroker {
         if let Some(delay) = self.native_delay(&route, &msg) {
             self.ensure_delayed_topology(&conn).await?;
             let key = super::delayed::routing_key(delay, &route.routing_key);
-            return conn.publish(super::delayed::ENTRY, &key, props, &msg.body).await.map_err(lost);
+            return conn.publish(super::delayed::ENTRY, &key, props, &msg.body).await.map_err(TransportError::from);
         }
-        conn.publish(&route.exchange, &route.routing_key, props, &msg.body).await.map_err(lost)
+        conn.publish(&route.exchange, &route.routing_key, props, &msg.body).await.map_err(TransportError::from)
     }
 
     /// Whole seconds until the message's ETA, when native delayed delivery carries it.
@@ -176,15 +169,7 @@ impl AmqpBroker {
     /// it is queued on the shard's connection and a failure is logged).
     pub fn publish(self: &Arc<Self>, route: &Route, msg: TaskMessage) -> Result<(), TransportError> {
         let (b, route) = (self.clone(), route.clone());
-        if rt::on_executor() {
-            rt::spawn_local(async move {
-                if let Err(e) = b.publish_here(route, msg).await {
-                    tracing::error!("publishing to amqp failed: {e}");
-                }
-            });
-            return Ok(());
-        }
-        rt::block_on(IoThread::global().run(move || b.publish_here(route, msg)))
+        rt::run_here_or_wait(move || b.publish_here(route, msg), |e| tracing::error!("publishing to amqp failed: {e}"))
     }
 
     /// Publishes many messages along `route`, all in flight at once; waits for every confirm.
@@ -201,7 +186,7 @@ impl AmqpBroker {
                 .map(|m| conn.publish(&route.exchange, &route.routing_key, Self::properties(m), &m.body))
                 .collect();
             for c in confirms {
-                c.await.map_err(lost)?;
+                c.await.map_err(TransportError::from)?;
             }
             Ok(())
         }))
@@ -256,7 +241,7 @@ impl AmqpBroker {
                 Ok(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))) => Ok(ok.message_count as usize),
                 Ok(other) => Err(TransportError::Server(format!("unexpected reply {other:?}"))),
                 Err(AmqpError::Refused(e)) if e.starts_with("404") => Ok(0),
-                Err(e) => Err(lost(e)),
+                Err(e) => Err(e.into()),
             }
         }))
     }

@@ -22,6 +22,7 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::AmqpUrl;
 use crate::rt::{self, Notify};
+use crate::transport::error::TransportError;
 
 use super::frame::{self, Frame};
 
@@ -46,6 +47,40 @@ pub(super) fn forget(url: &AmqpUrl) {
     CONNECTIONS.with(|c| c.borrow_mut().remove(url));
 }
 
+thread_local! {
+    /// Connections the I/O executor keeps for a handle held elsewhere ([`IoHeld`]), by id.
+    static HELD: RefCell<HashMap<u64, Connection>> = RefCell::new(HashMap::new());
+}
+
+/// A connection owned by the I/O executor on behalf of a handle on any thread (a broadcast
+/// subscription, an rpc:// reply queue); dropping the handle closes the connection there.
+#[derive(Debug)]
+pub(super) struct IoHeld(u64);
+
+impl IoHeld {
+    /// Hands `conn` to the I/O executor's keeping. On the I/O executor.
+    pub(super) fn keep(conn: Connection) -> IoHeld {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            let id = h.keys().max().map_or(1, |m| m + 1);
+            h.insert(id, conn);
+            IoHeld(id)
+        })
+    }
+}
+
+impl Drop for IoHeld {
+    fn drop(&mut self) {
+        let id = self.0;
+        // Queued at once; nobody needs to wait for it.
+        drop(rt::IoThread::global().run(move || async move {
+            if let Some(c) = HELD.with(|h| h.borrow_mut().remove(&id)) {
+                c.close();
+            }
+        }));
+    }
+}
+
 /// An AMQP operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AmqpError {
@@ -58,6 +93,16 @@ pub enum AmqpError {
     /// RabbitMQ would not take a published message (`basic.nack`).
     #[error("the broker did not take the message (basic.nack)")]
     Nacked,
+}
+
+impl From<AmqpError> for TransportError {
+    /// A broken connection stays one (callers retry it); what RabbitMQ refused is its words.
+    fn from(e: AmqpError) -> Self {
+        match e {
+            AmqpError::ConnectionLost(e) => TransportError::ConnectionLost(e),
+            other => TransportError::Server(other.to_string()),
+        }
+    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin {}

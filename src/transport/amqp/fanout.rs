@@ -4,8 +4,7 @@
 //! `celeryev` a durable topic exchange. The rest of celeriac speaks kombu envelopes for these
 //! (what Redis carries), so messages are unwrapped on the way out and wrapped on the way in.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use crate::protocol::{DeliveryInfo, Envelope, Properties};
 use crate::rt::{self, IoThread};
 use crate::transport::error::TransportError;
 
-use super::connection::{connection, AmqpError, Connection, WORK};
+use super::connection::{connection, AmqpError, Connection, IoHeld, WORK};
 use super::table;
 
 fn exchange_declare(name: &str) -> AMQPClass {
@@ -62,27 +61,14 @@ pub(crate) fn publish(
         }
         conn.publish(&exchange, &rk, props, &body).await.map_err(|e| TransportError::Server(e.to_string()))
     };
-    if rt::on_executor() {
-        rt::spawn_local(async move {
-            if let Err(e) = job().await {
-                tracing::warn!("fanout publish failed: {e}");
-            }
-        });
-        return Ok(());
-    }
-    rt::block_on(IoThread::global().run(job))
-}
-
-thread_local! {
-    /// Subscription connections owned by the I/O executor, by subscription id.
-    static SUBSCRIPTIONS: RefCell<HashMap<u64, Connection>> = RefCell::new(HashMap::new());
+    rt::run_here_or_wait(job, |e| tracing::warn!("fanout publish failed: {e}"))
 }
 
 /// A live subscription to a broadcast exchange: an exclusive auto-delete queue bound to it,
 /// consumed without acks on a connection of its own. Ends when dropped.
 pub struct AmqpSubscription {
     rx: flume::Receiver<Vec<u8>>,
-    id: u64,
+    _conn: IoHeld,
 }
 
 impl AmqpSubscription {
@@ -91,7 +77,7 @@ impl AmqpSubscription {
     pub(crate) fn start(url: &AmqpUrl, exchange: &str) -> AmqpSubscription {
         let (tx, rx) = flume::unbounded();
         let (url, exchange) = (url.clone(), exchange.to_owned());
-        let id = rt::block_on(IoThread::global().run(move || async move {
+        let held = rt::block_on(IoThread::global().run(move || async move {
             let conn = Connection::open(url, "fanout");
             let (ready_tx, ready_rx) = flume::bounded::<()>(1);
             let ex = exchange.clone();
@@ -120,14 +106,9 @@ impl AmqpSubscription {
                 });
             });
             let _ = rt::timeout_anywhere(Duration::from_secs(10), ready_rx.recv_async()).await;
-            SUBSCRIPTIONS.with(|s| {
-                let mut s = s.borrow_mut();
-                let id = s.keys().max().map_or(1, |m| m + 1);
-                s.insert(id, conn);
-                id
-            })
+            IoHeld::keep(conn)
         }));
-        AmqpSubscription { rx, id }
+        AmqpSubscription { rx, _conn: held }
     }
 
     /// The next message as a kombu envelope, from any executor; `None` once closed.
@@ -157,15 +138,4 @@ async fn subscribe(c: &Connection, exchange: &str, q: &str) -> Result<(), AmqpEr
         r.await?;
     }
     Ok(())
-}
-
-impl Drop for AmqpSubscription {
-    fn drop(&mut self) {
-        let id = self.id;
-        drop(IoThread::global().run(move || async move {
-            if let Some(c) = SUBSCRIPTIONS.with(|s| s.borrow_mut().remove(&id)) {
-                c.close();
-            }
-        }));
-    }
 }

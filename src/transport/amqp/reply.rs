@@ -3,8 +3,6 @@
 //! its `correlation_id`; a client consumes its own reply queue (named by its oid, durable,
 //! auto-delete, `x-expires` = `result_expires`), without acks.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,14 +14,7 @@ use crate::config::AmqpUrl;
 use crate::rt::{self, IoThread};
 use crate::transport::error::TransportError;
 
-use super::connection::{connection, AmqpError, Connection, WORK};
-
-fn lost(e: AmqpError) -> TransportError {
-    match e {
-        AmqpError::ConnectionLost(e) => TransportError::ConnectionLost(e),
-        other => TransportError::Server(other.to_string()),
-    }
-}
+use super::connection::{connection, AmqpError, Connection, IoHeld, WORK};
 
 /// Publishes one reply on this executor's connection to `url`; resolves once RabbitMQ confirmed
 /// it. `persistent` is Celery's `result_persistent` (delivery mode 2, else 1). On an executor.
@@ -43,17 +34,13 @@ pub(crate) fn publish_reply(
         .with_priority(0)
         .with_correlation_id(correlation_id.into());
     let confirm = connection(url).publish("", reply_to, props, body);
-    async move { confirm.await.map_err(lost) }
-}
-
-thread_local! {
-    static CONSUMERS: RefCell<HashMap<u64, Connection>> = RefCell::new(HashMap::new());
+    async move { confirm.await.map_err(TransportError::from) }
 }
 
 /// A client's reply queue, consumed on a connection of the I/O executor; each message goes to
 /// the handler as `(correlation_id, content_type, body)`. Ends when dropped.
 pub struct ReplyQueue {
-    id: u64,
+    _conn: IoHeld,
 }
 
 impl ReplyQueue {
@@ -66,7 +53,7 @@ impl ReplyQueue {
         on_reply: impl Fn(String, String, Vec<u8>) + Send + 'static,
     ) -> ReplyQueue {
         let (url, name) = (url.clone(), name.to_owned());
-        let id = rt::block_on(IoThread::global().run(move || async move {
+        let held = rt::block_on(IoThread::global().run(move || async move {
             let conn = Connection::open(url, "replies");
             conn.on_delivery(move |d| {
                 let p = &d.properties;
@@ -87,14 +74,9 @@ impl ReplyQueue {
                 });
             });
             let _ = rt::timeout_anywhere(Duration::from_secs(10), ready_rx.recv_async()).await;
-            CONSUMERS.with(|s| {
-                let mut s = s.borrow_mut();
-                let id = s.keys().max().map_or(1, |m| m + 1);
-                s.insert(id, conn);
-                id
-            })
+            IoHeld::keep(conn)
         }));
-        ReplyQueue { id }
+        ReplyQueue { _conn: held }
     }
 }
 
@@ -114,15 +96,4 @@ async fn consume(c: &Connection, q: &str, expires: Option<Duration>) -> Result<(
         r.await?;
     }
     Ok(())
-}
-
-impl Drop for ReplyQueue {
-    fn drop(&mut self) {
-        let id = self.id;
-        drop(IoThread::global().run(move || async move {
-            if let Some(c) = CONSUMERS.with(|s| s.borrow_mut().remove(&id)) {
-                c.close();
-            }
-        }));
-    }
 }

@@ -241,15 +241,7 @@ impl RedisBroker {
         let job = move || async move {
             writer(&url).call(&[b"PUBLISH", channel.as_bytes(), &envelope]).await.map(|_| ()).map_err(lost)
         };
-        if rt::on_executor() {
-            rt::spawn_local(async move {
-                if let Err(e) = job().await {
-                    tracing::warn!("fanout publish failed: {e}");
-                }
-            });
-            return Ok(());
-        }
-        rt::block_on(IoThread::global().run(job))
+        rt::run_here_or_wait(job, |e| tracing::warn!("fanout publish failed: {e}"))
     }
 
     /// Subscribes to a fanout exchange the way kombu binds a queue to it: `PSUBSCRIBE` of
