@@ -213,7 +213,41 @@ def capture_pidbox():
         save_messages("pidbox_ping_reply", "pidbox", drain())
 
 
+def capture_canvas():
+    """Signature dicts as Celery writes them (`dict(sig)`), and the first message of a chain whose
+    group Celery upgrades to a chord: `canvas.json`, read by the canvas unit tests."""
+    app = make_app()
+    add, mul, tsum = app.tasks["app2.add"], app.tasks["app2.mul"], app.tasks["app2.tsum"]
+    sigs = {
+        "s": add.s(1, 2),
+        "si_set": add.si(1, 2).set(queue="q", countdown=3),
+        "link": add.s(1, 2).on_error(tsum.si([0])) | mul.s(3),
+        "group": group(add.s(1, 2), add.s(3, 4)),
+        "chain": chain(add.s(1, 2), add.s(3), add.s(4)),
+        "chord": chord([add.s(1, 2), add.s(3, 4)], tsum.s()),
+        "group_or_task": group(add.s(1, 2), add.s(3, 4)) | tsum.s(),
+        "chord_or_task": chord([add.s(1, 2)], tsum.s()) | mul.s(2),
+        "map": tsum.map([[1, 2], [3]]),
+        "starmap": add.starmap([[1, 2], [3, 4]]),
+        "chunks": add.chunks([[1, 2], [3, 4], [5, 6]], 2),
+    }
+    out = {"signatures": {k: json.loads(kdumps(dict(v))) for k, v in sigs.items()}}
+    (add.s(1, 2) | group(mul.s(2), mul.s(3)) | tsum.s()).apply_async()
+    msgs = []
+    for queue, raw in drain():
+        env = json.loads(raw)
+        msgs.append({"headers": env["headers"], "body": decoded_body(env)})
+    out["chain_group_task_messages"] = msgs
+    with open(os.path.join(OUT, "canvas.json"), "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+
+
+if os.environ.get("CAPTURE_ONLY") == "canvas":
+    capture_canvas()
+    shutil.rmtree(BUS)
+    sys.exit(0)
 capture_tasks()
+capture_canvas()
 capture_results()
 capture_events()
 capture_pidbox()

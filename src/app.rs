@@ -238,6 +238,11 @@ impl AppBuilder {
         for t in self.tasks {
             registry.insert(t.map_err(Error::Registration)?).map_err(Error::Registration)?;
         }
+        for b in crate::task::builtins() {
+            if registry.get(&b.name).is_none() {
+                registry.insert(b).map_err(Error::Registration)?;
+            }
+        }
         for (setting, url) in [("broker_url", Some(&settings.broker)), ("result_backend", settings.backend.as_ref())] {
             if let Some(Url::Redis(u)) = url {
                 crate::transport::redis::check_tls(u).map_err(|reason| {

@@ -25,6 +25,7 @@
 //! `backend` (3) → `client` (4) → `task` (5) → `worker` (6) → `app` (7) → `cli`.
 
 pub mod backend;
+pub mod canvas;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -38,9 +39,11 @@ mod app;
 mod error;
 
 pub use app::{App, AppBuilder};
-pub use client::{AsyncResult, Client, SendOptions, TaskRef, TypedResult};
+pub use canvas::{chain, chord, group};
+pub use client::{Applied, AsyncResult, Client, GroupResult, SendOptions, TaskRef, TypedResult};
 pub use config::Config;
 pub use error::{Error, Result, TaskFailure};
+pub use protocol::Signature;
 pub use protocol::State;
 pub use task::{blocking, Ignore, Reject, Retry, ShardState, TaskCtx, TaskError, TaskOptions};
 pub use worker::{ShutdownMode, Signal, WorkerHandle};

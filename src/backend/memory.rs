@@ -110,6 +110,8 @@ pub struct MemoryBackend {
     stripes: Vec<Mutex<Stripe>>,
     hasher: RandomState,
     groups: Mutex<HashMap<String, Vec<String>>>,
+    /// Chords counted in process.
+    pub(crate) chords: super::chord::MemoryChords,
 }
 
 impl Default for MemoryBackend {
@@ -118,6 +120,7 @@ impl Default for MemoryBackend {
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             hasher: RandomState::default(),
             groups: Mutex::default(),
+            chords: Default::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Available: `memory://` (in-process), `redis://` (Celery's layout), `rpc://` (replies over
 //! the AMQP broker) and disabled (Celery's default: no results). This file declares and re-exports only.
 
+mod chord;
 mod error;
 mod memory;
 mod redis;
@@ -12,8 +13,9 @@ mod rpc;
 mod store;
 
 pub use self::redis::RedisBackend;
+pub use chord::{ChordCount, ChordPart, CLAIM_SECS};
 pub use error::BackendError;
 pub use memory::MemoryBackend;
 pub use rpc::RpcBackend;
 pub(crate) use store::ShardStore;
-pub use store::{Backend, ResultWatch, Stored};
+pub use store::{Backend, ChordOp, ResultWatch, Stored};

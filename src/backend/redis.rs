@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 
 use crate::protocol::{ResultMeta, ResultTuple};
 use crate::rt::{self, IoThread};
-use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl};
+use crate::transport::redis::{frame_bytes, writer, BytesFrame, Connection, RedisError, RedisUrl, Script};
+
+use super::chord::{ChordCount, ChordPart};
 
 use super::error::BackendError;
 
@@ -77,6 +79,15 @@ impl RedisBackend {
     pub fn get(&self, task_id: &str) -> Result<Option<ResultMeta>, BackendError> {
         let key = self.key(task_id);
         self.run(move |url| async move { get_meta(&writer(&url), &key).await })
+    }
+
+    /// GETs the meta of `task_id` on this executor's writer (see [`Backend::get_async`]).
+    pub(crate) fn get_local(
+        &self,
+        task_id: &str,
+    ) -> impl Future<Output = Result<Option<ResultMeta>, BackendError>> + 'static {
+        let (key, url) = (self.key(task_id), self.url.clone());
+        async move { get_meta(&writer(&url), &key).await }
     }
 
     /// Deletes the stored result.
@@ -320,6 +331,152 @@ impl Listener {
                 let _ = tx.try_send(meta.clone());
             }
             self.sub().send(&[b"UNSUBSCRIBE", key.as_bytes()]);
+        }
+    }
+}
+
+static PART_RETURN: Script = Script::new(super::chord::PART_RETURN_LUA);
+static CLEANUP: Script = Script::new(super::chord::CLEANUP_LUA);
+static CLAIM_EXTEND: Script = Script::new(super::chord::CLAIM_EXTEND_LUA);
+
+/// A chord's keys: `celery-taskset-meta-<group id>` and its `.j .t .s .d .c` companions.
+struct ChordKeys {
+    group: String,
+}
+
+impl ChordKeys {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.group)
+    }
+}
+
+/// How long a `done` marker keeps late duplicates of a finished chord's parts off (Celery:
+/// twice the claim, at least five minutes).
+const DONE_SECS: u64 = 300;
+
+/// Chord counting (see [`super::chord`]); each future runs on the executor that polls it, on
+/// that thread's writer to the server (on a shard: after the shard's result writes).
+impl RedisBackend {
+    fn chord_keys(&self, group_id: &str) -> ChordKeys {
+        ChordKeys { group: self.group_key(group_id) }
+    }
+
+    /// `set_chord_size`: a new run of the chord (its `done` marker dropped) waiting for `size`
+    /// results.
+    pub(crate) fn set_chord_size(
+        self: &Arc<Self>,
+        group_id: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<(), BackendError>> + 'static {
+        let (k, url, ttl) = (self.chord_keys(group_id), self.url.clone(), self.ttl());
+        async move {
+            let conn = writer(&url);
+            let (c, s, n) = (k.key(".c"), k.key(".s"), size.to_string());
+            conn.call(&[b"DEL", c.as_bytes()]).await.map_err(lost)?;
+            let secs = ttl.to_string();
+            let mut set: Vec<&[u8]> = vec![b"SET", s.as_bytes(), n.as_bytes()];
+            if ttl > 0 {
+                set.extend([&b"EX"[..], secs.as_bytes()]);
+            }
+            conn.call(&set).await.map(|_| ()).map_err(lost)
+        }
+    }
+
+    /// `on_chord_part_return`'s count: records `part` at `index`; when it completes the chord
+    /// and this call took the claim, the header's outcomes in order.
+    pub(crate) fn chord_part_return(
+        self: &Arc<Self>,
+        group_id: &str,
+        index: Option<i64>,
+        part: ChordPart,
+    ) -> impl Future<Output = Result<ChordCount, BackendError>> + 'static {
+        let (k, url, ttl) = (self.chord_keys(group_id), self.url.clone(), self.ttl());
+        async move {
+            let conn = writer(&url);
+            let keys = [k.key(".j"), k.key(".t"), k.key(".s"), k.key(".d"), k.group.clone(), k.key(".c")];
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            let score = index.map_or_else(|| "+inf".to_owned(), |i| i.to_string());
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let (ttl, claim) = (ttl.to_string(), super::chord::CLAIM_SECS.to_string());
+            let record = part.encode();
+            let args: [&[u8]; 8] = [
+                part.task_id.as_bytes(),
+                &record,
+                b"1",
+                score.as_bytes(),
+                ttl.as_bytes(),
+                ttl.as_bytes(),
+                claim.as_bytes(),
+                token.as_bytes(),
+            ];
+            let reply = PART_RETURN.call(&conn, &keys, &args).await.map_err(lost)?;
+            let BytesFrame::Array(r) = reply else {
+                return Err(BackendError::Corrupt(format!("chord {}: script reply {reply:?}", k.group)));
+            };
+            let claimed = matches!(r.get(3), Some(BytesFrame::Integer(1)));
+            if !claimed {
+                return Ok(ChordCount::Counted);
+            }
+            let j = k.key(".j");
+            let all = conn.call(&[b"ZRANGE", j.as_bytes(), b"0", b"-1"]).await.map_err(lost)?;
+            let BytesFrame::Array(items) = all else {
+                return Err(BackendError::Corrupt(format!("{j}: ZRANGE reply {all:?}")));
+            };
+            let parts = items
+                .iter()
+                .map(|f| {
+                    frame_bytes(f).and_then(ChordPart::decode).ok_or_else(|| {
+                        BackendError::Corrupt(format!("{j}: a record that is not [1, id, state, result]"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ChordCount::Complete { parts, token })
+        }
+    }
+
+    /// Extends the dispatch claim before the body is sent; `false`: another worker holds it.
+    pub(crate) fn chord_claim_extend(
+        self: &Arc<Self>,
+        group_id: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + 'static {
+        let (k, url, token) = (self.chord_keys(group_id), self.url.clone(), token.to_owned());
+        async move {
+            let (c, s) = (k.key(".c"), k.key(".s"));
+            let secs = (2 * super::chord::CLAIM_SECS).to_string();
+            let r = CLAIM_EXTEND
+                .call(&writer(&url), &[c.as_bytes(), s.as_bytes()], &[token.as_bytes(), secs.as_bytes()])
+                .await
+                .map_err(lost)?;
+            Ok(matches!(r, BytesFrame::Integer(1)))
+        }
+    }
+
+    /// Drops the chord's keys after its body was sent, leaving the `done` marker.
+    pub(crate) fn chord_cleanup(
+        self: &Arc<Self>,
+        group_id: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, BackendError>> + 'static {
+        let (k, url, token) = (self.chord_keys(group_id), self.url.clone(), token.to_owned());
+        async move {
+            let keys = [k.key(".c"), k.key(".j"), k.key(".t"), k.key(".s"), k.key(".d")];
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            let secs = DONE_SECS.to_string();
+            let r = CLEANUP.call(&writer(&url), &keys, &[token.as_bytes(), secs.as_bytes()]).await.map_err(lost)?;
+            Ok(matches!(r, BytesFrame::Integer(1)))
+        }
+    }
+
+    /// Drops the chord size after a failed chord, so a late copy of a part does not fail it again.
+    pub(crate) fn chord_drop_size(
+        self: &Arc<Self>,
+        group_id: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + 'static {
+        let (k, url) = (self.chord_keys(group_id), self.url.clone());
+        async move {
+            let s = k.key(".s");
+            writer(&url).call(&[b"DEL", s.as_bytes()]).await.map(|_| ()).map_err(lost)
         }
     }
 }

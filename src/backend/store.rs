@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::protocol::ResultMeta;
 
+use super::chord::{ChordCount, ChordPart};
 use super::error::BackendError;
 use super::memory::MemoryBackend;
 use super::redis::{RedisBackend, ShardWrites};
@@ -167,6 +168,15 @@ impl Backend {
         }
     }
 
+    /// The stored meta of `task_id`, read from an executor without blocking it (a task body
+    /// polling other results, as `celery.chord_unlock` does).
+    pub fn get_async(&self, task_id: &str) -> Pin<Box<dyn Future<Output = Result<Option<ResultMeta>, BackendError>>>> {
+        match self {
+            Backend::Redis(b) => Box::pin(b.get_local(task_id)),
+            other => Box::pin(std::future::ready(other.get(task_id))),
+        }
+    }
+
     /// Starts listening for `task_id`'s ready result. On Redis this queues the SUBSCRIBE without
     /// waiting, so a client that watches before it publishes (Celery's `on_task_call`) finds the
     /// result already on its way when it calls `get()`: no round trip after the publish.
@@ -253,6 +263,90 @@ impl Backend {
             Backend::Memory(_) => "memory://".to_owned(),
             Backend::Redis(b) => b.url.redacted(),
             Backend::Rpc(_) => "rpc://".to_owned(),
+        }
+    }
+}
+
+/// A chord operation's outcome, on the executor that polls it.
+pub type ChordOp<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>>>>;
+
+fn ready<T: 'static>(r: Result<T, BackendError>) -> ChordOp<T> {
+    Box::pin(std::future::ready(r))
+}
+
+fn no_chords(b: &Backend) -> BackendError {
+    match b {
+        Backend::Rpc(_) => BackendError::Unsupported("the rpc result backend does not support chords (as in Celery)"),
+        _ => BackendError::Unsupported("chords need a result backend, and none is configured"),
+    }
+}
+
+/// Chord counting on each store: native on Redis and memory (rpc:// has none, as in Celery).
+impl Backend {
+    /// Whether this store counts chords.
+    pub fn supports_chords(&self) -> bool {
+        matches!(self, Backend::Redis(_) | Backend::Memory(_))
+    }
+
+    /// Stores a chord's size before its header is sent (on an executor).
+    pub fn set_chord_size(&self, group_id: &str, size: u64) -> ChordOp<()> {
+        match self {
+            Backend::Redis(b) => Box::pin(b.set_chord_size(group_id, size)),
+            Backend::Memory(b) => {
+                b.chords.set_size(group_id, size);
+                ready(Ok(()))
+            }
+            other => ready(Err(no_chords(other))),
+        }
+    }
+
+    /// [`Self::set_chord_size`] from a thread outside the shards, waiting for it.
+    pub fn set_chord_size_blocking(&self, group_id: &str, size: u64) -> Result<(), BackendError> {
+        match self {
+            Backend::Redis(b) => {
+                let (b, g) = (b.clone(), group_id.to_owned());
+                crate::rt::block_on(crate::rt::IoThread::global().run(move || b.set_chord_size(&g, size)))
+            }
+            other => crate::rt::block_on(other.set_chord_size(group_id, size)),
+        }
+    }
+
+    /// Counts a header task's outcome towards its chord (`on_chord_part_return`).
+    pub fn chord_part_return(&self, group_id: &str, index: Option<i64>, part: ChordPart) -> ChordOp<ChordCount> {
+        match self {
+            Backend::Redis(b) => Box::pin(b.chord_part_return(group_id, index, part)),
+            Backend::Memory(b) => ready(Ok(b.chords.part_return(group_id, index, part))),
+            other => ready(Err(no_chords(other))),
+        }
+    }
+
+    /// Extends the dispatch claim `token` just before the body is sent; `false`: lost to another.
+    pub fn chord_claim_extend(&self, group_id: &str, token: &str) -> ChordOp<bool> {
+        match self {
+            Backend::Redis(b) => Box::pin(b.chord_claim_extend(group_id, token)),
+            Backend::Memory(_) => ready(Ok(true)),
+            other => ready(Err(no_chords(other))),
+        }
+    }
+
+    /// Drops a chord's state once its body was sent (the claim `token` must still hold).
+    pub fn chord_cleanup(&self, group_id: &str, token: &str) -> ChordOp<bool> {
+        match self {
+            Backend::Redis(b) => Box::pin(b.chord_cleanup(group_id, token)),
+            Backend::Memory(b) => ready(Ok(b.chords.cleanup(group_id, token))),
+            other => ready(Err(no_chords(other))),
+        }
+    }
+
+    /// Forgets a failed chord's size, so a late copy of a part does not fail its body again.
+    pub fn chord_drop_size(&self, group_id: &str) -> ChordOp<()> {
+        match self {
+            Backend::Redis(b) => Box::pin(b.chord_drop_size(group_id)),
+            Backend::Memory(b) => {
+                b.chords.drop_size(group_id);
+                ready(Ok(()))
+            }
+            other => ready(Err(no_chords(other))),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod async_result;
 mod control;
+mod group_result;
 mod options;
 mod producer;
 mod routes;
@@ -13,6 +14,7 @@ mod task_ref;
 
 pub use crate::error::TaskFailure;
 pub use async_result::AsyncResult;
+pub use group_result::{Applied, GroupResult};
 pub use options::SendOptions;
 pub use producer::Client;
 pub use routes::Router;

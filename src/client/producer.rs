@@ -210,7 +210,7 @@ impl Client {
     }
 }
 
-fn args_list(name: &str, args: impl Serialize) -> Result<Vec<Value>> {
+pub(super) fn args_list(name: &str, args: impl Serialize) -> Result<Vec<Value>> {
     match serde_json::to_value(args) {
         Ok(Value::Array(a)) => Ok(a),
         Ok(Value::Null) => Ok(Vec::new()),

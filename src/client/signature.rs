@@ -1,15 +1,18 @@
-//! Applying a signature as Celery's `Signature.apply_async(args, **options)` does: partial
-//! arguments prepended unless the signature is immutable, kwargs merged, and the signature's
-//! options (`task_id`, `queue`, `countdown`, `link`, …) as the call's, under the caller's own.
-//! The worker sends link callbacks, errbacks and chain steps this way.
+//! Applying a signature as Celery's `Signature.apply_async(args, **options)` does: the canvas
+//! lowering ([`crate::canvas::lower`]) freezes every result id and yields plain task signatures;
+//! this sends them (chord sizes stored first) and returns the frozen results. A signature's
+//! `options` (`task_id`, `queue`, `countdown`, `link`, `chain`, `chord`, …) are read here into
+//! the message's. The worker sends link callbacks, errbacks, chain steps and chord bodies this way.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::protocol::{Embed, Signature, SubtaskType};
+use crate::canvas::{self, Apply, Frozen};
+use crate::protocol::{Embed, Signature, TaskMessage};
+use crate::transport::Route;
 use crate::{Error, Result};
 
-use super::{AsyncResult, Client, SendOptions};
+use super::{Applied, Client, GroupResult, SendOptions};
 
 fn signatures(v: Option<&Value>) -> Option<Vec<Signature>> {
     match v? {
@@ -44,6 +47,7 @@ pub(crate) fn options_of(sig: &Signature) -> SendOptions {
         soft_time_limit: o.get("soft_time_limit").and_then(Value::as_f64),
         root_id: text("root_id"),
         parent_id: text("parent_id"),
+        ignore_result: o.get("ignore_result").and_then(Value::as_bool),
         ..SendOptions::default()
     };
     match o.get("expires") {
@@ -61,56 +65,106 @@ pub(crate) fn options_of(sig: &Signature) -> SendOptions {
         callbacks: signatures(o.get("link")),
         errbacks: signatures(o.get("link_error")),
         chain: signatures(o.get("chain")),
-        chord: o.get("chord").and_then(|c| serde_json::from_value(c.clone()).ok()),
+        chord: o.get("chord").filter(|c| !c.is_null()).and_then(|c| serde_json::from_value(c.clone()).ok()),
     };
     s
 }
 
+/// A lowered signature with its messages built: chord sizes to store, then the messages in order.
+pub(crate) struct Prepared {
+    sizes: Vec<(String, u64)>,
+    messages: Vec<(Route, TaskMessage)>,
+    /// What the caller gets back.
+    pub(crate) result: Applied,
+}
+
 impl Client {
-    /// A group (`group(sigs).apply_async(args)`): each member sent with the partial arguments,
-    /// the group's id and its place in it (a frozen member keeps the id and index it has), the
-    /// caller's parent and root. The result is the group's id.
-    fn apply_group(&self, sig: &Signature, partial: &[Value], outer: &SendOptions) -> Result<AsyncResult> {
-        let members = sig.tasks().ok_or_else(|| Error::Args(format!("{}: a group without tasks", sig.task)))?;
-        let group_id = sig.task_id().map(str::to_owned).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        for (i, member) in members.iter().enumerate() {
-            let mut o = options_of(member);
-            o.group = o.group.or_else(|| Some((group_id.clone(), i as i64)));
-            o.parent_id = outer.parent_id.clone().or(o.parent_id);
-            o.root_id = outer.root_id.clone().or(o.root_id);
-            self.apply_signature(member, partial, o)?;
-        }
-        Ok(self.async_result(group_id))
+    /// Sends `sig` (`sig.apply_async()`): a task, or a chain, group, chord, chunks, map or
+    /// starmap of them, nested as deep as you like. Returns the result the caller waits on: a
+    /// task's, a chain's last step's, a chord body's, or a [`GroupResult`].
+    pub fn send_signature(&self, sig: &Signature) -> Result<Applied> {
+        self.apply_signature(sig, &Apply::default())
     }
 
-    /// Sends a signature (`sig.apply_async()`): a task signature with its own arguments and
-    /// options, or a group of them. Chains and chords are not sent by this client yet.
-    pub fn send_signature(&self, sig: &Signature) -> Result<AsyncResult> {
-        self.apply_signature(sig, &[], options_of(sig))
+    /// `sig.apply_async(args)`: as [`Self::send_signature`] with `args` prepended to the
+    /// signature's own (unless it is immutable).
+    pub fn send_signature_with(&self, sig: &Signature, args: Vec<Value>) -> Result<Applied> {
+        self.apply_signature(sig, &Apply { partial: args, ..Apply::default() })
     }
 
-    /// Sends `sig` with `partial` arguments and `options` (the signature's own, as
-    /// [`options_of`] reads them, with the caller's changes).
-    pub(crate) fn apply_signature(
-        &self,
-        sig: &Signature,
-        partial: &[Value],
-        options: SendOptions,
-    ) -> Result<AsyncResult> {
-        if sig.subtask_type == Some(SubtaskType::Group) {
-            return self.apply_group(sig, partial, &options);
+    /// Lowers `sig` and builds its messages; `watch`: subscribe to the results before they are
+    /// sent (a caller that will wait on them).
+    pub(crate) fn prepare_signature(&self, sig: &Signature, apply: &Apply, watch: bool) -> Result<Prepared> {
+        let plan = canvas::lower(sig, apply).map_err(|e| Error::Args(e.to_string()))?;
+        if !plan.chord_sizes.is_empty() && !self.backend().supports_chords() {
+            let why = match self.backend() {
+                crate::backend::Backend::Rpc(_) => "the rpc result backend does not support chords (as in Celery)",
+                _ => "starting chords requires a result backend to be configured",
+            };
+            return Err(Error::Args(format!("{}: {why}", sig.task)));
         }
-        if sig.subtask_type.is_some() {
-            return Err(Error::Args(format!(
-                "{}: sending {:?} signatures is not in this build of celeriac yet",
-                sig.task, sig.subtask_type
-            )));
+        let mut messages = Vec::with_capacity(plan.sends.len());
+        let mut watched = std::collections::HashMap::new();
+        for send in &plan.sends {
+            let o = options_of(send);
+            let (msg, route, result) = self.prepare(&send.task, &send.args, &send.kwargs, &o, watch)?;
+            watched.insert(result.id().to_owned(), result);
+            messages.push((route, msg));
         }
-        let args = sig.args_with(partial);
-        let kwargs: Map<String, Value> = sig.kwargs.clone();
-        // Not watched at send: a worker sending a workflow's next step does not wait for it.
-        let (msg, route, result) = self.prepare(&sig.task, args, &kwargs, &options, false)?;
-        self.broker().publish(&route, msg)?;
+        let result = self.applied(&plan.result, &mut watched);
+        Ok(Prepared { sizes: plan.chord_sizes, messages, result })
+    }
+
+    fn applied(&self, f: &Frozen, watched: &mut std::collections::HashMap<String, super::AsyncResult>) -> Applied {
+        match f {
+            Frozen::Task(id) => Applied::Task(watched.remove(id).unwrap_or_else(|| self.async_result(id.clone()))),
+            Frozen::Group { id, results } => {
+                let members = results.iter().map(|r| self.applied(r, watched)).collect();
+                Applied::Group(GroupResult::new(id.clone(), members, self.clone()))
+            }
+        }
+    }
+
+    /// Sends what [`Self::prepare_signature`] built, from an executor: chord sizes stored, then
+    /// each message published, each awaited.
+    pub(crate) async fn send_prepared(&self, p: Prepared) -> Result<Applied> {
+        for (group, size) in &p.sizes {
+            self.backend().set_chord_size(group, *size).await?;
+        }
+        for (route, msg) in p.messages {
+            self.broker().publish_async(&route, msg).await?;
+        }
+        Ok(p.result)
+    }
+
+    /// Applies `sig` with `apply`. From a thread outside the shards it waits until everything
+    /// is stored and published; on a shard (a worker sending a workflow's next step) it does not
+    /// block the shard: publishes go out as the broker's own publishes do, and a plan that must
+    /// store chord sizes first runs as a task of the shard, its failures logged.
+    pub(crate) fn apply_signature(&self, sig: &Signature, apply: &Apply) -> Result<Applied> {
+        let on_shard = crate::rt::on_executor();
+        let p = self.prepare_signature(sig, apply, !on_shard)?;
+        if !on_shard {
+            for (group, size) in &p.sizes {
+                self.backend().set_chord_size_blocking(group, *size)?;
+            }
+            for (route, msg) in p.messages {
+                self.broker().publish(&route, msg)?;
+            }
+            return Ok(p.result);
+        }
+        if p.sizes.is_empty() {
+            for (route, msg) in p.messages {
+                self.broker().publish(&route, msg)?;
+            }
+            return Ok(p.result);
+        }
+        let (client, result, what) = (self.clone(), p.result.clone(), sig.task.clone());
+        crate::rt::spawn_local(async move {
+            if let Err(e) = client.send_prepared(p).await {
+                tracing::error!("Cannot send {what}: {e}");
+            }
+        });
         Ok(result)
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use serde_json::Map;
 
+use crate::protocol::Signature;
 use crate::Result;
 
 use super::{AsyncResult, Client, SendOptions};
@@ -40,6 +41,28 @@ impl<A: Serialize, R> TaskRef<A, R> {
     /// `task.apply_async(args, **options)`.
     pub fn apply_async(&self, client: &Client, args: A, options: &SendOptions) -> Result<TypedResult<R>> {
         client.apply_async(self, args, options)
+    }
+}
+
+impl<A: Serialize, R> TaskRef<A, R> {
+    /// `task.s(*args)`: a signature with all of the task's arguments, for a group, chord or
+    /// callback (`TaskRef::partial` takes fewer, for chain steps and chord bodies).
+    pub fn s(&self, args: A) -> Result<Signature> {
+        Ok(Signature::new(self.name, super::producer::args_list(self.name, args)?))
+    }
+
+    /// `task.si(*args)`: as [`Self::s`], immutable: a parent's result is not prepended.
+    pub fn si(&self, args: A) -> Result<Signature> {
+        Ok(Signature::immutable(self.name, super::producer::args_list(self.name, args)?))
+    }
+}
+
+impl<A, R> TaskRef<A, R> {
+    /// `task.s(*some_args)`: a partial signature whose first arguments come from a parent's
+    /// result (a chain step `add.s(10)`, a chord body `tsum.s()`), so its arguments are given
+    /// untyped: `()` for none, `(10,)` for one.
+    pub fn partial(&self, args: impl Serialize) -> Result<Signature> {
+        Ok(Signature::new(self.name, super::producer::args_list(self.name, args)?))
     }
 }
 

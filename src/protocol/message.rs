@@ -407,6 +407,12 @@ impl<'a> Body<'a> {
 }
 
 impl DecodedBody {
+    /// A body of these arguments and no embed (a task called in-process, as `celery.map` calls
+    /// its task).
+    pub fn of_args(args: &[Value], kwargs: &Map<String, Value>) -> Self {
+        DecodedBody { json: encode_json_body(args, kwargs, &Embed::default()).expect("JSON values").into() }
+    }
+
     /// The JSON bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.json

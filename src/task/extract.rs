@@ -20,6 +20,15 @@ pub struct Invocation<'a> {
     pub(crate) names: &'a [String],
     pub(crate) locals: &'a ShardLocals,
     pub(crate) client: &'a Client,
+    /// The registered tasks, for built-ins that call a task in-process (`celery.map`).
+    pub(crate) tasks: &'a dyn InProcess,
+}
+
+/// Calls a registered task in-process, with the caller's context (the worker's registry).
+pub(crate) trait InProcess {
+    /// Starts task `name` with positional `args`, as the caller's invocation runs.
+    fn call_here(&self, inv: &Invocation<'_>, name: &str, args: &[serde_json::Value])
+        -> Result<super::Call, TaskError>;
 }
 
 impl Invocation<'_> {

@@ -7,20 +7,11 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{FromInvocation, Invocation, Outcome, TaskError};
-
-/// How a call proceeds: done already (sync bodies, no allocation) or a future to drive.
-pub enum Call {
-    /// The body ran already.
-    Ready(Outcome),
-    /// The body's future.
-    Pending(Pin<Box<dyn Future<Output = Outcome>>>),
-}
+use super::{Call, FromInvocation, Invocation, Outcome, TaskError};
 
 /// A task body. Implemented for functions and closures; `M` is an inference marker, never named.
 pub trait Handler<M>: Send + Sync + 'static {

@@ -1,8 +1,19 @@
 //! What a task call produced.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::Value;
 
 use super::TaskError;
+
+/// How a call proceeds: done already (sync bodies, no allocation) or a future to drive.
+pub enum Call {
+    /// The body ran already.
+    Ready(Outcome),
+    /// The body's future.
+    Pending(Pin<Box<dyn Future<Output = Outcome>>>),
+}
 
 /// The result of running a task body.
 #[derive(Debug)]

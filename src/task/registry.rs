@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::handler::{Call, Handler};
-use super::{Invocation, TaskError};
+use crate::protocol::{DecodedBody, ExceptionInfo};
+
+use super::handler::Handler;
+use super::{Call, Invocation, TaskError};
 
 /// Per-task options set at registration; `None` means the worker's setting (or Celery's task
 /// default). Names are Celery's task attributes.
@@ -96,6 +98,8 @@ pub struct TaskEntry {
     pub params: Vec<String>,
     /// The task's options.
     pub options: TaskOptions,
+    /// Takes any arguments (`*args, **kwargs`): Python's call checks are left to the body.
+    variadic: bool,
     call: ErasedCall,
 }
 
@@ -114,13 +118,32 @@ impl TaskEntry {
             name: name.to_owned(),
             params,
             options: TaskOptions::default(),
+            variadic: false,
             call: Box::new(move |inv| handler.call(inv)),
         })
     }
 
+    /// A built-in task over the raw invocation (see `builtins.rs`).
+    pub(crate) fn builtin(
+        name: &str,
+        params: &[&str],
+        variadic: bool,
+        call: fn(&Invocation<'_>) -> Result<Call, TaskError>,
+    ) -> Self {
+        TaskEntry {
+            name: name.to_owned(),
+            params: params.iter().map(|p| (*p).to_owned()).collect(),
+            options: TaskOptions::default(),
+            variadic,
+            call: Box::new(call),
+        }
+    }
+
     /// Checks the call like Python does, then starts the body.
     pub(crate) fn call(&self, inv: &Invocation<'_>) -> Result<Call, TaskError> {
-        inv.check_call()?;
+        if !self.variadic {
+            inv.check_call()?;
+        }
         (self.call)(inv)
     }
 }
@@ -135,6 +158,20 @@ impl std::fmt::Debug for TaskEntry {
 #[derive(Debug, Default)]
 pub struct Registry {
     tasks: HashMap<String, Arc<TaskEntry>, foldhash::fast::RandomState>,
+}
+
+impl super::extract::InProcess for Registry {
+    fn call_here(&self, inv: &Invocation<'_>, name: &str, args: &[serde_json::Value]) -> Result<Call, TaskError> {
+        let entry = self.get(name).ok_or_else(|| {
+            TaskError::from_exception(ExceptionInfo {
+                exc_message: serde_json::json!([name]),
+                ..ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{name}'"))
+            })
+        })?;
+        let body = DecodedBody::of_args(args, &serde_json::Map::new());
+        let parsed = body.parse().map_err(|e| TaskError::type_error(e.to_string()))?;
+        entry.call(&Invocation { body: &parsed, names: &entry.params, ..*inv })
+    }
 }
 
 impl Registry {

@@ -34,7 +34,8 @@ pub fn banner(
         out.push_str(&format!("                .> {q:<16} exchange={q}(direct) key={q}\n"));
     }
     out.push_str("\n[tasks]\n");
-    for t in tasks {
+    // Celery's banner leaves its own built-ins (`celery.*`) out.
+    for t in tasks.iter().filter(|t| !t.starts_with("celery.")) {
         out.push_str(&format!("  . {t}\n"));
     }
     out

@@ -8,6 +8,7 @@
 
 mod banner;
 mod canvas;
+mod chord;
 mod lifecycle;
 mod mailbox;
 mod nodename;

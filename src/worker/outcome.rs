@@ -18,6 +18,7 @@ use crate::rt;
 use crate::task::{TaskCtx, TaskEntry, TaskError};
 use crate::transport::Settle;
 
+use super::chord::PartReturn;
 use super::settlement::{After, Settled};
 use super::shard_ctx::ShardCtx;
 use super::signal::Signal;
@@ -114,14 +115,30 @@ pub(crate) fn store_with(
     after: Option<After>,
 ) {
     if ignores_result(sh, entry, of.headers()) {
-        // Callbacks and chains go on without a stored result.
-        if let Of::Ran(ctx) = of {
-            super::canvas::dispatch(&sh.shared.client, ctx, &state, &result);
+        // Callbacks, chains and chords go on without a stored result.
+        let part = match of {
+            Of::Ran(ctx) => {
+                super::canvas::dispatch(sh, ctx, &state, &result);
+                PartReturn::of(ctx, &state, &result)
+            }
+            Of::Message(_) => None,
+        };
+        let recorded = Recorded::keep(sh, of, &state, &result);
+        match part {
+            None => stored_as(sh, &of.headers().task, &of.headers().id, Ok(()), after, recorded),
+            Some(part) => {
+                let h = of.headers();
+                let what = (h.task.clone(), h.id.clone());
+                sh.storing.set(sh.storing.get() + 1);
+                let sh = sh.clone();
+                rt::spawn_local(async move {
+                    let r = part.run(&sh).await;
+                    stored_as(&sh, &what.0, &what.1, r, after, recorded);
+                    sh.storing.set(sh.storing.get() - 1);
+                    sh.wake();
+                });
+            }
         }
-        if let Some(a) = after {
-            a.done();
-        }
-        Recorded::keep(sh, of, &state, &result).inspect(|r| r.send(sh));
         return;
     }
     store_meta(sh, of, extended, state, result, traceback, after);
@@ -188,9 +205,11 @@ fn store_meta(
 ) {
     let shared = &sh.shared;
     let h = of.headers();
-    let (destination, children) = match of {
-        Of::Ran(ctx) => (ctx.destination(), super::canvas::dispatch(&shared.client, ctx, &state, &result)),
-        Of::Message(m) => (m.reply_destination(), Vec::new()),
+    let (destination, children, part) = match of {
+        Of::Ran(ctx) => {
+            (ctx.destination(), super::canvas::dispatch(sh, ctx, &state, &result), PartReturn::of(ctx, &state, &result))
+        }
+        Of::Message(m) => (m.reply_destination(), Vec::new(), None),
     };
     let recorded = Recorded::keep(sh, of, &state, &result);
     let mut meta = ResultMeta::new(&h.id, state, result);
@@ -209,14 +228,22 @@ fn store_meta(
         meta.retries = Some(h.retries);
         meta.queue = Some(queue);
     }
-    match sh.store.store(meta) {
-        Stored::Done(r) => stored_as(sh, &h.task, &h.id, r, after, recorded),
-        Stored::Pending(write) => {
+    match (sh.store.store(meta), part) {
+        (Stored::Done(r), None) => stored_as(sh, &h.task, &h.id, r, after, recorded),
+        (write, part) => {
             let what = (h.task.clone(), h.id.clone());
             sh.storing.set(sh.storing.get() + 1);
             let sh = sh.clone();
             rt::spawn_local(async move {
-                let r = write.or(store_deadline(&sh)).await;
+                let mut r = match write {
+                    Stored::Done(r) => r,
+                    Stored::Pending(write) => write.or(store_deadline(&sh)).await,
+                };
+                // A chord part is counted after its result is stored, as Celery does, and
+                // before the delivery is settled.
+                if let (Ok(()), Some(part)) = (&r, part) {
+                    r = part.run(&sh).await;
+                }
                 stored_as(&sh, &what.0, &what.1, r, after, recorded);
                 sh.storing.set(sh.storing.get() - 1);
                 sh.wake();

@@ -71,6 +71,7 @@ pub(crate) fn run(
     if e.callbacks.as_ref().is_some_and(|c| !c.is_empty())
         || e.errbacks.as_ref().is_some_and(|c| !c.is_empty())
         || e.chain.as_ref().is_some_and(|c| !c.is_empty())
+        || e.chord.is_some()
     {
         let _ = ctx.0.embed.set(e.clone());
     }
@@ -91,7 +92,14 @@ pub(crate) fn run(
         ctx.update_state("STARTED", started);
     }
     shared.hooks.send(&Signal::TaskPrerun { ctx: &ctx });
-    let inv = Invocation { ctx: &ctx, body: &parsed, names: &entry.params, locals: &sh.locals, client: &shared.client };
+    let inv = Invocation {
+        ctx: &ctx,
+        body: &parsed,
+        names: &entry.params,
+        locals: &sh.locals,
+        client: &shared.client,
+        tasks: &*shared.registry,
+    };
     let call = std::panic::catch_unwind(AssertUnwindSafe(|| entry.call(&inv)));
     drop(parsed);
     let outcome = match call {

@@ -23,15 +23,15 @@ pub(crate) enum Env {
 }
 
 impl Env {
-    fn memory() -> Env {
+    pub(crate) fn memory() -> Env {
         Env::Memory
     }
 
-    fn redis() -> Env {
+    pub(crate) fn redis() -> Env {
         Env::Redis(RedisServer::start())
     }
 
-    fn amqp() -> Env {
+    pub(crate) fn amqp() -> Env {
         Env::Amqp(RedisServer::start(), format!("s.{}", uuid::Uuid::new_v4().simple()))
     }
 
@@ -43,17 +43,22 @@ impl Env {
         }
     }
 
-    /// The semantics test tasks on this transport.
-    fn app(&self) -> AppBuilder {
-        let b = match self {
-            Env::Memory => base("s"),
-            Env::Redis(server) => on_redis("s", server),
+    /// The base test tasks (`support::base`) named `name` on this transport.
+    pub(crate) fn base(&self, name: &str) -> AppBuilder {
+        match self {
+            Env::Memory => base(name),
+            Env::Redis(server) => on_redis(name, server),
             Env::Amqp(results, queue) => {
                 let q = queue.clone();
-                on_rabbit("s", results).configure(move |c| c.task_default_queue = q)
+                on_rabbit(name, results).configure(move |c| c.task_default_queue = q)
             }
-        };
-        b.task("s.flaky", ["fail_times"], flaky)
+        }
+    }
+
+    /// The semantics test tasks on this transport.
+    fn app(&self) -> AppBuilder {
+        self.base("s")
+            .task("s.flaky", ["fail_times"], flaky)
             .task_with(
                 "s.auto",
                 [],

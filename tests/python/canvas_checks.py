@@ -1,13 +1,17 @@
-"""Python Celery 5.7 canvas sent to whatever worker consumes the queue (issue 17, first part):
-chains, link callbacks and link_error errbacks, with the stored `children` Python reads back.
+"""Python Celery 5.7 canvas sent to whatever worker consumes the queue (issue 17): chains, link
+callbacks and link_error errbacks with the stored `children` Python reads back, groups and
+GroupResult save/restore, chords (nested, in chains, failing with ChordError), chunks, map and
+starmap.
 
 Env: CELERY_BROKER_URL / CELERY_RESULT_BACKEND.
 """
-from celery import chain, group
+from celery import chain, chord, group
+from celery.exceptions import ChordError
+from celery.result import AsyncResult, GroupResult
 
 import time
 
-from pyproj import add, fail, mul
+from pyproj import add, fail, mul, xsum
 
 T = 20
 
@@ -42,7 +46,9 @@ def link_callbacks():
     while not children and time.time() < deadline:
         children = r.children
         time.sleep(0.05)
-    assert sorted(c.get(timeout=T) for c in children) == [50, 105], children
+    # Several callbacks are sent as one group, which is the task's one child (as on a Python worker).
+    assert len(children) == 1 and isinstance(children[0], GroupResult), children
+    assert children[0].get(timeout=T) == [50, 105], children
 
 
 def link_error():
@@ -59,7 +65,46 @@ def link_error():
     assert marked.get(timeout=T) == 42
 
 
+def a_group():
+    r = group(add.s(i, i) for i in range(10))()
+    assert r.get(timeout=T) == [2 * i for i in range(10)], r.get(timeout=T)
+    r.save()
+    back = GroupResult.restore(r.id)
+    assert [c.id for c in back.results] == [c.id for c in r.results]
+    assert back.get(timeout=T) == [2 * i for i in range(10)]
+
+
+def chords():
+    r = chord((add.s(i, i) for i in range(20)), xsum.s())()
+    assert r.get(timeout=T) == sum(2 * i for i in range(20)), r.get(timeout=T)
+    assert (group(add.s(1, 1), add.s(2, 2)) | xsum.s())().get(timeout=T) == 6
+    assert (add.s(1, 1) | chord([add.s(1), add.s(2)], xsum.s()) | add.s(100))().get(timeout=T) == 107
+    inner = chord([add.s(1, 1), add.s(2, 2)], xsum.s())
+    assert chord([inner, add.s(3, 3)], xsum.s())().get(timeout=T) == 12
+    assert chord([], xsum.s())().get(timeout=T) == 0
+
+
+def a_failing_chord():
+    r = chord([add.s(1, 1), fail.s("part")], xsum.s())()
+    # r.get() raises the failed part's ValueError (its parent, the header, fails first); the
+    # body's own result is the ChordError.
+    try:
+        AsyncResult(r.id).get(timeout=T)
+    except ChordError as e:
+        assert "Dependency" in str(e) and "ValueError('part')" in str(e), str(e)
+    else:
+        raise AssertionError("expected ChordError")
+
+
+def chunks_map_starmap():
+    assert add.chunks(zip(range(10), range(10)), 3)().get(timeout=T) == [[0, 2, 4], [6, 8, 10], [12, 14, 16], [18]]
+    assert xsum.map([[1, 2], [3]]).delay().get(timeout=T) == [3, 3]
+    assert add.starmap([(1, 2), (3, 4)]).delay().get(timeout=T) == [3, 7]
+
+
 if __name__ == "__main__":
-    for name, fn in [("a_chain", a_chain), ("chain_into_group", chain_into_group), ("link_callbacks", link_callbacks), ("link_error", link_error)]:
+    for name, fn in [("a_chain", a_chain), ("chain_into_group", chain_into_group), ("link_callbacks", link_callbacks),
+                     ("link_error", link_error), ("a_group", a_group), ("chords", chords),
+                     ("a_failing_chord", a_failing_chord), ("chunks_map_starmap", chunks_map_starmap)]:
         check(name, fn)
     print("all python canvas checks passed", flush=True)

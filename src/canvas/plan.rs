@@ -1,0 +1,461 @@
+//! Lowering a signature into what a producer sends (`celery/canvas.py`: `freeze`,
+//! `_chain.prepare_steps`, `group._apply_tasks`, `_chord.run`): ids frozen first, so the caller
+//! knows every result id before anything is sent; then plain task signatures whose `options`
+//! hold everything their message needs.
+
+use serde_json::{json, Value};
+
+use crate::protocol::{Signature, SubtaskType};
+
+use super::chord::chord_size;
+
+/// What the caller of `sig.apply_async(args, ...)` adds to a signature. Unset fields are read
+/// from the signature's own `options` (a chain step or chord body carries them there).
+#[derive(Debug, Clone, Default)]
+pub struct Apply {
+    /// Arguments prepended to the signature's own (unless it is immutable): a parent's result.
+    pub partial: Vec<Value>,
+    /// The task whose outcome sends this.
+    pub parent_id: Option<String>,
+    /// The workflow's first task.
+    pub root_id: Option<String>,
+    /// Membership of a group: its id and this member's place.
+    pub group: Option<(String, i64)>,
+    /// The chord body to call once the group this belongs to is done.
+    pub chord: Option<Signature>,
+    /// Steps still to run after this one, next step last (Celery's reversed `chain`).
+    pub chain: Option<Vec<Signature>>,
+}
+
+impl Apply {
+    /// This, with what it leaves unset taken from `sig.options`.
+    fn or_options_of(&self, sig: &Signature) -> Apply {
+        let o = &sig.options;
+        let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+        let group = match (text("group_id"), o.get("group_index").and_then(Value::as_i64)) {
+            (Some(g), Some(i)) => Some((g, i)),
+            _ => None,
+        };
+        Apply {
+            partial: self.partial.clone(),
+            parent_id: self.parent_id.clone().or_else(|| text("parent_id")),
+            root_id: self.root_id.clone().or_else(|| text("root_id")),
+            group: self.group.clone().or(group),
+            chord: self.chord.clone().or_else(|| parse(o.get("chord"))),
+            chain: self.chain.clone().or_else(|| parse(o.get("chain"))),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: Option<&Value>) -> Option<T> {
+    v.filter(|v| !v.is_null()).and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// The result ids of an applied signature, known before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frozen {
+    /// One task's result (a task, a chain's last step, a chord's body).
+    Task(String),
+    /// A group's result: its id and its members'.
+    Group {
+        /// The group id (`GroupResult.id`).
+        id: String,
+        /// The members' results, in order.
+        results: Vec<Frozen>,
+    },
+}
+
+impl Frozen {
+    /// The result id (a group's own id for a group).
+    pub fn id(&self) -> &str {
+        match self {
+            Frozen::Task(id) | Frozen::Group { id, .. } => id,
+        }
+    }
+}
+
+/// What applying a signature amounts to.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Chord sizes to store before any send: header group id and the results it waits for.
+    pub chord_sizes: Vec<(String, u64)>,
+    /// Plain task signatures to send in order; arguments final, `options` complete (`task_id`,
+    /// `group_id`/`group_index`, `chain`, `chord`, `parent_id`, `root_id`, the caller's own).
+    pub sends: Vec<Signature>,
+    /// The result ids the caller gets back.
+    pub result: Frozen,
+}
+
+/// A signature that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanvasError {
+    /// A chain with no steps.
+    #[error("{0}: a chain with no tasks cannot be applied")]
+    EmptyChain(String),
+    /// A composite whose nested signatures do not parse.
+    #[error("{0}: {1}")]
+    Malformed(String, &'static str),
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `options.task_id`, given one if it has none.
+fn frozen_id(sig: &mut Signature) -> String {
+    match sig.task_id() {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = new_id();
+            sig.options.insert("task_id".into(), json!(id));
+            id
+        }
+    }
+}
+
+fn header_of(sig: &Signature) -> Option<Value> {
+    sig.kwargs.get("header").cloned()
+}
+
+/// Chains inside a chain inlined, and a group followed by a step upgraded to a chord with that
+/// step as its body (as `prepare_steps` does).
+fn chain_steps(sig: &Signature) -> Vec<Signature> {
+    let mut flat = Vec::new();
+    for step in sig.tasks().unwrap_or_default() {
+        match step.subtask_type {
+            Some(SubtaskType::Chain) => flat.extend(chain_steps(&step)),
+            _ => flat.push(step),
+        }
+    }
+    let mut out: Vec<Signature> = Vec::with_capacity(flat.len());
+    for step in flat.into_iter().rev() {
+        match (step.subtask_type, out.pop()) {
+            (Some(SubtaskType::Group), Some(next)) => {
+                let mut c = super::chord(step.tasks().unwrap_or_default(), next);
+                if let Some(id) = step.task_id() {
+                    c.kwargs.insert("header".into(), group_dict(&step, id));
+                }
+                out.push(c)
+            }
+            (_, next) => {
+                out.extend(next);
+                out.push(step)
+            }
+        }
+    }
+    out.reverse();
+    out
+}
+
+fn group_dict(members_of: &Signature, id: &str) -> Value {
+    let mut g = super::group(members_of.tasks().unwrap_or_default());
+    g.options.insert("task_id".into(), json!(id));
+    json!(g)
+}
+
+/// Gives every node of `sig` its result id (`options.task_id`; a chord's header group id in its
+/// header's `options.task_id`), keeping the ids it has, and returns the ids the caller gets.
+pub fn freeze(sig: &Signature) -> (Signature, Frozen) {
+    let mut s = sig.clone();
+    let f = freeze_in_place(&mut s);
+    (s, f)
+}
+
+fn freeze_in_place(s: &mut Signature) -> Frozen {
+    match s.subtask_type {
+        Some(SubtaskType::Group) => {
+            let id = frozen_id(s);
+            let mut members = unrolled(s.tasks().unwrap_or_default());
+            let results = members.iter_mut().map(freeze_in_place).collect();
+            s.kwargs.insert("tasks".into(), json!(members));
+            Frozen::Group { id, results }
+        }
+        Some(SubtaskType::Chain) => {
+            let mut steps = chain_steps(s);
+            let last = steps.iter_mut().map(freeze_in_place).last();
+            s.kwargs.insert("tasks".into(), json!(steps));
+            last.unwrap_or_else(|| Frozen::Task(frozen_id(s)))
+        }
+        Some(SubtaskType::Chord) => {
+            let mut header: Signature = match header_of(s).map(serde_json::from_value::<Signature>) {
+                Some(Ok(g)) if g.subtask_type == Some(SubtaskType::Group) => g,
+                _ => super::group(s.tasks().unwrap_or_default()),
+            };
+            freeze_in_place(&mut header);
+            s.kwargs.insert("header".into(), json!(header));
+            let mut body = s.chord_body().unwrap_or_else(|| Signature::new("celery.accumulate", Vec::new()));
+            if let Some(id) = s.task_id() {
+                // `chord(...).apply_async(task_id=x)`: x is the body's id.
+                body.options.entry("task_id").or_insert_with(|| json!(id));
+            }
+            let f = freeze_in_place(&mut body);
+            s.kwargs.insert("body".into(), json!(body));
+            f
+        }
+        _ => Frozen::Task(frozen_id(s)),
+    }
+}
+
+/// Groups in a group are unrolled into it, their members its own (as Celery's `_prepared`
+/// does), so a chord counts each of them.
+fn unrolled(members: Vec<Signature>) -> Vec<Signature> {
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        match m.subtask_type {
+            Some(SubtaskType::Group) => out.extend(unrolled(m.tasks().unwrap_or_default())),
+            _ => out.push(m),
+        }
+    }
+    out
+}
+
+/// The ids an already frozen signature's application returns.
+fn frozen_of(s: &Signature) -> Frozen {
+    freeze(s).1
+}
+
+/// Lowers `sig` applied with `apply` into its [`Plan`].
+pub fn lower(sig: &Signature, apply: &Apply) -> Result<Plan, CanvasError> {
+    let (s, _) = freeze(sig);
+    let mut plan = Plan { chord_sizes: Vec::new(), sends: Vec::new(), result: Frozen::Task(String::new()) };
+    plan.result = lower_into(&s, apply, &mut plan)?;
+    Ok(plan)
+}
+
+fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, CanvasError> {
+    let malformed = |what| CanvasError::Malformed(s.task.clone(), what);
+    match s.subtask_type {
+        Some(SubtaskType::Group) => {
+            let a = a.or_options_of(s);
+            let id = s.task_id().map(str::to_owned).unwrap_or_else(new_id);
+            let members = unrolled(s.tasks().ok_or_else(|| malformed("a group whose tasks do not parse"))?);
+            if let Some(mut rest) = a.chain.clone().filter(|r| !r.is_empty()) {
+                // A group with steps after it is a chord whose body is the next step.
+                let next = rest.pop().expect("not empty");
+                let (c, _) = freeze(&super::chord(members, next));
+                return lower_into(&c, &Apply { chain: Some(rest), ..a }, plan);
+            }
+            if a.chord.is_some() {
+                plan.chord_sizes.push((id.clone(), members.iter().map(chord_size).sum()));
+            }
+            let mut results = Vec::with_capacity(members.len());
+            for (i, m) in members.iter().enumerate() {
+                let member = Apply { group: Some((id.clone(), i as i64)), chain: None, ..a.clone() };
+                results.push(lower_into(m, &member, plan)?);
+            }
+            Ok(Frozen::Group { id, results })
+        }
+        Some(SubtaskType::Chain) => {
+            let a = a.or_options_of(s);
+            let steps = chain_steps(s);
+            let (first, rest) = steps.split_first().ok_or_else(|| CanvasError::EmptyChain(s.task.clone()))?;
+            let mut carried = a.chain.clone().unwrap_or_default();
+            let mut own: Vec<Signature> = rest.iter().rev().cloned().collect();
+            // The chain's membership of a group or chord is its last step's.
+            let mut first_apply = Apply { chain: None, ..a.clone() };
+            if let Some(last) = own.first_mut() {
+                set_membership(last, &a);
+                first_apply.group = None;
+                first_apply.chord = None;
+            }
+            let last = own.first().map(frozen_of);
+            carried.append(&mut own);
+            first_apply.chain = Some(carried);
+            first_apply.root_id = a.root_id.clone().or_else(|| first.task_id().map(str::to_owned));
+            let head = lower_into(first, &first_apply, plan)?;
+            Ok(last.unwrap_or(head))
+        }
+        Some(SubtaskType::Chord) => {
+            let a = a.or_options_of(s);
+            let header: Signature = header_of(s)
+                .and_then(|h| serde_json::from_value(h).ok())
+                .filter(|h: &Signature| h.subtask_type == Some(SubtaskType::Group))
+                .ok_or_else(|| malformed("a chord whose header is not a frozen group"))?;
+            let mut body = s.chord_body().ok_or_else(|| malformed("a chord without a body"))?;
+            // What the chord is applied with goes on with its body: the rest of a chain, the
+            // membership of an enclosing group or chord, the parent and root.
+            if let Some(chain) = a.chain.as_ref().filter(|c| !c.is_empty()) {
+                body.options.insert("chain".into(), json!(chain));
+            }
+            set_membership(&mut body, &a);
+            for (k, v) in [("parent_id", &a.parent_id), ("root_id", &a.root_id)] {
+                if let Some(v) = v {
+                    body.options.insert(k.into(), json!(v));
+                }
+            }
+            let gid = header.task_id().map(str::to_owned).unwrap_or_else(new_id);
+            body.options.entry("group_id").or_insert_with(|| json!(gid));
+            let result = frozen_of(&body);
+            let members = header.tasks().ok_or_else(|| malformed("a chord header whose tasks do not parse"))?;
+            if members.is_empty() {
+                // Nothing will count down to the body: it is called at once with no results.
+                lower_into(&body, &Apply { partial: vec![json!([])], ..Apply::default() }, plan)?;
+                return Ok(result);
+            }
+            let parts = Apply {
+                partial: a.partial.clone(),
+                parent_id: a.parent_id.clone(),
+                root_id: a.root_id.clone(),
+                group: None,
+                chord: Some(body),
+                chain: None,
+            };
+            lower_into(&header, &parts, plan)?;
+            Ok(result)
+        }
+        None if s.task == "celery.chunks" => match super::expand_chunks(s) {
+            Some(g) => lower_into(&freeze(&g).0, a, plan),
+            None => Err(malformed("a chunks signature needs kwargs task, it and n > 0")),
+        },
+        _ => {
+            let mut send = s.clone();
+            let id = frozen_id(&mut send);
+            send.args = s.args_with(&a.partial);
+            send.immutable = true;
+            let o = &mut send.options;
+            for (k, v) in [("parent_id", &a.parent_id), ("root_id", &a.root_id)] {
+                if let Some(v) = v {
+                    o.insert(k.into(), json!(v));
+                }
+            }
+            if let Some((g, i)) = &a.group {
+                o.insert("group_id".into(), json!(g));
+                o.insert("group_index".into(), json!(i));
+            }
+            if let Some(c) = &a.chord {
+                o.insert("chord".into(), json!(c));
+            }
+            if let Some(c) = &a.chain {
+                o.insert("chain".into(), json!(c));
+            }
+            plan.sends.push(send);
+            Ok(Frozen::Task(id))
+        }
+    }
+}
+
+/// Writes the group membership and chord body of `a` into `sig`'s options.
+fn set_membership(sig: &mut Signature, a: &Apply) {
+    if let Some((g, i)) = &a.group {
+        sig.options.insert("group_id".into(), json!(g));
+        sig.options.insert("group_index".into(), json!(i));
+    }
+    if let Some(c) = &a.chord {
+        sig.options.insert("chord".into(), json!(c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against `tests/fixtures/celery-5.7/canvas.json`, captured from Python Celery 5.7 by
+    //! `scripts/capture_fixtures.py`.
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::canvas::{chain, chord, chunks, group, xmap, xstarmap};
+
+    fn golden() -> Value {
+        serde_json::from_str(include_str!("../../tests/fixtures/celery-5.7/canvas.json")).unwrap()
+    }
+
+    fn sig(task: &str, args: Value) -> Signature {
+        Signature::new(task, args.as_array().unwrap().clone())
+    }
+
+    /// The dict without what is generated per run (ids, the client's reply queue).
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), "task_id" | "reply_to" | "parent_id" | "root_id" | "group_index")
+                    })
+                    .map(|(k, v)| (k.clone(), shape(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn builders_write_celerys_dicts() {
+        let g = golden();
+        let want = |k: &str| g["signatures"][k].clone();
+        let add = |a: Value| sig("app2.add", a);
+        let tsum = sig("app2.tsum", json!([]));
+        let ours = [
+            ("s", add(json!([1, 2]))),
+            (
+                "si_set",
+                Signature::immutable("app2.add", vec![json!(1), json!(2)]).set("queue", "q").set("countdown", 3),
+            ),
+            (
+                "link",
+                add(json!([1, 2])).link_error(Signature::immutable("app2.tsum", vec![json!([0])]))
+                    | sig("app2.mul", json!([3])),
+            ),
+            ("group", group(vec![add(json!([1, 2])), add(json!([3, 4]))])),
+            ("chain", chain(vec![add(json!([1, 2])), add(json!([3])), add(json!([4]))])),
+            ("chord", chord(vec![add(json!([1, 2])), add(json!([3, 4]))], tsum.clone())),
+            ("group_or_task", group(vec![add(json!([1, 2])), add(json!([3, 4]))]) | tsum.clone()),
+            ("chord_or_task", chord(vec![add(json!([1, 2]))], tsum.clone()) | sig("app2.mul", json!([2]))),
+            ("map", xmap(&tsum, vec![json!([1, 2]), json!([3])])),
+            ("starmap", xstarmap(&add(json!([])), vec![json!([1, 2]), json!([3, 4])])),
+            ("chunks", chunks(&add(json!([])), vec![json!([1, 2]), json!([3, 4]), json!([5, 6])], 2)),
+        ];
+        for (name, s) in ours {
+            assert_eq!(serde_json::to_value(&s).unwrap(), want(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_group_before_a_step_is_sent_as_a_chord_in_the_chain() {
+        let g = golden();
+        let python = &g["chain_group_task_messages"][0]["body"][2]["chain"];
+        let flow = sig("app2.add", json!([1, 2]))
+            | group(vec![sig("app2.mul", json!([2])), sig("app2.mul", json!([3]))])
+            | sig("app2.tsum", json!([]));
+        let plan = lower(&flow, &Apply::default()).unwrap();
+        assert_eq!(plan.sends.len(), 1, "only the first step is sent");
+        let first = &plan.sends[0];
+        assert_eq!(shape(&first.options["chain"]), shape(python));
+        // The chain's result is the chord body's, frozen in the message.
+        assert_eq!(Some(plan.result.id()), first.options["chain"][0]["kwargs"]["body"]["options"]["task_id"].as_str());
+    }
+
+    #[test]
+    fn a_chord_sends_its_header_with_group_index_and_body_and_stores_its_size() {
+        let body = sig("app2.tsum", json!([]));
+        let c = chord(vec![sig("app2.add", json!([1, 2])), sig("app2.add", json!([3, 4]))], body);
+        let plan = lower(&c, &Apply::default()).unwrap();
+        let gid = plan.sends[0].options["group_id"].clone();
+        assert_eq!(plan.chord_sizes, vec![(gid.as_str().unwrap().to_owned(), 2)]);
+        for (i, s) in plan.sends.iter().enumerate() {
+            assert_eq!((&s.options["group_id"], &s.options["group_index"]), (&gid, &json!(i)));
+            let chord_body = &s.options["chord"];
+            assert_eq!(chord_body["options"]["group_id"], gid, "as Python's body carries it");
+            assert_eq!(chord_body["options"]["task_id"].as_str(), Some(plan.result.id()));
+        }
+    }
+
+    #[test]
+    fn chains_carry_the_rest_reversed_and_members_of_chords_count_as_celery_counts() {
+        let step = |n: i64| sig("t.add", json!([n]));
+        let plan = lower(&chain(vec![sig("t.add", json!([1, 1])), step(2), step(3)]), &Apply::default()).unwrap();
+        let rest: Vec<Value> = plan.sends[0].options["chain"].as_array().unwrap().clone();
+        assert_eq!(rest.iter().map(|s| s["args"].clone()).collect::<Vec<_>>(), vec![json!([3]), json!([2])]);
+        assert_eq!(Some(plan.result.id()), rest[0]["options"]["task_id"].as_str());
+        // Sizes: a task 1, a group its members, a chain its last step, a chord its body.
+        let inner = chord(vec![step(1), step(2)], step(3));
+        let header = vec![step(1), group(vec![step(1), step(2)]), chain(vec![step(1), step(2)]), inner];
+        let plan = lower(&chord(header, step(0)), &Apply::default()).unwrap();
+        assert_eq!(plan.chord_sizes.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![5, 2]);
+        // Partial args go to the first step only; immutable steps keep theirs.
+        let a = Apply { partial: vec![json!(7)], ..Apply::default() };
+        let plan = lower(&(Signature::immutable("t.add", vec![json!(1), json!(1)]) | step(1)), &a).unwrap();
+        assert_eq!(plan.sends[0].args, vec![json!(1), json!(1)]);
+        assert!(lower(&chain(vec![]), &Apply::default()).is_err());
+    }
+}
