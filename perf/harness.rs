@@ -7,6 +7,10 @@
 //!   results, and a no-op with `ignore_result`. Default (early) acks.
 //! - `rtt`: sequential `delay().get()` round trips; p50/p90/p99/p99.9/max (hdrhistogram).
 //! - CPU per task (user+sys of this process during the drain / N) and peak RSS (VmHWM).
+//! - `canvas` (Redis): a chord of `--chord` `add` parts into `tsum`, seconds from the first send
+//!   to the body's result; and a chain of `--chain` `add` links, seconds to the last result and
+//!   each hop (one step's `date_done` to the next's) p50/p99. Worker in this process, started and
+//!   warmed first; afterwards the queue and `unacked` must be empty or the run fails.
 //!
 //! `cargo run --release --example perf -- --broker memory:// --n 200000 --rtt 5000`
 
@@ -22,6 +26,10 @@ fn add(x: i64, y: i64) -> i64 {
 }
 
 fn noop() {}
+
+fn tsum(xs: Vec<i64>) -> i64 {
+    xs.iter().sum()
+}
 
 const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("perf.add");
 
@@ -566,6 +574,76 @@ fn scheme(url: &str) -> &str {
     url.split("://").next().unwrap_or(url)
 }
 
+/// Seconds since the epoch of a `date_done`.
+fn done_at(meta: &celeriac::protocol::ResultMeta) -> f64 {
+    let t = meta.date_done.as_deref().expect("a ready result has date_done");
+    chrono::DateTime::parse_from_rfc3339(t).expect("date_done").timestamp_micros() as f64 / 1e6
+}
+
+fn canvas(broker: &str, parts: usize, links: usize) {
+    use celeriac::{canvas, chord, Signature};
+    use serde_json::json;
+    flush_db(broker);
+    let app = App::builder("perf")
+        .use_env(false)
+        .broker(broker)
+        .result_backend(broker)
+        .configure(|c| c.worker_prefetch_multiplier = 64)
+        .task("perf.add", ["x", "y"], add)
+        .task("perf.tsum", ["xs"], tsum)
+        .build()
+        .expect("perf app");
+    let client = app.client();
+    let worker = app.worker().concurrency(2).start().expect("worker");
+    ADD.delay(&client, (1, 1)).unwrap().get(Duration::from_secs(10)).expect("warm-up");
+    let header: Vec<Signature> =
+        (0..parts as i64).map(|i| Signature::new("perf.add", vec![json!(i), json!(i)])).collect();
+    let t0 = Instant::now();
+    let r = client.send_signature(&chord(header, Signature::new("perf.tsum", vec![]))).expect("chord");
+    let sent = t0.elapsed().as_secs_f64();
+    let v: i64 = r.get(Duration::from_secs(300)).expect("chord result");
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(v, (0..parts as i64).map(|i| 2 * i).sum::<i64>(), "chord result");
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"chord\", \"broker\": \"{}\", \"n\": {parts}, \"seconds\": {secs:.4}, \"send_seconds\": {sent:.4}, \"parts_per_s\": {:.0}}}",
+        scheme(broker),
+        parts as f64 / secs
+    );
+    let mut flow = Signature::new("perf.add", vec![json!(0), json!(1)]);
+    for _ in 1..links {
+        flow = flow | Signature::new("perf.add", vec![json!(1)]);
+    }
+    let (flow, _) = canvas::freeze(&flow);
+    let ids: Vec<String> = flow.kwargs["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["options"]["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    let t0 = Instant::now();
+    let r = client.send_signature(&flow).expect("chain");
+    let v: i64 = r.get(Duration::from_secs(300)).expect("chain result");
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(v, links as i64, "chain result");
+    let done: Vec<f64> =
+        ids.iter().map(|id| done_at(&client.backend().get(id).unwrap().expect("step result"))).collect();
+    let mut hops: Vec<f64> = done.windows(2).map(|w| (w[1] - w[0]) * 1000.0).collect();
+    hops.sort_by(f64::total_cmp);
+    let q = |f: f64| hops[((hops.len() - 1) as f64 * f) as usize];
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"chain\", \"broker\": \"{}\", \"n\": {links}, \"seconds\": {secs:.4}, \"hop_p50_ms\": {:.3}, \"hop_p99_ms\": {:.3}}}",
+        scheme(broker),
+        q(0.5),
+        q(0.99)
+    );
+    worker.shutdown();
+    let (queued, unacked) = (redis_text(broker, &["LLEN", "celery"]), redis_text(broker, &["HLEN", "unacked"]));
+    if (queued.as_str(), unacked.as_str()) != ("0", "0") {
+        eprintln!("FAILED canvas: {queued} messages left in the queue, {unacked} in unacked");
+        std::process::exit(2);
+    }
+}
+
 fn main() {
     let broker = arg("--broker", "memory://");
     let n: usize = arg("--n", "200000").parse().expect("--n");
@@ -596,6 +674,13 @@ fn main() {
     }
     if what == "redis_floor" {
         redis_floor(&broker, rtt_n);
+    }
+    if what == "canvas" {
+        canvas(
+            &broker,
+            arg("--chord", "10000").parse().expect("--chord"),
+            arg("--chain", "1000").parse().expect("--chain"),
+        );
     }
     if what == "skew" {
         skew(true);

@@ -28,6 +28,11 @@ def add(x, y):
     return x + y
 
 
+@app.task(name="perf.tsum")
+def tsum(xs):
+    return sum(xs)
+
+
 @app.task(name="perf.noop", ignore_result=True)
 def noop():
     return None

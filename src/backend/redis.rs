@@ -335,6 +335,14 @@ impl Listener {
     }
 }
 
+/// A server's refusal (a wrong type, a script error) as such; anything else as a lost connection.
+fn refused_or_lost(e: RedisError) -> BackendError {
+    match e {
+        RedisError::Server(why) => BackendError::Refused(why),
+        other => lost(other),
+    }
+}
+
 static PART_RETURN: Script = Script::new(super::chord::PART_RETURN_LUA);
 static CLEANUP: Script = Script::new(super::chord::CLEANUP_LUA);
 static CLAIM_EXTEND: Script = Script::new(super::chord::CLAIM_EXTEND_LUA);
@@ -372,13 +380,13 @@ impl RedisBackend {
         async move {
             let conn = writer(&url);
             let (c, s, n) = (k.key(".c"), k.key(".s"), size.to_string());
-            conn.call(&[b"DEL", c.as_bytes()]).await.map_err(lost)?;
+            conn.call(&[b"DEL", c.as_bytes()]).await.map_err(refused_or_lost)?;
             let secs = ttl.to_string();
             let mut set: Vec<&[u8]> = vec![b"SET", s.as_bytes(), n.as_bytes()];
             if ttl > 0 {
                 set.extend([&b"EX"[..], secs.as_bytes()]);
             }
-            conn.call(&set).await.map(|_| ()).map_err(lost)
+            conn.call(&set).await.map(|_| ()).map_err(refused_or_lost)
         }
     }
 
@@ -409,7 +417,7 @@ impl RedisBackend {
                 claim.as_bytes(),
                 token.as_bytes(),
             ];
-            let reply = PART_RETURN.call(&conn, &keys, &args).await.map_err(lost)?;
+            let reply = PART_RETURN.call(&conn, &keys, &args).await.map_err(refused_or_lost)?;
             let BytesFrame::Array(r) = reply else {
                 return Err(BackendError::Corrupt(format!("chord {}: script reply {reply:?}", k.group)));
             };
@@ -418,7 +426,7 @@ impl RedisBackend {
                 return Ok(ChordCount::Counted);
             }
             let j = k.key(".j");
-            let all = conn.call(&[b"ZRANGE", j.as_bytes(), b"0", b"-1"]).await.map_err(lost)?;
+            let all = conn.call(&[b"ZRANGE", j.as_bytes(), b"0", b"-1"]).await.map_err(refused_or_lost)?;
             let BytesFrame::Array(items) = all else {
                 return Err(BackendError::Corrupt(format!("{j}: ZRANGE reply {all:?}")));
             };
@@ -447,7 +455,7 @@ impl RedisBackend {
             let r = CLAIM_EXTEND
                 .call(&writer(&url), &[c.as_bytes(), s.as_bytes()], &[token.as_bytes(), secs.as_bytes()])
                 .await
-                .map_err(lost)?;
+                .map_err(refused_or_lost)?;
             Ok(matches!(r, BytesFrame::Integer(1)))
         }
     }
@@ -463,7 +471,10 @@ impl RedisBackend {
             let keys = [k.key(".c"), k.key(".j"), k.key(".t"), k.key(".s"), k.key(".d")];
             let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
             let secs = DONE_SECS.to_string();
-            let r = CLEANUP.call(&writer(&url), &keys, &[token.as_bytes(), secs.as_bytes()]).await.map_err(lost)?;
+            let r = CLEANUP
+                .call(&writer(&url), &keys, &[token.as_bytes(), secs.as_bytes()])
+                .await
+                .map_err(refused_or_lost)?;
             Ok(matches!(r, BytesFrame::Integer(1)))
         }
     }
@@ -476,7 +487,7 @@ impl RedisBackend {
         let (k, url) = (self.chord_keys(group_id), self.url.clone());
         async move {
             let s = k.key(".s");
-            writer(&url).call(&[b"DEL", s.as_bytes()]).await.map(|_| ()).map_err(lost)
+            writer(&url).call(&[b"DEL", s.as_bytes()]).await.map(|_| ()).map_err(refused_or_lost)
         }
     }
 }

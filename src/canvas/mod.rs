@@ -28,4 +28,4 @@ pub use chain::chain;
 pub use chord::{chord, chord_size};
 pub use chunks::{chunks, expand_chunks, xmap, xstarmap};
 pub use group::group;
-pub use plan::{freeze, lower, Apply, CanvasError, Frozen, Plan};
+pub use plan::{freeze, lower, Apply, CanvasError, Frozen, Plan, Send};

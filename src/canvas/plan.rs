@@ -74,14 +74,26 @@ impl Frozen {
     }
 }
 
+/// One task message of a [`Plan`].
+#[derive(Debug, Clone)]
+pub struct Send {
+    /// The task signature: arguments final, `options` complete (`task_id`, `group_id` and
+    /// `group_index`, `parent_id`, `root_id`, the caller's own).
+    pub sig: Signature,
+    /// The rest of the chain the message carries, next step last (`embed.chain`). Kept out of
+    /// `options`: a long chain's rest is large, and the worker hands it on at every hop.
+    pub chain: Option<Vec<Signature>>,
+    /// The chord body the task counts toward (`embed.chord`).
+    pub chord: Option<Signature>,
+}
+
 /// What applying a signature amounts to.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Chord sizes to store before any send: header group id and the results it waits for.
     pub chord_sizes: Vec<(String, u64)>,
-    /// Plain task signatures to send in order; arguments final, `options` complete (`task_id`,
-    /// `group_id`/`group_index`, `chain`, `chord`, `parent_id`, `root_id`, the caller's own).
-    pub sends: Vec<Signature>,
+    /// The task messages to send, in order.
+    pub sends: Vec<Send>,
     /// The result ids the caller gets back.
     pub result: Frozen,
 }
@@ -113,8 +125,10 @@ fn frozen_id(sig: &mut Signature) -> String {
     }
 }
 
-fn header_of(sig: &Signature) -> Option<Value> {
-    sig.kwargs.get("header").cloned()
+/// A chord's header as a group signature, if it is written as one.
+fn header_group(sig: &Signature) -> Option<Signature> {
+    use serde::Deserialize;
+    Signature::deserialize(sig.kwargs.get("header")?).ok().filter(|h| h.subtask_type == Some(SubtaskType::Group))
 }
 
 /// Chains inside a chain inlined, and a group followed by a step upgraded to a chord with that
@@ -177,10 +191,7 @@ fn freeze_in_place(s: &mut Signature) -> Frozen {
             last.unwrap_or_else(|| Frozen::Task(frozen_id(s)))
         }
         Some(SubtaskType::Chord) => {
-            let mut header: Signature = match header_of(s).map(serde_json::from_value::<Signature>) {
-                Some(Ok(g)) if g.subtask_type == Some(SubtaskType::Group) => g,
-                _ => super::group(s.tasks().unwrap_or_default()),
-            };
+            let mut header = header_group(s).unwrap_or_else(|| super::group(s.tasks().unwrap_or_default()));
             freeze_in_place(&mut header);
             s.kwargs.insert("header".into(), json!(header));
             let mut body = s.chord_body().unwrap_or_else(|| Signature::new("celery.accumulate", Vec::new()));
@@ -267,10 +278,7 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
         }
         Some(SubtaskType::Chord) => {
             let a = a.or_options_of(s);
-            let header: Signature = header_of(s)
-                .and_then(|h| serde_json::from_value(h).ok())
-                .filter(|h: &Signature| h.subtask_type == Some(SubtaskType::Group))
-                .ok_or_else(|| malformed("a chord whose header is not a frozen group"))?;
+            let header = header_group(s).ok_or_else(|| malformed("a chord whose header is not a frozen group"))?;
             let mut body = s.chord_body().ok_or_else(|| malformed("a chord without a body"))?;
             // What the chord is applied with goes on with its body: the rest of a chain, the
             // membership of an enclosing group or chord, the parent and root.
@@ -322,13 +330,7 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
                 o.insert("group_id".into(), json!(g));
                 o.insert("group_index".into(), json!(i));
             }
-            if let Some(c) = &a.chord {
-                o.insert("chord".into(), json!(c));
-            }
-            if let Some(c) = &a.chain {
-                o.insert("chain".into(), json!(c));
-            }
-            plan.sends.push(send);
+            plan.sends.push(Send { sig: send, chain: a.chain.clone(), chord: a.chord.clone() });
             Ok(Frozen::Task(id))
         }
     }
@@ -419,10 +421,10 @@ mod tests {
             | sig("app2.tsum", json!([]));
         let plan = lower(&flow, &Apply::default()).unwrap();
         assert_eq!(plan.sends.len(), 1, "only the first step is sent");
-        let first = &plan.sends[0];
-        assert_eq!(shape(&first.options["chain"]), shape(python));
+        let chain = json!(plan.sends[0].chain);
+        assert_eq!(shape(&chain), shape(python));
         // The chain's result is the chord body's, frozen in the message.
-        assert_eq!(Some(plan.result.id()), first.options["chain"][0]["kwargs"]["body"]["options"]["task_id"].as_str());
+        assert_eq!(Some(plan.result.id()), chain[0]["kwargs"]["body"]["options"]["task_id"].as_str());
     }
 
     #[test]
@@ -430,11 +432,11 @@ mod tests {
         let body = sig("app2.tsum", json!([]));
         let c = chord(vec![sig("app2.add", json!([1, 2])), sig("app2.add", json!([3, 4]))], body);
         let plan = lower(&c, &Apply::default()).unwrap();
-        let gid = plan.sends[0].options["group_id"].clone();
+        let gid = plan.sends[0].sig.options["group_id"].clone();
         assert_eq!(plan.chord_sizes, vec![(gid.as_str().unwrap().to_owned(), 2)]);
         for (i, s) in plan.sends.iter().enumerate() {
-            assert_eq!((&s.options["group_id"], &s.options["group_index"]), (&gid, &json!(i)));
-            let chord_body = &s.options["chord"];
+            assert_eq!((&s.sig.options["group_id"], &s.sig.options["group_index"]), (&gid, &json!(i)));
+            let chord_body = &json!(s.chord);
             assert_eq!(chord_body["options"]["group_id"], gid, "as Python's body carries it");
             assert_eq!(chord_body["options"]["task_id"].as_str(), Some(plan.result.id()));
         }
@@ -444,7 +446,7 @@ mod tests {
     fn chains_carry_the_rest_reversed_and_members_of_chords_count_as_celery_counts() {
         let step = |n: i64| sig("t.add", json!([n]));
         let plan = lower(&chain(vec![sig("t.add", json!([1, 1])), step(2), step(3)]), &Apply::default()).unwrap();
-        let rest: Vec<Value> = plan.sends[0].options["chain"].as_array().unwrap().clone();
+        let rest: Vec<Value> = json!(plan.sends[0].chain).as_array().unwrap().clone();
         assert_eq!(rest.iter().map(|s| s["args"].clone()).collect::<Vec<_>>(), vec![json!([3]), json!([2])]);
         assert_eq!(Some(plan.result.id()), rest[0]["options"]["task_id"].as_str());
         // Sizes: a task 1, a group its members, a chain its last step, a chord its body.
@@ -455,7 +457,7 @@ mod tests {
         // Partial args go to the first step only; immutable steps keep theirs.
         let a = Apply { partial: vec![json!(7)], ..Apply::default() };
         let plan = lower(&(Signature::immutable("t.add", vec![json!(1), json!(1)]) | step(1)), &a).unwrap();
-        assert_eq!(plan.sends[0].args, vec![json!(1), json!(1)]);
+        assert_eq!(plan.sends[0].sig.args, vec![json!(1), json!(1)]);
         assert!(lower(&chain(vec![]), &Apply::default()).is_err());
     }
 }

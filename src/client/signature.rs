@@ -70,6 +70,15 @@ pub(crate) fn options_of(sig: &Signature) -> SendOptions {
     s
 }
 
+fn leaf_ids<'a>(f: &'a Frozen, out: &mut std::collections::HashSet<&'a str>) {
+    match f {
+        Frozen::Task(id) => {
+            out.insert(id);
+        }
+        Frozen::Group { results, .. } => results.iter().for_each(|r| leaf_ids(r, out)),
+    }
+}
+
 /// A lowered signature with its messages built: chord sizes to store, then the messages in order.
 pub(crate) struct Prepared {
     sizes: Vec<(String, u64)>,
@@ -105,9 +114,20 @@ impl Client {
         }
         let mut messages = Vec::with_capacity(plan.sends.len());
         let mut watched = std::collections::HashMap::new();
-        for send in &plan.sends {
-            let o = options_of(send);
-            let (msg, route, result) = self.prepare(&send.task, &send.args, &send.kwargs, &o, watch)?;
+        // Only what the caller gets back is watched (a chord's 10,000 header results are not).
+        let mut leaves = std::collections::HashSet::new();
+        leaf_ids(&plan.result, &mut leaves);
+        for send in plan.sends {
+            let mut o = options_of(&send.sig);
+            if send.chain.is_some() {
+                o.embed.chain = send.chain;
+            }
+            if send.chord.is_some() {
+                o.embed.chord = send.chord;
+            }
+            let sig = &send.sig;
+            let watch = watch && o.task_id.as_deref().is_some_and(|id| leaves.contains(id));
+            let (msg, route, result) = self.prepare(&sig.task, &sig.args, &sig.kwargs, &o, watch)?;
             watched.insert(result.id().to_owned(), result);
             messages.push((route, msg));
         }
@@ -148,8 +168,17 @@ impl Client {
             for (group, size) in &p.sizes {
                 self.backend().set_chord_size_blocking(group, *size)?;
             }
-            for (route, msg) in p.messages {
-                self.broker().publish(&route, msg)?;
+            // Runs of messages to one route (a chord's header, a group) leave in one batch.
+            let mut messages = p.messages.into_iter().peekable();
+            while let Some((route, first)) = messages.next() {
+                let mut run = vec![first];
+                while let Some((_, m)) = messages.next_if(|(r, _)| *r == route) {
+                    run.push(m);
+                }
+                match run.len() {
+                    1 => self.broker().publish(&route, run.pop().expect("one"))?,
+                    _ => self.broker().publish_batch(&route, run)?,
+                }
             }
             return Ok(p.result);
         }

@@ -24,7 +24,7 @@ pub enum SubtaskType {
 }
 
 /// A signature dict exactly as Celery writes it; unknown keys are kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signature {
     /// The task name (or `celery.group`, `celery.chain`, … for canvas types).
     pub task: String,
@@ -51,6 +51,44 @@ pub struct Signature {
     pub extra: Map<String, Value>,
 }
 
+/// Read field by field, unknown keys into `extra` (what `#[serde(flatten)]` would do, without
+/// its buffering of every key: a chain's message carries hundreds of signatures, and each hop
+/// of the chain reads them all).
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Signature;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a signature dict")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Signature, A::Error> {
+                let mut s = Signature::new(String::new(), Vec::new());
+                let mut task = None;
+                while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "task" => task = Some(m.next_value::<String>()?),
+                        "args" => s.args = m.next_value::<Option<Vec<Value>>>()?.unwrap_or_default(),
+                        "kwargs" => s.kwargs = m.next_value::<Option<Map<String, Value>>>()?.unwrap_or_default(),
+                        "options" => s.options = m.next_value::<Option<Map<String, Value>>>()?.unwrap_or_default(),
+                        "subtask_type" => s.subtask_type = m.next_value()?,
+                        "immutable" => s.immutable = m.next_value::<Option<bool>>()?.unwrap_or(false),
+                        "chord_size" => s.chord_size = m.next_value()?,
+                        _ => {
+                            s.extra.insert(key.into_owned(), m.next_value()?);
+                        }
+                    }
+                }
+                s.task = task.ok_or_else(|| serde::de::Error::missing_field("task"))?;
+                Ok(s)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 impl Signature {
     /// A plain signature `task.s(*args)`.
     pub fn new(task: impl Into<String>, args: Vec<Value>) -> Self {
@@ -73,19 +111,20 @@ impl Signature {
             SubtaskType::Chord => {
                 let header = self.kwargs.get("header")?;
                 if header.is_object() {
-                    return serde_json::from_value::<Signature>(header.clone()).ok()?.tasks();
+                    return Signature::deserialize(header).ok()?.tasks();
                 }
                 header
             }
             _ => return None,
         };
-        serde_json::from_value(list.clone()).ok()
+        // Read from the value in place: a chord's header may hold thousands of signatures.
+        Vec::<Signature>::deserialize(list).ok()
     }
 
     /// A chord's body.
     pub fn chord_body(&self) -> Option<Signature> {
         (self.subtask_type == Some(SubtaskType::Chord))
-            .then(|| serde_json::from_value(self.kwargs.get("body")?.clone()).ok())?
+            .then(|| Signature::deserialize(self.kwargs.get("body")?).ok())?
     }
 
     /// `options.task_id`, the id frozen into chain steps and chord bodies.
@@ -130,6 +169,18 @@ mod tests {
         assert_eq!(s.tasks().unwrap()[0].task, "a");
         assert_eq!(s.chord_body().unwrap().task, "tsum");
         assert_eq!(serde_json::to_value(&s).unwrap(), chord);
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_and_a_task_is_required() {
+        let v = json!({"task": "a", "args": [1], "kwargs": {}, "options": {"queue": "q"}, "subtask_type": null,
+            "immutable": true, "chord_size": 3, "custom": {"x": 1}});
+        let s: Signature = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!((s.immutable, s.chord_size, s.extra["custom"].clone()), (true, Some(3), json!({"x": 1})));
+        assert_eq!(serde_json::to_value(&s).unwrap(), v);
+        let bare: Signature = serde_json::from_str(r#"{"task": "b", "args": null}"#).unwrap();
+        assert_eq!((bare.task.as_str(), bare.args.len()), ("b", 0));
+        assert!(serde_json::from_str::<Signature>(r#"{"args": []}"#).is_err());
     }
 
     #[test]

@@ -43,7 +43,15 @@ impl PartReturn {
     /// counted (the store refused or is unreachable): the delivery is left for redelivery.
     pub(crate) async fn run(self, sh: &Rc<ShardCtx>) -> Result<(), BackendError> {
         let backend = sh.shared.client.backend().clone();
-        let count = backend.chord_part_return(&self.group, self.index, self.part).await?;
+        let count = backend.chord_part_return(&self.group, self.index, self.part).await.map_err(|e| match e {
+            BackendError::Refused(why) => {
+                BackendError::Refused(format!("counting it toward chord {}: {why}", self.group))
+            }
+            BackendError::ConnectionLost(why) => {
+                BackendError::ConnectionLost(format!("counting it toward chord {}: {why}", self.group))
+            }
+            other => other,
+        })?;
         let ChordCount::Complete { parts, token } = count else { return Ok(()) };
         let group = &self.group;
         if let Some(bad) = parts.iter().find(|p| p.state.propagates()) {

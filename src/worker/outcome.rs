@@ -296,11 +296,11 @@ fn stored_as(
             match after {
                 Some(a) => {
                     tracing::error!(
-                        "Cannot store the result of {task}[{id}]: {e}. The message is left unacked for redelivery."
+                        "Cannot record the outcome of {task}[{id}]: {e}. The message is left unacked for redelivery."
                     );
                     a.undone();
                 }
-                None => tracing::error!("Cannot store the result of {task}[{id}]: {e}. The result is lost."),
+                None => tracing::error!("Cannot record the outcome of {task}[{id}]: {e}. It is lost."),
             }
         }
     }

@@ -63,7 +63,7 @@ pub(crate) fn run(
         body,
         embed: std::sync::OnceLock::new(),
     });
-    let parsed = match ctx.body().parse() {
+    let mut parsed = match ctx.body().parse() {
         Ok(p) => p,
         Err(e) => return reject_malformed(sh, ctx.message(), settle, e),
     };
@@ -73,7 +73,8 @@ pub(crate) fn run(
         || e.chain.as_ref().is_some_and(|c| !c.is_empty())
         || e.chord.is_some()
     {
-        let _ = ctx.0.embed.set(e.clone());
+        // Moved, not cloned: the body's arguments are all the task needs of it.
+        let _ = ctx.0.embed.set(std::mem::take(&mut parsed.embed));
     }
     let acks_late = entry.options.acks_late.unwrap_or(shared.acks_late);
     let settle = if acks_late {

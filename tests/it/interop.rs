@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use celeriac::{App, Error, TaskRef};
+use celeriac::{chord, group, App, Error, Signature, TaskRef};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -601,4 +601,107 @@ fn canvas_chains_and_links_run_across_kinds() {
     assert_eq!(wait(&mul_id).result, json!(64));
     let last = wait(&last_id);
     assert_eq!((last.result.clone(), last.parent_id.as_deref()), (json!(2), Some(mul_id.as_str())));
+    // Chords, groups, chunks and map built by celeriac's client, run by the Python worker.
+    let add = |x: i64, y: i64| Signature::new("proj.tasks.add", vec![json!(x), json!(y)]);
+    let xsum = || Signature::new("proj.tasks.xsum", vec![]);
+    let flow = chord((0..10).map(|i| add(i, i)).collect(), xsum()) | Signature::new("proj.tasks.add", vec![json!(1)]);
+    assert_eq!(client.send_signature(&flow).unwrap().get::<i64>(T).unwrap(), 91);
+    let g = client.send_signature(&group(vec![add(1, 1), add(2, 2)])).unwrap();
+    assert_eq!(g.get::<Vec<i64>>(T).unwrap(), vec![2, 4]);
+    let pairs = (0..5).map(|i| json!([i, i])).collect();
+    let parts = client.send_signature(&celeriac::canvas::chunks(&add(0, 0), pairs, 2)).unwrap();
+    assert_eq!(parts.get::<Value>(T).unwrap(), json!([[0, 2], [4, 6], [8]]));
+    let mapped = celeriac::canvas::xmap(&xsum(), vec![json!([1, 2]), json!([3])]);
+    assert_eq!(client.send_signature(&mapped).unwrap().get::<Value>(T).unwrap(), json!([3, 3]));
+}
+
+/// One chord whose header tasks run on a Python and a celeriac worker at once: both count it
+/// with the same keys and scripts, and the body runs once with every result in order.
+#[test]
+fn a_chord_counts_parts_run_by_both_kinds() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let cfg = std::env::temp_dir().join(format!("celeriac-interop-{}.toml", free_port()));
+    std::fs::write(&cfg, "result_extended = true\n").unwrap();
+    let py = python_worker(&server, &[("PYPROJ_RESULT_EXTENDED", "1")], "py10");
+    let rs = celeriac_worker(&server, Some(&cfg), "rs10");
+    let client = client_app(&server).client();
+    let header: Vec<Signature> = (0..200).map(|i| Signature::new("proj.tasks.add", vec![json!(i), json!(1)])).collect();
+    let (frozen, _) = celeriac::canvas::freeze(&chord(header, Signature::new("proj.tasks.xsum", vec![])));
+    let r = client.send_signature(&frozen).unwrap();
+    assert_eq!(r.get::<i64>(Duration::from_secs(60)).unwrap(), (1..=200).sum::<i64>());
+    let mut workers = std::collections::BTreeSet::new();
+    for member in frozen.kwargs["header"]["kwargs"]["tasks"].as_array().unwrap() {
+        let meta = client.backend().get(member["options"]["task_id"].as_str().unwrap()).unwrap().unwrap();
+        workers.insert(meta.worker.unwrap_or_default().split('@').next().unwrap().to_owned());
+    }
+    assert_eq!(workers.into_iter().collect::<Vec<_>>(), vec!["py10", "rs10"], "the parts ran on both kinds");
+    drop(py);
+    assert_nothing_unacked(&server, &rs);
+    let _ = std::fs::remove_file(cfg);
+}
+
+/// Beyond Celery's own tests: a chord's body is sent once when a worker dies between storing a
+/// part and counting it (here every count fails first, then the worker is SIGKILLed with all
+/// six parts stored and unacked), and when a part runs again after the chord is done.
+#[test]
+fn a_chord_body_is_sent_once_when_parts_run_twice_or_their_worker_is_killed() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let url = server.url();
+    let cfg = std::env::temp_dir().join(format!("celeriac-interop-{}.toml", free_port()));
+    std::fs::write(&cfg, "task_acks_late = true\n[broker_transport_options]\nvisibility_timeout = 3\n").unwrap();
+    let mut first = celeriac_worker(&server, Some(&cfg), "rs11");
+    let client = client_app(&server).client();
+    // The body goes to a queue nobody consumes, so every send of it stays there to be counted.
+    let body = Signature::new("proj.tasks.xsum", vec![]).set("queue", "bodies");
+    let header: Vec<Signature> = (0..6).map(|i| Signature::new("proj.tasks.add", vec![json!(i), json!(i)])).collect();
+    let (frozen, _) = celeriac::canvas::freeze(&chord(header, body));
+    let gid = frozen.kwargs["header"]["options"]["task_id"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = frozen.kwargs["header"]["kwargs"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["options"]["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    // A wrong type where the chord's done-set lives: each part is stored, then its count fails.
+    let done_set = format!("celery-taskset-meta-{gid}.d");
+    redis_cmd(&url, &["SET", &done_set, "not a set"]);
+    client.send_signature(&frozen).unwrap();
+    let deadline = Instant::now() + T;
+    while ids.iter().any(|id| client.backend().get(id).unwrap().is_none()) {
+        assert!(Instant::now() < deadline, "the parts never ran:\n{}", first.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.wait_for("counting it toward chord", T);
+    wait_unacked(&url, 6, &first);
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "bodies"])), 0, "no body before the parts are counted");
+    first.kill(9);
+    redis_cmd(&url, &["DEL", &done_set]);
+    let second = celeriac_worker(&server, Some(&cfg), "rs12");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frame_int(&redis_cmd(&url, &["LLEN", "bodies"])) == 0 {
+        assert!(Instant::now() < deadline, "the body was never sent:\n{}", second.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A copy of the first part, as a redelivery would bring it, after the chord is done.
+    let mut again = Signature::new("proj.tasks.add", vec![json!(0), json!(0)]).set("task_id", &ids[0]);
+    again = again.set("group_id", &gid).set("group_index", 0).set("chord", &frozen.kwargs["body"]);
+    client.send_signature(&again).unwrap();
+    let deadline = Instant::now() + T;
+    while frame_int(&redis_cmd(&url, &["LLEN", "celery"])) > 0 || frame_int(&redis_cmd(&url, &["HLEN", "unacked"])) > 0
+    {
+        assert!(Instant::now() < deadline, "the copy never ran:\n{}", second.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "bodies"])), 1, "the body is sent exactly once");
+    let envelope: Value =
+        serde_json::from_str(&frame_str(&redis_cmd(&url, &["LINDEX", "bodies", "0"])).unwrap()).unwrap();
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(envelope["body"].as_str().unwrap()).unwrap();
+    let body: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(body[0], json!([[0, 2, 4, 6, 8, 10]]), "the header's results in order");
+    assert_nothing_unacked(&server, &second);
+    let _ = std::fs::remove_file(cfg);
 }

@@ -22,6 +22,7 @@ app.conf.update(
         "unacked_restore_throttle": 1,
     },
     worker_hijack_root_logger=False,
+    result_extended=os.environ.get("PYPROJ_RESULT_EXTENDED") == "1",
 )
 if os.environ.get("PYPROJ_TOPIC_QUEUE"):
     # A quorum queue on a topic exchange: what Celery 5.5's native delayed delivery needs.
