@@ -8,6 +8,7 @@ Usage: PERF_BROKER=redis://... python pycanvas.py CHORD_N CHAIN_N
 """
 import datetime
 import json
+import os
 import sys
 import time
 
@@ -62,5 +63,6 @@ def main(parts, links, pool, concurrency):
 if __name__ == "__main__":
     parts = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     links = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    for pool, c in [("solo", 1), ("prefork", 2)]:
-        main(parts, links, pool, c)
+    pools = os.environ.get("PY_CANVAS_POOLS", "solo:1,prefork:2")
+    for pool, c in (p.split(":") for p in pools.split(",")):
+        main(parts, links, pool, int(c))

@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 RUNS="${RUNS:-3}"; N="${N:-200000}"; PY_N="${PY_N:-5000}"; RTT="${RTT:-3000}"; PY_RTT="${PY_RTT:-500}"
-AMQP_N="${AMQP_N:-50000}"
+AMQP_N="${AMQP_N:-50000}"; CHORD_N="${CHORD_N:-10000}"; CHAIN_N="${CHAIN_N:-1000}"
 command -v redis-server >/dev/null || { echo "bench.sh: redis-server is missing (scripts/test.sh installs it)" >&2; exit 1; }
 [ -x /usr/sbin/rabbitmq-server ] || { echo "bench.sh: rabbitmq-server is missing (scripts/test.sh installs it)" >&2; exit 1; }
 venv="$("$root/scripts/venv.sh")"
@@ -53,6 +53,8 @@ for i in $(seq "$RUNS"); do
   target/release/examples/perf --broker "$url" --scenario redis_floor --rtt "$RTT" >>"$raw"
   target/release/examples/perf --scenario skew >>"$raw"
   target/release/examples/perf --scenario eta --n 100000 >>"$raw"
+  echo "run $i/$RUNS: celeriac canvas (redis)" >&2
+  target/release/examples/perf --broker "$url" --scenario canvas --chord "$CHORD_N" --chain "$CHAIN_N" >>"$raw"
   echo "run $i/$RUNS: celeriac amqp (results in redis)" >&2
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario drain --n "$AMQP_N" >>"$raw"
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario rtt --rtt "$RTT" >>"$raw"
@@ -60,6 +62,8 @@ for i in $(seq "$RUNS"); do
   echo "run $i/$RUNS: Python Celery 5.7" >&2
   (cd perf && PERF_BROKER="$url" PY_RATES=200,1000 "$venv/bin/python" pyperf.py "$PY_N" "$PY_RTT") >>"$raw"
   (cd perf && PERF_BROKER="$amqp" PERF_RESULTS="$url" "$venv/bin/python" pyperf_amqp.py "$PY_N" "$PY_RTT") >>"$raw"
+  # Python's best pool for canvas (solo takes 130 s for the chord: it runs 10,000 parts one by one).
+  (cd perf && PERF_BROKER="$url" PY_CANVAS_POOLS=prefork:2 "$venv/bin/python" pycanvas.py "$CHORD_N" "$CHAIN_N") >>"$raw"
 done
 
 # Idle worker RSS: examples/proj on Redis, one second after start.
@@ -84,6 +88,7 @@ head="$(mktemp)"
   echo "celeriac: $N tasks, 2 shards, prefetch 64/shard, in one process with the client; Python: $PY_N tasks, worker with -P solo -c 1 and -P prefork -c 2."
   echo "Round trip = sequential delay().get() from a client in the same process as the worker (celeriac) or a separate Python client process (Python). 'floor (raw RESP)' = the least any Celery-shaped round trip can cost here: raw RESP on blocking sockets, a client LPUSH, a worker thread's BLPOP and PUBLISH, the client's SUBSCRIBEd read (four sleeping-thread wake-ups, no decoding, no result stored); 'redis PING' = one PING round trip on the same connection kind (two wake-ups). 'floor (thread|glommio executor, same|other CPU)' = the least an in-process round trip can cost: a value sent to a peer pinned to CPU 0 that sends it straight back, from a client pinned to CPU 0 or 1."
   echo "Open loop = add tasks sent at a fixed rate for 2 s; latency from each scheduled send time to the result reaching the client (celeriac: get_async on a one-thread tokio runtime fed by a sender thread; Python: a PSUBSCRIBE listener thread in the sending process)."
+  echo "Canvas = a chord of $CHORD_N add parts into tsum, seconds from the first send to the body's result (send included), and a chain of $CHAIN_N add links, seconds to the last result; a hop is one step's date_done to the next's. Worker warmed first; celeriac: 2 shards in the client's process; Python: -P prefork -c 2 (its best; -P solo needs 130 s for the chord)."
   echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (README: Performance)."
 } >"$head"
 "$venv/bin/python" perf/report.py "$raw" "$head" >"$out" \

@@ -11,7 +11,7 @@
 //!
 //! let add = |x: i64, y: i64| Signature::new("proj.tasks.add", vec![json!(x), json!(y)]);
 //! let flow = chord(vec![add(1, 1), add(2, 2)], Signature::new("proj.tasks.tsum", vec![]));
-//! let plan = celeriac::canvas::lower(&flow, &Default::default()).unwrap();
+//! let plan = celeriac::canvas::lower(&flow, Default::default()).unwrap();
 //! assert_eq!(plan.sends.len(), 2);           // the header's two tasks
 //! assert_eq!(plan.chord_sizes[0].1, 2);      // stored before they are sent
 //! let _ = group(vec![add(3, 3)]) | Signature::new("proj.tasks.tsum", vec![]); // a chord too

@@ -226,11 +226,38 @@ fn frozen_of(s: &Signature) -> Frozen {
 }
 
 /// Lowers `sig` applied with `apply` into its [`Plan`].
-pub fn lower(sig: &Signature, apply: &Apply) -> Result<Plan, CanvasError> {
+pub fn lower(sig: &Signature, apply: Apply) -> Result<Plan, CanvasError> {
     let (s, _) = freeze(sig);
     let mut plan = Plan { chord_sizes: Vec::new(), sends: Vec::new(), result: Frozen::Task(String::new()) };
-    plan.result = lower_into(&s, apply, &mut plan)?;
+    if s.subtask_type.is_none() && s.task != "celery.chunks" {
+        // One task (a chain's next step at every hop): the rest of the chain moved, not copied.
+        let send = plain(s, apply);
+        plan.result = Frozen::Task(send.sig.task_id().expect("frozen").to_owned());
+        plan.sends.push(send);
+        return Ok(plan);
+    }
+    plan.result = lower_into(&s, &apply, &mut plan)?;
     Ok(plan)
+}
+
+/// A task signature applied with `a`: its message.
+fn plain(mut send: Signature, a: Apply) -> Send {
+    frozen_id(&mut send);
+    if !send.immutable {
+        send.args.splice(0..0, a.partial);
+    }
+    send.immutable = true;
+    let o = &mut send.options;
+    for (k, v) in [("parent_id", a.parent_id), ("root_id", a.root_id)] {
+        if let Some(v) = v {
+            o.insert(k.into(), json!(v));
+        }
+    }
+    if let Some((g, i)) = a.group {
+        o.insert("group_id".into(), json!(g));
+        o.insert("group_index".into(), json!(i));
+    }
+    Send { sig: send, chain: a.chain, chord: a.chord }
 }
 
 fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, CanvasError> {
@@ -316,21 +343,9 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
             None => Err(malformed("a chunks signature needs kwargs task, it and n > 0")),
         },
         _ => {
-            let mut send = s.clone();
-            let id = frozen_id(&mut send);
-            send.args = s.args_with(&a.partial);
-            send.immutable = true;
-            let o = &mut send.options;
-            for (k, v) in [("parent_id", &a.parent_id), ("root_id", &a.root_id)] {
-                if let Some(v) = v {
-                    o.insert(k.into(), json!(v));
-                }
-            }
-            if let Some((g, i)) = &a.group {
-                o.insert("group_id".into(), json!(g));
-                o.insert("group_index".into(), json!(i));
-            }
-            plan.sends.push(Send { sig: send, chain: a.chain.clone(), chord: a.chord.clone() });
+            let send = plain(s.clone(), a.clone());
+            let id = send.sig.task_id().expect("frozen").to_owned();
+            plan.sends.push(send);
             Ok(Frozen::Task(id))
         }
     }
@@ -419,7 +434,7 @@ mod tests {
         let flow = sig("app2.add", json!([1, 2]))
             | group(vec![sig("app2.mul", json!([2])), sig("app2.mul", json!([3]))])
             | sig("app2.tsum", json!([]));
-        let plan = lower(&flow, &Apply::default()).unwrap();
+        let plan = lower(&flow, Apply::default()).unwrap();
         assert_eq!(plan.sends.len(), 1, "only the first step is sent");
         let chain = json!(plan.sends[0].chain);
         assert_eq!(shape(&chain), shape(python));
@@ -431,7 +446,7 @@ mod tests {
     fn a_chord_sends_its_header_with_group_index_and_body_and_stores_its_size() {
         let body = sig("app2.tsum", json!([]));
         let c = chord(vec![sig("app2.add", json!([1, 2])), sig("app2.add", json!([3, 4]))], body);
-        let plan = lower(&c, &Apply::default()).unwrap();
+        let plan = lower(&c, Apply::default()).unwrap();
         let gid = plan.sends[0].sig.options["group_id"].clone();
         assert_eq!(plan.chord_sizes, vec![(gid.as_str().unwrap().to_owned(), 2)]);
         for (i, s) in plan.sends.iter().enumerate() {
@@ -445,19 +460,19 @@ mod tests {
     #[test]
     fn chains_carry_the_rest_reversed_and_members_of_chords_count_as_celery_counts() {
         let step = |n: i64| sig("t.add", json!([n]));
-        let plan = lower(&chain(vec![sig("t.add", json!([1, 1])), step(2), step(3)]), &Apply::default()).unwrap();
+        let plan = lower(&chain(vec![sig("t.add", json!([1, 1])), step(2), step(3)]), Apply::default()).unwrap();
         let rest: Vec<Value> = json!(plan.sends[0].chain).as_array().unwrap().clone();
         assert_eq!(rest.iter().map(|s| s["args"].clone()).collect::<Vec<_>>(), vec![json!([3]), json!([2])]);
         assert_eq!(Some(plan.result.id()), rest[0]["options"]["task_id"].as_str());
         // Sizes: a task 1, a group its members, a chain its last step, a chord its body.
         let inner = chord(vec![step(1), step(2)], step(3));
         let header = vec![step(1), group(vec![step(1), step(2)]), chain(vec![step(1), step(2)]), inner];
-        let plan = lower(&chord(header, step(0)), &Apply::default()).unwrap();
+        let plan = lower(&chord(header, step(0)), Apply::default()).unwrap();
         assert_eq!(plan.chord_sizes.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![5, 2]);
         // Partial args go to the first step only; immutable steps keep theirs.
         let a = Apply { partial: vec![json!(7)], ..Apply::default() };
-        let plan = lower(&(Signature::immutable("t.add", vec![json!(1), json!(1)]) | step(1)), &a).unwrap();
+        let plan = lower(&(Signature::immutable("t.add", vec![json!(1), json!(1)]) | step(1)), a).unwrap();
         assert_eq!(plan.sends[0].sig.args, vec![json!(1), json!(1)]);
-        assert!(lower(&chain(vec![]), &Apply::default()).is_err());
+        assert!(lower(&chain(vec![]), Apply::default()).is_err());
     }
 }

@@ -92,18 +92,18 @@ impl Client {
     /// starmap of them, nested as deep as you like. Returns the result the caller waits on: a
     /// task's, a chain's last step's, a chord body's, or a [`GroupResult`].
     pub fn send_signature(&self, sig: &Signature) -> Result<Applied> {
-        self.apply_signature(sig, &Apply::default())
+        self.apply_signature(sig, Apply::default())
     }
 
     /// `sig.apply_async(args)`: as [`Self::send_signature`] with `args` prepended to the
     /// signature's own (unless it is immutable).
     pub fn send_signature_with(&self, sig: &Signature, args: Vec<Value>) -> Result<Applied> {
-        self.apply_signature(sig, &Apply { partial: args, ..Apply::default() })
+        self.apply_signature(sig, Apply { partial: args, ..Apply::default() })
     }
 
     /// Lowers `sig` and builds its messages; `watch`: subscribe to the results before they are
     /// sent (a caller that will wait on them).
-    pub(crate) fn prepare_signature(&self, sig: &Signature, apply: &Apply, watch: bool) -> Result<Prepared> {
+    pub(crate) fn prepare_signature(&self, sig: &Signature, apply: Apply, watch: bool) -> Result<Prepared> {
         let plan = canvas::lower(sig, apply).map_err(|e| Error::Args(e.to_string()))?;
         if !plan.chord_sizes.is_empty() && !self.backend().supports_chords() {
             let why = match self.backend() {
@@ -161,7 +161,7 @@ impl Client {
     /// is stored and published; on a shard (a worker sending a workflow's next step) it does not
     /// block the shard: publishes go out as the broker's own publishes do, and a plan that must
     /// store chord sizes first runs as a task of the shard, its failures logged.
-    pub(crate) fn apply_signature(&self, sig: &Signature, apply: &Apply) -> Result<Applied> {
+    pub(crate) fn apply_signature(&self, sig: &Signature, apply: Apply) -> Result<Applied> {
         let on_shard = crate::rt::on_executor();
         let p = self.prepare_signature(sig, apply, !on_shard)?;
         if !on_shard {

@@ -135,7 +135,7 @@ fn chunks(inv: &Invocation<'_>) -> Result<Call, TaskError> {
         return Err(TaskError::value_error("chunks: n must be at least 1"));
     }
     let g = canvas::expand_chunks(&canvas::chunks(&sig, it, n)).expect("well-formed chunks");
-    let sent = inv.client.apply_signature(&g, &from_here(inv, Vec::new())).map_err(send_error)?;
+    let sent = inv.client.apply_signature(&g, from_here(inv, Vec::new())).map_err(send_error)?;
     value(sent.as_tuple().to_value())
 }
 
@@ -148,7 +148,7 @@ fn group(inv: &Invocation<'_>) -> Result<Call, TaskError> {
         arg(inv, 3, "partial_args").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     for (i, t) in tasks.iter().enumerate() {
         let apply = Apply { group: Some((group_id.clone(), i as i64)), ..from_here(inv, partial.clone()) };
-        inv.client.apply_signature(t, &apply).map_err(send_error)?;
+        inv.client.apply_signature(t, apply).map_err(send_error)?;
     }
     value(result)
 }
@@ -164,7 +164,7 @@ fn chord(inv: &Invocation<'_>) -> Result<Call, TaskError> {
         Err(_) => serde_json::from_value(header).map_err(|e| TaskError::type_error(format!("chord header: {e}")))?,
     };
     let sent =
-        inv.client.apply_signature(&canvas::chord(members, body), &from_here(inv, partial)).map_err(send_error)?;
+        inv.client.apply_signature(&canvas::chord(members, body), from_here(inv, partial)).map_err(send_error)?;
     value(sent.as_tuple().to_value())
 }
 
@@ -207,14 +207,14 @@ fn chord_unlock(inv: &Invocation<'_>) -> Result<Call, TaskError> {
             backend.store_detached(ResultMeta::new(&body_id, State::Failure, exc));
             for errback in crate::client::options_of(&callback).embed.errbacks.iter().flatten() {
                 let apply = Apply { partial: vec![json!(body_id)], ..Apply::default() };
-                if let Err(e) = client.apply_signature(errback, &apply) {
+                if let Err(e) = client.apply_signature(errback, apply) {
                     tracing::error!("Chord {group_id}: cannot send errback {}: {e}", errback.task);
                 }
             }
             return Outcome::Success(Value::Null);
         }
         let results = Value::Array(metas.into_iter().map(|m| m.result).collect());
-        match client.apply_signature(&callback, &Apply { partial: vec![results], ..Apply::default() }) {
+        match client.apply_signature(&callback, Apply { partial: vec![results], ..Apply::default() }) {
             Ok(_) => Outcome::Success(Value::Null),
             Err(e) => Outcome::Failure(send_error(e)),
         }

@@ -32,7 +32,7 @@ pub(crate) fn dispatch(sh: &Rc<ShardCtx>, ctx: &TaskCtx, state: &State, result: 
             chain,
             ..Apply::default()
         };
-        match client.apply_signature(sig, &apply) {
+        match client.apply_signature(sig, apply) {
             Ok(r) => children.push(r.as_tuple().to_value()),
             Err(e) => tracing::error!("Task {}[{}]: cannot send {}: {e}", h.task, h.id, sig.task),
         }

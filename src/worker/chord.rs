@@ -74,7 +74,7 @@ impl PartReturn {
         let results = Value::Array(parts.into_iter().map(|p| p.result).collect());
         let client = &sh.shared.client;
         let apply = Apply { partial: vec![results], ..Apply::default() };
-        let sent = match client.prepare_signature(&self.body, &apply, false) {
+        let sent = match client.prepare_signature(&self.body, apply, false) {
             Ok(p) => client.send_prepared(p).await.map(|_| ()),
             Err(e) => Err(e),
         };
@@ -117,7 +117,7 @@ async fn fail_signature(sh: &Rc<ShardCtx>, sig: &Signature, exc: &ExceptionInfo)
     let o = options_of(sig);
     for errback in o.embed.errbacks.iter().flatten() {
         let apply = Apply { partial: vec![json!(id)], parent_id: Some(id.clone()), ..Apply::default() };
-        if let Err(e) = sh.shared.client.apply_signature(errback, &apply) {
+        if let Err(e) = sh.shared.client.apply_signature(errback, apply) {
             tracing::error!("Task {}[{id}]: cannot send errback {}: {e}", sig.task, errback.task);
         }
     }
