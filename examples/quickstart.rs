@@ -1,11 +1,12 @@
 //! Quickstart: a worker and a client in one process on the embedded memory broker.
 //!
-//! `cargo run --release --example quickstart` runs the Celery tutorial's tasks, then a burst of
-//! 100,000 tasks (throughput) and 10,000 sequential round trips (latency).
+//! `cargo run --release --example quickstart` runs the Celery tutorial's tasks and its canvas
+//! ("Next Steps": a chain, a group, a chord), then a burst of 100,000 tasks (throughput) and
+//! 10,000 sequential round trips (latency).
 
 use std::time::{Duration, Instant};
 
-use celeriac::{App, TaskRef};
+use celeriac::{chord, group, App, TaskRef};
 
 fn add(x: i64, y: i64) -> i64 {
     x + y
@@ -20,6 +21,8 @@ fn xsum(numbers: Vec<i64>) -> i64 {
 }
 
 const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");
+const MUL: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.mul");
+const XSUM: TaskRef<(Vec<i64>,), i64> = TaskRef::new("proj.tasks.xsum");
 
 fn main() -> Result<(), celeriac::Error> {
     let app = App::builder("proj")
@@ -39,6 +42,14 @@ fn main() -> Result<(), celeriac::Error> {
         "xsum([1..=100])  = {}",
         app.send_task("proj.tasks.xsum", ((1..=100).collect::<Vec<i64>>(),))?.get::<i64>(t)?
     );
+
+    // Canvas, as in Celery's "Next Steps": (add.s(4, 4) | mul.s(8))(), a group, a chord.
+    let flow = ADD.s((4, 4))? | MUL.partial((8,))?;
+    println!("(add(4, 4) | mul(8))           = {}", client.send_signature(&flow)?.get::<i64>(t)?);
+    let g = group((0..10).map(|i| ADD.s((i, i))).collect::<Result<_, _>>()?);
+    println!("group(add(i, i) for i in 0..10) = {:?}", client.send_signature(&g)?.get::<Vec<i64>>(t)?);
+    let c = chord((0..100).map(|i| ADD.s((i, i))).collect::<Result<_, _>>()?, XSUM.partial(())?);
+    println!("chord(add(i, i) for i in 0..100)(xsum) = {}", client.send_signature(&c)?.get::<i64>(t)?);
 
     // Burst: publish 100,000 tasks, then wait for every result.
     let n = 100_000;

@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 use crate::backend::{BackendError, ChordCount, ChordPart};
 use crate::canvas::{self, Apply};
 use crate::client::options_of;
-use crate::protocol::{py_repr, ExceptionInfo, ResultMeta, Signature, State};
-use crate::task::TaskCtx;
+use crate::protocol::{py_repr, Embed, ExceptionInfo, Headers, ResultMeta, Signature, State};
 
 use super::shard_ctx::ShardCtx;
 
@@ -27,10 +26,10 @@ pub(crate) struct PartReturn {
 }
 
 impl PartReturn {
-    /// The part `ctx` is of a chord (its message has a `group` and an `embed.chord`).
-    pub(crate) fn of(ctx: &TaskCtx, state: &State, result: &Value) -> Option<PartReturn> {
-        let body = ctx.0.embed.get()?.chord.clone()?;
-        let h = ctx.headers();
+    /// The part a message with headers `h` and `embed` is of a chord (it has a `group` and an
+    /// `embed.chord`).
+    pub(crate) fn of(h: &Headers, embed: Option<&Embed>, state: &State, result: &Value) -> Option<PartReturn> {
+        let body = embed?.chord.clone()?;
         Some(PartReturn {
             group: h.group.clone()?,
             index: h.group_index,

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::backend::{BackendError, Stored};
 use crate::protocol::{
-    shorten, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage, EXC_MESSAGE_MAX, REPR_MAX,
-    TRACEBACK_MAX,
+    shorten, DecodedBody, ExceptionInfo, Headers, ProtocolError, ResultMeta, State, TaskMessage, EXC_MESSAGE_MAX,
+    REPR_MAX, TRACEBACK_MAX,
 };
 use crate::rt;
 use crate::task::{TaskCtx, TaskEntry, TaskError};
@@ -92,13 +92,24 @@ pub(crate) fn ignores_result(sh: &ShardCtx, entry: &TaskEntry, h: &Headers) -> b
 
 /// A revoked or expired task: acked and dropped, REVOKED stored (Celery's
 /// `TaskRevokedError("revoked" | "expired")`).
-pub(crate) fn discard_revoked(sh: &Rc<ShardCtx>, entry: &TaskEntry, msg: &TaskMessage, settle: Settle, why: &str) {
+pub(crate) fn discard_revoked(
+    sh: &Rc<ShardCtx>,
+    entry: &TaskEntry,
+    msg: &TaskMessage,
+    body: &DecodedBody,
+    settle: Settle,
+    why: &str,
+) {
     let h = &msg.headers;
     tracing::info!("Discarding revoked task: {}[{}] ({why})", h.task, h.id);
     let expired = why == "expired";
     sh.shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: false, signum: None, expired });
     let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", why);
-    store_with(sh, entry, Of::Message(msg), None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
+    // A revoked chord part still counts (as REVOKED, failing the chord), as Celery's
+    // `mark_as_revoked` calls `on_chord_part_return`: the chord must not wait for it for ever.
+    let embed = body.parse().ok().map(|b| b.embed).filter(|e| e.chord.is_some());
+    let of = Of::Message(msg, embed.as_ref());
+    store_with(sh, entry, of, None, State::Revoked, exc.to_value(), None, Some(After::ack(settle)));
 }
 
 /// Stores the result unless it is ignored, then settles the delivery (if still unacked) once
@@ -119,9 +130,9 @@ pub(crate) fn store_with(
         let part = match of {
             Of::Ran(ctx) => {
                 super::canvas::dispatch(sh, ctx, &state, &result);
-                PartReturn::of(ctx, &state, &result)
+                PartReturn::of(ctx.headers(), ctx.0.embed.get(), &state, &result)
             }
-            Of::Message(_) => None,
+            Of::Message(m, embed) => PartReturn::of(&m.headers, embed, &state, &result),
         };
         let recorded = Recorded::keep(sh, of, &state, &result);
         match part {
@@ -149,14 +160,15 @@ pub(crate) fn store_with(
 #[derive(Clone, Copy)]
 pub(crate) enum Of<'a> {
     Ran(&'a TaskCtx),
-    Message(&'a TaskMessage),
+    /// With the message's embed when a chord part's outcome must still be counted.
+    Message(&'a TaskMessage, Option<&'a crate::protocol::Embed>),
 }
 
 impl Of<'_> {
     fn headers(&self) -> &Headers {
         match self {
             Of::Ran(ctx) => ctx.headers(),
-            Of::Message(m) => &m.headers,
+            Of::Message(m, _) => &m.headers,
         }
     }
 }
@@ -178,7 +190,7 @@ impl Recorded {
         let h = of.headers();
         let ctx = match of {
             Of::Ran(ctx) => Some(ctx.clone()),
-            Of::Message(_) => None,
+            Of::Message(..) => None,
         };
         Some(Recorded { task: h.task.clone(), id: h.id.clone(), state: state.clone(), result: result.clone(), ctx })
     }
@@ -206,10 +218,14 @@ fn store_meta(
     let shared = &sh.shared;
     let h = of.headers();
     let (destination, children, part) = match of {
-        Of::Ran(ctx) => {
-            (ctx.destination(), super::canvas::dispatch(sh, ctx, &state, &result), PartReturn::of(ctx, &state, &result))
+        Of::Ran(ctx) => (
+            ctx.destination(),
+            super::canvas::dispatch(sh, ctx, &state, &result),
+            PartReturn::of(ctx.headers(), ctx.0.embed.get(), &state, &result),
+        ),
+        Of::Message(m, embed) => {
+            (m.reply_destination(), Vec::new(), PartReturn::of(&m.headers, embed, &state, &result))
         }
-        Of::Message(m) => (m.reply_destination(), Vec::new(), None),
     };
     let recorded = Recorded::keep(sh, of, &state, &result);
     let mut meta = ResultMeta::new(&h.id, state, result);
@@ -329,7 +345,7 @@ pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: Set
             _ => ("kombu.exceptions", "DecodeError"),
         };
         let exc = ExceptionInfo::new(module, ty, reason).bounded(EXC_MESSAGE_MAX);
-        store_meta(sh, Of::Message(msg), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        store_meta(sh, Of::Message(msg, None), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();
@@ -349,7 +365,7 @@ pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: 
     if !h.ignores_result() {
         let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
         let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
-        store_meta(sh, Of::Message(msg), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
+        store_meta(sh, Of::Message(msg, None), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
     settle.reject();

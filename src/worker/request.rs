@@ -34,7 +34,7 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
     };
     shared.hooks.send(&Signal::TaskReceived { headers: &msg.headers });
     if shared.revoked.contains(&msg.headers.id) {
-        return discard_revoked(sh, &entry, &msg, settle, "revoked");
+        return discard_revoked(sh, &entry, &msg, &body, settle, "revoked");
     }
     for (what, value) in [("ETA", &msg.headers.eta), ("expires", &msg.headers.expires)] {
         if let Some(v) = value.as_deref().filter(|v| parse_datetime(v).is_none()) {

@@ -42,10 +42,10 @@ pub(crate) fn run(
     // Revocation and expiry are checked again when the task is about to run (after any ETA or
     // rate-limit wait), as Celery does.
     if shared.revoked.contains(&msg.headers.id) {
-        return discard_revoked(sh, &entry, &msg, settle, "revoked");
+        return discard_revoked(sh, &entry, &msg, &body, settle, "revoked");
     }
     if msg.headers.expires.as_deref().and_then(parse_datetime).is_some_and(|exp| exp <= Utc::now()) {
-        return discard_revoked(sh, &entry, &msg, settle, "expired");
+        return discard_revoked(sh, &entry, &msg, &body, settle, "expired");
     }
     let (hard, soft) = time_limits(shared, &entry, &msg.headers);
     let started = Instant::now();

@@ -134,6 +134,20 @@ fn chords(env: &Env) {
     let seen = client.async_result("chord-errback").get::<Value>(T).unwrap();
     assert_eq!(seen[3], json!(r.id()), "the errback gets the body's id");
 
+    // A part revoked before it runs counts as REVOKED: the body fails instead of waiting.
+    let revoked_id = format!("revoked-part-{}", uuid::Uuid::new_v4());
+    client.revoke(&revoked_id, false, None).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let parts = vec![ADD.s((1, 1)).unwrap(), ADD.s((2, 2)).unwrap().set("task_id", &revoked_id)];
+    let r = client.send_signature(&chord(parts, TSUM.partial(()).unwrap())).unwrap();
+    match r.get_value(T, true) {
+        Err(Error::TaskFailed(f)) => {
+            assert_eq!(f.exception.exc_type, "ChordError");
+            assert!(f.exception.message().contains(&revoked_id) && f.exception.message().contains("TaskRevokedError"), "{f:?}");
+        }
+        other => panic!("a chord with a revoked part: {other:?}"),
+    }
+
     // 1,000 parts.
     let header: Vec<Signature> = (0..1000).map(|i| ADD.s((i, 1)).unwrap()).collect();
     let r = client.send_signature(&chord(header, TSUM.partial(()).unwrap())).unwrap();
