@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end benchmark, celeriac and Python Celery 5.7 side by side in one run on this machine.
 # Starts its own redis-server on a free loopback port (stopped by PID at the end), runs every
-# scenario RUNS times (default 3), and writes perf/results/<date>-e2e.md.
+# scenario RUNS times (default 3), and writes perf/results/<date>-e2e.md. ONLY=canvas runs the
+# canvas scenario alone (both sides) and writes perf/results/<date>-canvas.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -44,7 +45,16 @@ for _ in $(seq 600); do (echo >"/dev/tcp/127.0.0.1/$aport") 2>/dev/null && break
 amqp="amqp://guest:guest@127.0.0.1:$aport//"
 raw="$(mktemp)"
 
+canvas_run() {
+  echo "run $1/$RUNS: celeriac canvas (redis)" >&2
+  target/release/examples/perf --broker "$url" --scenario canvas --chord "$CHORD_N" --chain "$CHAIN_N" >>"$raw"
+  # Python's best pool for canvas (-P solo runs the parts one by one).
+  echo "run $1/$RUNS: Python Celery 5.7 canvas (redis)" >&2
+  (cd perf && PERF_BROKER="$url" PY_CANVAS_POOLS=prefork:2 "$venv/bin/python" pycanvas.py "$CHORD_N" "$CHAIN_N") >>"$raw"
+}
+
 for i in $(seq "$RUNS"); do
+  if [ "${ONLY:-}" = canvas ]; then canvas_run "$i"; continue; fi
   echo "run $i/$RUNS: celeriac memory://" >&2
   target/release/examples/perf --broker memory:// --n "$N" --rtt "$RTT" --rates 10000,50000 >>"$raw"
   target/release/examples/perf --scenario memory_floor --rtt "$RTT" >>"$raw"
@@ -53,8 +63,6 @@ for i in $(seq "$RUNS"); do
   target/release/examples/perf --broker "$url" --scenario redis_floor --rtt "$RTT" >>"$raw"
   target/release/examples/perf --scenario skew >>"$raw"
   target/release/examples/perf --scenario eta --n 100000 >>"$raw"
-  echo "run $i/$RUNS: celeriac canvas (redis)" >&2
-  target/release/examples/perf --broker "$url" --scenario canvas --chord "$CHORD_N" --chain "$CHAIN_N" >>"$raw"
   echo "run $i/$RUNS: celeriac amqp (results in redis)" >&2
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario drain --n "$AMQP_N" >>"$raw"
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario rtt --rtt "$RTT" >>"$raw"
@@ -62,11 +70,11 @@ for i in $(seq "$RUNS"); do
   echo "run $i/$RUNS: Python Celery 5.7" >&2
   (cd perf && PERF_BROKER="$url" PY_RATES=200,1000 "$venv/bin/python" pyperf.py "$PY_N" "$PY_RTT") >>"$raw"
   (cd perf && PERF_BROKER="$amqp" PERF_RESULTS="$url" "$venv/bin/python" pyperf_amqp.py "$PY_N" "$PY_RTT") >>"$raw"
-  # Python's best pool for canvas (solo takes 130 s for the chord: it runs 10,000 parts one by one).
-  (cd perf && PERF_BROKER="$url" PY_CANVAS_POOLS=prefork:2 "$venv/bin/python" pycanvas.py "$CHORD_N" "$CHAIN_N") >>"$raw"
+  canvas_run "$i"
 done
 
 # Idle worker RSS: examples/proj on Redis, one second after start.
+if [ "${ONLY:-}" != canvas ]; then
 redis-cli -p "$port" flushdb >/dev/null
 target/release/examples/proj worker -b "$url" --result-backend "$url" -c 2 -l error >/dev/null 2>&1 &
 worker_pid=$!
@@ -74,8 +82,9 @@ sleep 1.5
 rss_mb="$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$worker_pid/status)"
 kill "$worker_pid"; wait "$worker_pid" 2>/dev/null || true; worker_pid=""
 echo "{\"impl\": \"celeriac\", \"scenario\": \"idle_rss\", \"broker\": \"redis\", \"rss_mb\": $rss_mb, \"detail\": \"examples/proj worker -c 2 on redis, 1.5 s after start\"}" >>"$raw"
+fi
 
-out="perf/results/$(date -u +%F)-e2e.md"
+out="perf/results/$(date -u +%F)-$([ "${ONLY:-}" = canvas ] && echo canvas || echo e2e).md"
 head="$(mktemp)"
 {
   echo "# End-to-end: celeriac vs Python Celery 5.7, $(date -u '+%F %H:%M UTC')"
@@ -88,7 +97,7 @@ head="$(mktemp)"
   echo "celeriac: $N tasks, 2 shards, prefetch 64/shard, in one process with the client; Python: $PY_N tasks, worker with -P solo -c 1 and -P prefork -c 2."
   echo "Round trip = sequential delay().get() from a client in the same process as the worker (celeriac) or a separate Python client process (Python). 'floor (raw RESP)' = the least any Celery-shaped round trip can cost here: raw RESP on blocking sockets, a client LPUSH, a worker thread's BLPOP and PUBLISH, the client's SUBSCRIBEd read (four sleeping-thread wake-ups, no decoding, no result stored); 'redis PING' = one PING round trip on the same connection kind (two wake-ups). 'floor (thread|glommio executor, same|other CPU)' = the least an in-process round trip can cost: a value sent to a peer pinned to CPU 0 that sends it straight back, from a client pinned to CPU 0 or 1."
   echo "Open loop = add tasks sent at a fixed rate for 2 s; latency from each scheduled send time to the result reaching the client (celeriac: get_async on a one-thread tokio runtime fed by a sender thread; Python: a PSUBSCRIBE listener thread in the sending process)."
-  echo "Canvas = a chord of $CHORD_N add parts into tsum, seconds from the first send to the body's result (send included), and a chain of $CHAIN_N add links, seconds to the last result; a hop is one step's date_done to the next's. Worker warmed first; celeriac: 2 shards in the client's process; Python: -P prefork -c 2 (its best; -P solo needs 130 s for the chord)."
+  echo "Canvas = a chord of $CHORD_N add parts into tsum: seconds from the first send until the worker stored the body's result (send included; 'client get' adds the client's own get(), where Python drains a pub/sub message per header result first), and a chain of $CHAIN_N add links, seconds to the last result; a hop is one step's date_done to the next's. Worker warmed first; celeriac: 2 shards in the client's process; Python: -P prefork -c 2 (its best; -P solo needs 130 s for the chord)."
   echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (README: Performance)."
 } >"$head"
 "$venv/bin/python" perf/report.py "$raw" "$head" >"$out" \

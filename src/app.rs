@@ -68,6 +68,11 @@ impl App {
         &self.inner.name
     }
 
+    /// A beat for this app's `beat_schedule` (Celery's `celery beat`).
+    pub fn beat(&self) -> crate::beat::BeatBuilder {
+        crate::beat::BeatBuilder::new(&self.inner.name, &self.inner.config, &self.inner.settings.broker, self.client())
+    }
+
     /// The effective configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config

@@ -25,6 +25,7 @@
 //! `backend` (3) → `client` (4) → `task` (5) → `worker` (6) → `app` (7) → `cli`.
 
 pub mod backend;
+pub mod beat;
 pub mod canvas;
 pub mod cli;
 pub mod client;

@@ -25,6 +25,10 @@ pub struct Apply {
     pub chord: Option<Signature>,
     /// Steps still to run after this one, next step last (Celery's reversed `chain`).
     pub chain: Option<Vec<Signature>>,
+    /// The caller's reply queue, written into every signature frozen here that has none (as
+    /// Celery's `freeze` writes `app.thread_oid`): an rpc:// result of a chain's last step or a
+    /// chord's body, sent by a worker, still reaches the caller.
+    pub reply_to: Option<String>,
 }
 
 impl Apply {
@@ -43,6 +47,7 @@ impl Apply {
             group: self.group.clone().or(group),
             chord: self.chord.clone().or_else(|| parse(o.get("chord"))),
             chain: self.chain.clone().or_else(|| parse(o.get("chain"))),
+            reply_to: self.reply_to.clone(),
         }
     }
 }
@@ -170,36 +175,44 @@ fn group_dict(members_of: &Signature, id: &str) -> Value {
 /// Gives every node of `sig` its result id (`options.task_id`; a chord's header group id in its
 /// header's `options.task_id`), keeping the ids it has, and returns the ids the caller gets.
 pub fn freeze(sig: &Signature) -> (Signature, Frozen) {
+    freeze_for(sig, None)
+}
+
+/// [`freeze`], with `reply_to` written into every node that has none.
+fn freeze_for(sig: &Signature, reply_to: Option<&str>) -> (Signature, Frozen) {
     let mut s = sig.clone();
-    let f = freeze_in_place(&mut s);
+    let f = freeze_in_place(&mut s, reply_to);
     (s, f)
 }
 
-fn freeze_in_place(s: &mut Signature) -> Frozen {
+fn freeze_in_place(s: &mut Signature, reply_to: Option<&str>) -> Frozen {
+    if let Some(r) = reply_to {
+        s.options.entry("reply_to").or_insert_with(|| json!(r));
+    }
     match s.subtask_type {
         Some(SubtaskType::Group) => {
             let id = frozen_id(s);
             let mut members = unrolled(s.tasks().unwrap_or_default());
-            let results = members.iter_mut().map(freeze_in_place).collect();
+            let results = members.iter_mut().map(|m| freeze_in_place(m, reply_to)).collect();
             s.kwargs.insert("tasks".into(), json!(members));
             Frozen::Group { id, results }
         }
         Some(SubtaskType::Chain) => {
             let mut steps = chain_steps(s);
-            let last = steps.iter_mut().map(freeze_in_place).last();
+            let last = steps.iter_mut().map(|m| freeze_in_place(m, reply_to)).last();
             s.kwargs.insert("tasks".into(), json!(steps));
             last.unwrap_or_else(|| Frozen::Task(frozen_id(s)))
         }
         Some(SubtaskType::Chord) => {
             let mut header = header_group(s).unwrap_or_else(|| super::group(s.tasks().unwrap_or_default()));
-            freeze_in_place(&mut header);
+            freeze_in_place(&mut header, reply_to);
             s.kwargs.insert("header".into(), json!(header));
             let mut body = s.chord_body().unwrap_or_else(|| Signature::new("celery.accumulate", Vec::new()));
             if let Some(id) = s.task_id() {
                 // `chord(...).apply_async(task_id=x)`: x is the body's id.
                 body.options.entry("task_id").or_insert_with(|| json!(id));
             }
-            let f = freeze_in_place(&mut body);
+            let f = freeze_in_place(&mut body, reply_to);
             s.kwargs.insert("body".into(), json!(body));
             f
         }
@@ -227,7 +240,7 @@ fn frozen_of(s: &Signature) -> Frozen {
 
 /// Lowers `sig` applied with `apply` into its [`Plan`].
 pub fn lower(sig: &Signature, apply: Apply) -> Result<Plan, CanvasError> {
-    let (s, _) = freeze(sig);
+    let (s, _) = freeze_for(sig, apply.reply_to.as_deref());
     let mut plan = Plan { chord_sizes: Vec::new(), sends: Vec::new(), result: Frozen::Task(String::new()) };
     if s.subtask_type.is_none() && s.task != "celery.chunks" {
         // One task (a chain's next step at every hop): the rest of the chain moved, not copied.
@@ -270,7 +283,7 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
             if let Some(mut rest) = a.chain.clone().filter(|r| !r.is_empty()) {
                 // A group with steps after it is a chord whose body is the next step.
                 let next = rest.pop().expect("not empty");
-                let (c, _) = freeze(&super::chord(members, next));
+                let (c, _) = freeze_for(&super::chord(members, next), a.reply_to.as_deref());
                 return lower_into(&c, &Apply { chain: Some(rest), ..a }, plan);
             }
             if a.chord.is_some() {
@@ -324,7 +337,11 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
             let members = header.tasks().ok_or_else(|| malformed("a chord header whose tasks do not parse"))?;
             if members.is_empty() {
                 // Nothing will count down to the body: it is called at once with no results.
-                lower_into(&body, &Apply { partial: vec![json!([])], ..Apply::default() }, plan)?;
+                lower_into(
+                    &body,
+                    &Apply { partial: vec![json!([])], reply_to: a.reply_to.clone(), ..Apply::default() },
+                    plan,
+                )?;
                 return Ok(result);
             }
             let parts = Apply {
@@ -334,12 +351,13 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
                 group: None,
                 chord: Some(body),
                 chain: None,
+                reply_to: a.reply_to.clone(),
             };
             lower_into(&header, &parts, plan)?;
             Ok(result)
         }
         None if s.task == "celery.chunks" => match super::expand_chunks(s) {
-            Some(g) => lower_into(&freeze(&g).0, a, plan),
+            Some(g) => lower_into(&freeze_for(&g, a.reply_to.as_deref()).0, a, plan),
             None => Err(malformed("a chunks signature needs kwargs task, it and n > 0")),
         },
         _ => {

@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Start a worker (thread-per-core shards).
     Worker(WorkerArgs),
+    /// Start beat, the periodic task scheduler (`beat_schedule` from the config file).
+    Beat(BeatArgs),
     /// Check the configuration (file, environment) and print the effective settings.
     Check {
         /// TOML file of Celery settings.
@@ -59,8 +61,34 @@ pub struct WorkerArgs {
     /// Disable cross-shard work stealing.
     #[arg(long)]
     pub without_stealing: bool,
+    /// Also run beat in this worker (Celery's `-B`).
+    #[arg(short = 'B', long)]
+    pub beat: bool,
+    /// Beat's state file, with `-B` (Celery's `-s/--schedule`).
+    #[arg(short = 's', long = "schedule")]
+    pub schedule_file: Option<PathBuf>,
     /// Each shard polls this many µs for new work before it parks (lower latency, busier
     /// cores; for workers on cores of their own).
     #[arg(long, value_name = "US")]
     pub busy_poll_us: Option<u64>,
+}
+
+/// `celery beat`'s options that celeriac honours.
+#[derive(Debug, Args)]
+pub struct BeatArgs {
+    /// Broker URL (broker_url).
+    #[arg(short = 'b', long)]
+    pub broker: Option<String>,
+    /// TOML file of Celery settings, `beat_schedule` included.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// File that keeps each entry's last run across restarts.
+    #[arg(short = 's', long = "schedule")]
+    pub schedule_file: Option<PathBuf>,
+    /// Log level: debug, info, warning, error, critical.
+    #[arg(short = 'l', long, default_value = "warning")]
+    pub loglevel: String,
+    /// beat_max_loop_interval: the longest beat sleeps (seconds).
+    #[arg(long)]
+    pub max_interval: Option<f64>,
 }

@@ -13,7 +13,7 @@
 
 mod args;
 
-pub use args::{Cli, Command, WorkerArgs};
+pub use args::{BeatArgs, Cli, Command, WorkerArgs};
 
 use std::process::ExitCode;
 
@@ -30,6 +30,13 @@ pub fn run(builder: AppBuilder) -> ExitCode {
 pub fn run_with(builder: AppBuilder, cli: Cli) -> ExitCode {
     match cli.command {
         Command::Worker(args) => match worker(builder, args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Beat(args) => match beat(builder, args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -88,6 +95,48 @@ fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
     }
     println!("{}", w.banner());
     let handle = w.start()?;
+    let beat = if a.beat {
+        let b = app.beat();
+        Some(
+            match &a.schedule_file {
+                Some(f) => b.schedule_file(f),
+                None => b,
+            }
+            .start()?,
+        )
+    } else {
+        None
+    };
+    let r = handle.run_until_signal();
+    if let Some(b) = beat {
+        b.stop();
+    }
+    r
+}
+
+fn beat(builder: AppBuilder, a: BeatArgs) -> crate::Result<()> {
+    init_logging(&a.loglevel);
+    let mut builder = builder;
+    if let Some(p) = &a.config {
+        builder = builder.config_file(p);
+    }
+    if let Some(m) = a.max_interval {
+        builder = builder.configure(move |c| c.beat_max_loop_interval = m);
+    }
+    let app = builder.build_with_flags(a.broker.clone(), None, None)?;
+    let b = app.beat();
+    let b = match &a.schedule_file {
+        Some(f) => b.schedule_file(f),
+        None => b,
+    };
+    println!("celery beat v{} (celeriac) is starting.", env!("CARGO_PKG_VERSION"));
+    println!("LocalTime -> {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"));
+    println!(
+        "Configuration ->\n    . broker -> {}\n    . scheduler -> celeriac (lease in the broker)",
+        app.client().broker().url()
+    );
+    let handle = b.start()?;
+    println!("beat: ready.");
     handle.run_until_signal()
 }
 

@@ -48,6 +48,8 @@ pub struct SendOptions {
     pub embed: crate::protocol::Embed,
     /// The group the task belongs to (`group` header) and its place in it (`group_index`).
     pub group: Option<(String, i64)>,
+    /// The queue rpc:// results go to (default: this client's own).
+    pub reply_to: Option<String>,
 }
 
 impl SendOptions {

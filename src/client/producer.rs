@@ -129,6 +129,11 @@ impl Client {
         Ok((msg, route, AsyncResult::new(id, self.inner.backend.clone(), watch)))
     }
 
+    /// This client's reply queue (rpc:// results come to it).
+    pub(crate) fn oid(&self) -> &str {
+        &self.inner.oid
+    }
+
     /// A result handle for a known task id.
     pub fn async_result(&self, task_id: impl Into<String>) -> AsyncResult {
         AsyncResult::new(task_id.into(), self.inner.backend.clone(), None)
@@ -199,7 +204,7 @@ impl Client {
 
         let props = Properties {
             correlation_id: Some(id),
-            reply_to: Some(self.inner.oid.clone()),
+            reply_to: Some(o.reply_to.clone().unwrap_or_else(|| self.inner.oid.clone())),
             delivery_mode: 2,
             expiration: expires.map(|t| ((t - now).num_milliseconds().max(0)).to_string()),
             priority: o.priority.or(route.priority).unwrap_or(0).min(9),

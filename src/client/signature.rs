@@ -47,6 +47,7 @@ pub(crate) fn options_of(sig: &Signature) -> SendOptions {
         soft_time_limit: o.get("soft_time_limit").and_then(Value::as_f64),
         root_id: text("root_id"),
         parent_id: text("parent_id"),
+        reply_to: text("reply_to"),
         ignore_result: o.get("ignore_result").and_then(Value::as_bool),
         ..SendOptions::default()
     };
@@ -103,7 +104,8 @@ impl Client {
 
     /// Lowers `sig` and builds its messages; `watch`: subscribe to the results before they are
     /// sent (a caller that will wait on them).
-    pub(crate) fn prepare_signature(&self, sig: &Signature, apply: Apply, watch: bool) -> Result<Prepared> {
+    pub(crate) fn prepare_signature(&self, sig: &Signature, mut apply: Apply, watch: bool) -> Result<Prepared> {
+        apply.reply_to.get_or_insert_with(|| self.oid().to_owned());
         let plan = canvas::lower(sig, apply).map_err(|e| Error::Args(e.to_string()))?;
         if !plan.chord_sizes.is_empty() && !self.backend().supports_chords() {
             let why = match self.backend() {

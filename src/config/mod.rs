@@ -3,10 +3,12 @@
 //! URL or setting fails with a message a person understands instead of at the first task.
 
 mod amqp_url;
+mod beat;
 mod rate_limit;
 mod redis_url;
 
 pub use amqp_url::AmqpUrl;
+pub use beat::{BeatEntrySpec, CrontabSpec};
 pub use rate_limit::RateLimit;
 pub use redis_url::{RedisAddr, RedisUrl, TlsOptions};
 
@@ -204,6 +206,10 @@ pub struct Config {
     pub broker_native_delayed_delivery_queue_type: String,
     /// Result backend options; Redis honours `global_keyprefix`.
     pub result_backend_transport_options: ResultTransportOptions,
+    /// `beat_schedule`: the periodic tasks beat sends, by entry name.
+    pub beat_schedule: std::collections::BTreeMap<String, BeatEntrySpec>,
+    /// `beat_max_loop_interval`: the longest beat sleeps between looks at its schedule (s).
+    pub beat_max_loop_interval: f64,
 }
 
 /// `result_backend_transport_options`.
@@ -265,6 +271,8 @@ impl Default for Config {
             task_queues: Vec::new(),
             broker_native_delayed_delivery_queue_type: "quorum".into(),
             result_backend_transport_options: ResultTransportOptions::default(),
+            beat_schedule: Default::default(),
+            beat_max_loop_interval: 300.0,
         }
     }
 }

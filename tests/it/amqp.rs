@@ -102,6 +102,16 @@ fn rpc_results_reach_the_client_that_sent_the_task() {
     for (i, r) in many.iter().enumerate() {
         assert_eq!(r.get(T).unwrap(), i as i64 + 1);
     }
+    // Chains and groups work over rpc://; chords are refused before anything is sent, as Celery's
+    // rpc backend refuses them.
+    let flow = ADD.s((1, 1)).unwrap() | celeriac::Signature::new("t.add", vec![serde_json::json!(1)]);
+    assert_eq!(client.send_signature(&flow).unwrap().get::<i64>(T).unwrap(), 3);
+    let g = celeriac::group(vec![ADD.s((1, 1)).unwrap(), ADD.s((2, 2)).unwrap()]);
+    assert_eq!(client.send_signature(&g).unwrap().get::<Vec<i64>>(T).unwrap(), vec![2, 4]);
+    let c =
+        celeriac::chord(vec![ADD.s((1, 1)).unwrap()], celeriac::Signature::new("t.add", vec![serde_json::json!(1)]));
+    let refused = client.send_signature(&c).unwrap_err().to_string();
+    assert!(refused.contains("rpc result backend does not support chords"), "{refused}");
     w.shutdown();
     assert_eq!(rabbit().ready("q.rpc"), 0);
     // A config that cannot work says so at start.

@@ -143,7 +143,10 @@ fn chords(env: &Env) {
     match r.get_value(T, true) {
         Err(Error::TaskFailed(f)) => {
             assert_eq!(f.exception.exc_type, "ChordError");
-            assert!(f.exception.message().contains(&revoked_id) && f.exception.message().contains("TaskRevokedError"), "{f:?}");
+            assert!(
+                f.exception.message().contains(&revoked_id) && f.exception.message().contains("TaskRevokedError"),
+                "{f:?}"
+            );
         }
         other => panic!("a chord with a revoked part: {other:?}"),
     }
@@ -179,6 +182,19 @@ fn chunks_map_and_starmap(env: &Env) {
     let ids: Vec<String> = tuple[1].as_array().unwrap().iter().map(|t| t[0][0].as_str().unwrap().to_owned()).collect();
     let parts: Vec<Value> = ids.iter().map(|id| client.async_result(id.clone()).get(T).unwrap()).collect();
     assert_eq!(parts, vec![json!([2, 4]), json!([6])]);
+    // `celery.chord_unlock` (what Celery sends for stores without chord counting): retried
+    // until the header is ready, then the callback gets the results in order.
+    let slow = client.send_task("t.sleep", (300,)).unwrap();
+    let fast = client.send_task("t.add", (2, 3)).unwrap();
+    let tuples = json!([[[slow.id(), null], null], [[fast.id(), null], null]]);
+    let cb = Signature::new("c.collect", vec![]).set("task_id", format!("unlock-cb-{}", uuid::Uuid::new_v4()));
+    let cb_id = cb.task_id().unwrap().to_owned();
+    let unlock = json!({"interval": 0.1, "result": tuples});
+    let unlock: serde_json::Map<String, Value> = serde_json::from_value(unlock).unwrap();
+    client
+        .send_task_with("celery.chord_unlock", ("g-unlock", json!(cb)), unlock, &celeriac::SendOptions::new())
+        .unwrap();
+    assert_eq!(client.async_result(cb_id).get::<Value>(T).unwrap(), json!([300, 5]));
     // A map over an unknown task fails as Celery's does.
     let r = client.send_signature(&xmap(&Signature::new("no.such", vec![]), vec![json!(1)])).unwrap();
     match r.get_value(T, true) {

@@ -21,7 +21,7 @@ pub(crate) fn venv_bin(name: &str) -> PathBuf {
 }
 
 /// examples/proj, built by `cargo test` beside this test binary.
-fn proj_bin() -> PathBuf {
+pub(crate) fn proj_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let p = exe.parent().unwrap().parent().unwrap().join("examples/proj");
     assert!(p.exists(), "{} is missing (cargo test builds examples)", p.display());

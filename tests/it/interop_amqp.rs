@@ -182,6 +182,9 @@ fn rpc_results_between_python_and_celeriac_both_ways() {
         Err(Error::TaskFailed(f)) => assert_eq!(f.exception.exc_type, "ValueError"),
         other => panic!("expected a ValueError from Python, got {other:?}"),
     }
+    // A chain's last step, sent by the Python worker, answers this client's reply queue.
+    let flow = ADD.s((1, 1)).unwrap() | celeriac::Signature::new("proj.tasks.add", vec![serde_json::json!(10)]);
+    assert_eq!(client.send_signature(&flow).unwrap().get::<i64>(T).unwrap(), 12);
     assert_drained(&py);
     let _ = std::fs::remove_file(cfg);
 }

@@ -2,6 +2,7 @@
 //! memory broker, and golden fixtures captured from Python Celery 5.7.
 
 mod amqp;
+mod beat;
 mod canvas;
 mod fixtures;
 mod fuzz;

@@ -34,6 +34,14 @@ def failure():
         raise AssertionError("expected ValueError")
 
 
+def canvas():
+    # The last step is sent by the worker; its result still comes to this client's queue (the
+    # frozen step carries this client's reply_to).
+    from celery import chain, group
+    assert chain(add.s(1, 1), add.s(2), add.s(3))().get(timeout=T) == 7
+    assert group(add.s(i, i) for i in range(5))().get(timeout=T) == [0, 2, 4, 6, 8]
+
+
 def countdown():
     t = time.time()
     assert add.apply_async((2, 3), countdown=1).get(timeout=T) == 5
@@ -41,7 +49,7 @@ def countdown():
 
 
 if __name__ == "__main__":
-    for name, fn in [("results", results), ("failure", failure), ("countdown", countdown)]:
+    for name, fn in [("results", results), ("failure", failure), ("countdown", countdown), ("canvas", canvas)]:
         check(name, fn)
     print("all python rpc checks passed", flush=True)
     sys.exit(0)

@@ -13,6 +13,7 @@ mod owner;
 mod reply;
 mod script;
 
+pub(crate) use blocking::Pool;
 pub use broker::{FanoutSubscription, RedisBroker, RedisConsumer};
 pub use check::{check, check_tls};
 pub use connection::RedisError;
@@ -20,6 +21,7 @@ pub(crate) use connection::{frame_bytes, Connection};
 pub use kombu::{Keys, SEP};
 pub(crate) use local::writer;
 pub use options::TransportOptions;
+pub(crate) use reply::command_on;
 pub use reply::{command, Reply};
 pub(crate) use script::Script;
 

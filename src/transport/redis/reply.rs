@@ -64,6 +64,11 @@ impl Reply {
 /// Sends one command to `url` on a connection of the calling thread and returns its reply (an
 /// error reply is `RedisError::Server`). Blocking; not for the task path.
 pub fn command(url: &RedisUrl, args: &[&[u8]]) -> Result<Reply, RedisError> {
-    let mut replies = blocking::Pool::default().pipeline(url, &[args])?;
+    command_on(&blocking::Pool::default(), url, args)
+}
+
+/// [`command`] on a connection of `pool` (kept between calls).
+pub(crate) fn command_on(pool: &blocking::Pool, url: &RedisUrl, args: &[&[u8]]) -> Result<Reply, RedisError> {
+    let mut replies = pool.pipeline(url, &[args])?;
     Reply::from_frame(replies.pop().unwrap_or(BytesFrame::Null))
 }
