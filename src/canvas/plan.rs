@@ -7,8 +7,6 @@ use serde_json::{json, Value};
 
 use crate::protocol::{Signature, SubtaskType};
 
-use super::chord::chord_size;
-
 /// What the caller of `sig.apply_async(args, ...)` adds to a signature. Unset fields are read
 /// from the signature's own `options` (a chain step or chord body carries them there).
 #[derive(Debug, Clone, Default)]
@@ -130,126 +128,226 @@ fn frozen_id(sig: &mut Signature) -> String {
     }
 }
 
-/// A chord's header as a group signature, if it is written as one.
-fn header_group(sig: &Signature) -> Option<Signature> {
-    use serde::Deserialize;
-    Signature::deserialize(sig.kwargs.get("header")?).ok().filter(|h| h.subtask_type == Some(SubtaskType::Group))
+/// A signature read once into a tree, so a 10,000-task chord header is parsed once and its
+/// tasks moved, not converted to and from JSON values at every step of the lowering.
+enum Node {
+    Task(Signature),
+    /// `sig` is the group's dict without its tasks.
+    Group {
+        sig: Signature,
+        members: Vec<Node>,
+    },
+    Chain {
+        sig: Signature,
+        steps: Vec<Node>,
+    },
+    Chord {
+        sig: Signature,
+        header: Box<Node>,
+        body: Box<Node>,
+    },
 }
 
-/// Chains inside a chain inlined, and a group followed by a step upgraded to a chord with that
-/// step as its body (as `prepare_steps` does).
-fn chain_steps(sig: &Signature) -> Vec<Signature> {
-    let mut flat = Vec::new();
-    for step in sig.tasks().unwrap_or_default() {
-        match step.subtask_type {
-            Some(SubtaskType::Chain) => flat.extend(chain_steps(&step)),
-            _ => flat.push(step),
-        }
-    }
-    let mut out: Vec<Signature> = Vec::with_capacity(flat.len());
-    for step in flat.into_iter().rev() {
-        match (step.subtask_type, out.pop()) {
-            (Some(SubtaskType::Group), Some(next)) => {
-                let mut c = super::chord(step.tasks().unwrap_or_default(), next);
-                if let Some(id) = step.task_id() {
-                    c.kwargs.insert("header".into(), group_dict(&step, id));
-                }
-                out.push(c)
-            }
-            (_, next) => {
-                out.extend(next);
-                out.push(step)
-            }
-        }
-    }
-    out.reverse();
-    out
-}
-
-fn group_dict(members_of: &Signature, id: &str) -> Value {
-    let mut g = super::group(members_of.tasks().unwrap_or_default());
-    g.options.insert("task_id".into(), json!(id));
-    json!(g)
-}
-
-/// Gives every node of `sig` its result id (`options.task_id`; a chord's header group id in its
-/// header's `options.task_id`), keeping the ids it has, and returns the ids the caller gets.
-pub fn freeze(sig: &Signature) -> (Signature, Frozen) {
-    freeze_for(sig, None)
-}
-
-/// [`freeze`], with `reply_to` written into every node that has none.
-fn freeze_for(sig: &Signature, reply_to: Option<&str>) -> (Signature, Frozen) {
-    let mut s = sig.clone();
-    let f = freeze_in_place(&mut s, reply_to);
-    (s, f)
-}
-
-fn freeze_in_place(s: &mut Signature, reply_to: Option<&str>) -> Frozen {
-    if let Some(r) = reply_to {
-        s.options.entry("reply_to").or_insert_with(|| json!(r));
-    }
-    match s.subtask_type {
-        Some(SubtaskType::Group) => {
-            let id = frozen_id(s);
-            let mut members = unrolled(s.tasks().unwrap_or_default());
-            let results = members.iter_mut().map(|m| freeze_in_place(m, reply_to)).collect();
-            s.kwargs.insert("tasks".into(), json!(members));
-            Frozen::Group { id, results }
-        }
-        Some(SubtaskType::Chain) => {
-            let mut steps = chain_steps(s);
-            let last = steps.iter_mut().map(|m| freeze_in_place(m, reply_to)).last();
-            s.kwargs.insert("tasks".into(), json!(steps));
-            last.unwrap_or_else(|| Frozen::Task(frozen_id(s)))
-        }
-        Some(SubtaskType::Chord) => {
-            let mut header = header_group(s).unwrap_or_else(|| super::group(s.tasks().unwrap_or_default()));
-            freeze_in_place(&mut header, reply_to);
-            s.kwargs.insert("header".into(), json!(header));
-            let mut body = s.chord_body().unwrap_or_else(|| Signature::new("celery.accumulate", Vec::new()));
-            if let Some(id) = s.task_id() {
-                // `chord(...).apply_async(task_id=x)`: x is the body's id.
-                body.options.entry("task_id").or_insert_with(|| json!(id));
-            }
-            let f = freeze_in_place(&mut body, reply_to);
-            s.kwargs.insert("body".into(), json!(body));
-            f
-        }
-        _ => Frozen::Task(frozen_id(s)),
+/// Takes `kwargs[key]` out of `s` as a list of signatures.
+fn take_list(s: &mut Signature, key: &str, what: &'static str) -> Result<Vec<Signature>, CanvasError> {
+    match s.kwargs.remove(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v).map_err(|_| CanvasError::Malformed(s.task.clone(), what)),
     }
 }
 
 /// Groups in a group are unrolled into it, their members its own (as Celery's `_prepared`
 /// does), so a chord counts each of them.
-fn unrolled(members: Vec<Signature>) -> Vec<Signature> {
+fn unroll(members: Vec<Node>) -> Vec<Node> {
     let mut out = Vec::with_capacity(members.len());
     for m in members {
-        match m.subtask_type {
-            Some(SubtaskType::Group) => out.extend(unrolled(m.tasks().unwrap_or_default())),
-            _ => out.push(m),
+        match m {
+            Node::Group { members, .. } => out.extend(unroll(members)),
+            other => out.push(other),
         }
     }
     out
 }
 
-/// The ids an already frozen signature's application returns.
-fn frozen_of(s: &Signature) -> Frozen {
-    freeze(s).1
+fn node(mut s: Signature) -> Result<Node, CanvasError> {
+    match s.subtask_type {
+        Some(SubtaskType::Group) => {
+            let members = take_list(&mut s, "tasks", "a group whose tasks do not parse")?;
+            let members = unroll(members.into_iter().map(node).collect::<Result<_, _>>()?);
+            Ok(Node::Group { sig: s, members })
+        }
+        Some(SubtaskType::Chain) => {
+            let steps = take_list(&mut s, "tasks", "a chain whose tasks do not parse")?;
+            let mut flat = Vec::with_capacity(steps.len());
+            for step in steps {
+                match node(step)? {
+                    Node::Chain { steps, .. } => flat.extend(steps),
+                    other => flat.push(other),
+                }
+            }
+            // A group followed by a step is a chord with that step as its body (`prepare_steps`).
+            let mut out: Vec<Node> = Vec::with_capacity(flat.len());
+            for step in flat.into_iter().rev() {
+                match (step, out.pop()) {
+                    (Node::Group { sig, members }, Some(next)) => {
+                        let header = Box::new(Node::Group { sig, members });
+                        let chord = super::chord(Vec::new(), Signature::new("celery.accumulate", Vec::new()));
+                        out.push(Node::Chord { sig: chord, header, body: Box::new(next) });
+                    }
+                    (step, next) => {
+                        out.extend(next);
+                        out.push(step);
+                    }
+                }
+            }
+            out.reverse();
+            Ok(Node::Chain { sig: s, steps: out })
+        }
+        Some(SubtaskType::Chord) => {
+            let header = match s.kwargs.remove("header") {
+                Some(v @ Value::Object(_)) => {
+                    let g: Signature = serde_json::from_value(v)
+                        .map_err(|_| CanvasError::Malformed(s.task.clone(), "a chord whose header does not parse"))?;
+                    node(g)?
+                }
+                Some(v) => {
+                    let members: Vec<Signature> = serde_json::from_value(v)
+                        .map_err(|_| CanvasError::Malformed(s.task.clone(), "a chord whose header does not parse"))?;
+                    node(super::group(members))?
+                }
+                None => node(super::group(Vec::new()))?,
+            };
+            let header = match header {
+                g @ Node::Group { .. } => g,
+                one => Node::Group { sig: super::group(Vec::new()), members: vec![one] },
+            };
+            let body = match s.kwargs.remove("body") {
+                Some(v) => serde_json::from_value::<Signature>(v)
+                    .map_err(|_| CanvasError::Malformed(s.task.clone(), "a chord whose body does not parse"))?,
+                None => return Err(CanvasError::Malformed(s.task.clone(), "a chord without a body")),
+            };
+            Ok(Node::Chord { sig: s, header: Box::new(header), body: Box::new(node(body)?) })
+        }
+        None if s.task == "celery.chunks" => match super::expand_chunks(&s) {
+            Some(g) => node(g),
+            None => Err(CanvasError::Malformed(s.task.clone(), "a chunks signature needs kwargs task, it and n > 0")),
+        },
+        _ => Ok(Node::Task(s)),
+    }
+}
+
+impl Node {
+    fn sig_mut(&mut self) -> &mut Signature {
+        match self {
+            Node::Task(s) | Node::Group { sig: s, .. } | Node::Chain { sig: s, .. } | Node::Chord { sig: s, .. } => s,
+        }
+    }
+
+    /// Gives every node its result id (keeping those it has) and `reply_to`; returns the ids the
+    /// caller gets.
+    fn freeze(&mut self, reply_to: Option<&str>) -> Frozen {
+        if let Some(r) = reply_to {
+            self.sig_mut().options.entry("reply_to").or_insert_with(|| json!(r));
+        }
+        match self {
+            Node::Task(s) => Frozen::Task(frozen_id(s)),
+            Node::Group { sig, members } => {
+                let id = frozen_id(sig);
+                Frozen::Group { id, results: members.iter_mut().map(|m| m.freeze(reply_to)).collect() }
+            }
+            Node::Chain { sig, steps } => {
+                let last = steps.iter_mut().map(|m| m.freeze(reply_to)).last();
+                last.unwrap_or_else(|| Frozen::Task(frozen_id(sig)))
+            }
+            Node::Chord { sig, header, body } => {
+                header.freeze(reply_to);
+                if let Some(id) = sig.task_id().map(str::to_owned) {
+                    // `chord(...).apply_async(task_id=x)`: x is the body's id.
+                    body.sig_mut().options.entry("task_id").or_insert_with(|| json!(id));
+                }
+                body.freeze(reply_to)
+            }
+        }
+    }
+
+    /// The ids of an already frozen node.
+    fn frozen(&self) -> Frozen {
+        match self {
+            Node::Task(s) => Frozen::Task(s.task_id().unwrap_or_default().to_owned()),
+            Node::Group { sig, members } => Frozen::Group {
+                id: sig.task_id().unwrap_or_default().to_owned(),
+                results: members.iter().map(Node::frozen).collect(),
+            },
+            Node::Chain { steps, .. } => steps.last().map_or(Frozen::Task(String::new()), Node::frozen),
+            Node::Chord { body, .. } => body.frozen(),
+        }
+    }
+
+    /// How many results it contributes to a chord it is a header member of (see
+    /// [`super::chord_size`]).
+    fn size(&self) -> u64 {
+        match self {
+            Node::Task(_) => 1,
+            Node::Group { members, .. } => members.iter().map(Node::size).sum(),
+            Node::Chain { steps, .. } => steps.iter().rev().map(Node::size).find(|n| *n > 0).unwrap_or(0),
+            Node::Chord { body, .. } => body.size(),
+        }
+    }
+
+    /// Back to Celery's dict (a chain's rest and a chord's body travel in messages as dicts).
+    fn into_sig(self) -> Signature {
+        match self {
+            Node::Task(s) => s,
+            Node::Group { mut sig, members } => {
+                let tasks: Vec<Signature> = members.into_iter().map(Node::into_sig).collect();
+                sig.kwargs.insert("tasks".into(), json!(tasks));
+                sig
+            }
+            Node::Chain { mut sig, steps } => {
+                let tasks: Vec<Signature> = steps.into_iter().map(Node::into_sig).collect();
+                sig.kwargs.insert("tasks".into(), json!(tasks));
+                sig
+            }
+            Node::Chord { mut sig, header, body } => {
+                sig.kwargs.insert("header".into(), json!(header.into_sig()));
+                sig.kwargs.insert("body".into(), json!(body.into_sig()));
+                sig
+            }
+        }
+    }
+}
+
+/// Gives every node of `sig` its result id (`options.task_id`; a chord's header group id in its
+/// header's `options.task_id`), keeping the ids it has, and returns the ids the caller gets.
+pub fn freeze(sig: &Signature) -> (Signature, Frozen) {
+    match node(sig.clone()) {
+        Ok(mut n) => {
+            let f = n.freeze(None);
+            (n.into_sig(), f)
+        }
+        Err(_) => {
+            let mut s = sig.clone();
+            let id = frozen_id(&mut s);
+            (s, Frozen::Task(id))
+        }
+    }
 }
 
 /// Lowers `sig` applied with `apply` into its [`Plan`].
 pub fn lower(sig: &Signature, apply: Apply) -> Result<Plan, CanvasError> {
-    let (s, _) = freeze_for(sig, apply.reply_to.as_deref());
+    let mut n = node(sig.clone())?;
+    n.freeze(apply.reply_to.as_deref());
     let mut plan = Plan { chord_sizes: Vec::new(), sends: Vec::new(), result: Frozen::Task(String::new()) };
-    if s.subtask_type.is_none() && s.task != "celery.chunks" {
+    plan.result = match n {
         // One task (a chain's next step at every hop): the rest of the chain moved, not copied.
-        let send = plain(s, apply);
-        plan.result = Frozen::Task(send.sig.task_id().expect("frozen").to_owned());
-        plan.sends.push(send);
-        return Ok(plan);
-    }
-    plan.result = lower_into(&s, &apply, &mut plan)?;
+        Node::Task(s) => {
+            let send = plain(s, apply);
+            let id = send.sig.task_id().expect("frozen").to_owned();
+            plan.sends.push(send);
+            Frozen::Task(id)
+        }
+        other => lower_node(other, &apply, &mut plan)?,
+    };
     Ok(plan)
 }
 
@@ -273,53 +371,65 @@ fn plain(mut send: Signature, a: Apply) -> Send {
     Send { sig: send, chain: a.chain, chord: a.chord }
 }
 
-fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, CanvasError> {
-    let malformed = |what| CanvasError::Malformed(s.task.clone(), what);
-    match s.subtask_type {
-        Some(SubtaskType::Group) => {
-            let a = a.or_options_of(s);
-            let id = s.task_id().map(str::to_owned).unwrap_or_else(new_id);
-            let members = unrolled(s.tasks().ok_or_else(|| malformed("a group whose tasks do not parse"))?);
+fn lower_node(n: Node, a: &Apply, plan: &mut Plan) -> Result<Frozen, CanvasError> {
+    match n {
+        Node::Task(s) => {
+            let send = plain(s, a.clone());
+            let id = send.sig.task_id().expect("frozen").to_owned();
+            plan.sends.push(send);
+            Ok(Frozen::Task(id))
+        }
+        Node::Group { sig, members } => {
+            let a = a.or_options_of(&sig);
+            let id = sig.task_id().map(str::to_owned).unwrap_or_else(new_id);
             if let Some(mut rest) = a.chain.clone().filter(|r| !r.is_empty()) {
                 // A group with steps after it is a chord whose body is the next step.
                 let next = rest.pop().expect("not empty");
-                let (c, _) = freeze_for(&super::chord(members, next), a.reply_to.as_deref());
-                return lower_into(&c, &Apply { chain: Some(rest), ..a }, plan);
+                let mut body = node(next)?;
+                body.freeze(a.reply_to.as_deref());
+                let chord = super::chord(Vec::new(), Signature::new("celery.accumulate", Vec::new()));
+                let c =
+                    Node::Chord { sig: chord, header: Box::new(Node::Group { sig, members }), body: Box::new(body) };
+                return lower_node(c, &Apply { chain: Some(rest), ..a }, plan);
             }
             if a.chord.is_some() {
-                plan.chord_sizes.push((id.clone(), members.iter().map(chord_size).sum()));
+                plan.chord_sizes.push((id.clone(), members.iter().map(Node::size).sum()));
             }
             let mut results = Vec::with_capacity(members.len());
-            for (i, m) in members.iter().enumerate() {
+            for (i, m) in members.into_iter().enumerate() {
                 let member = Apply { group: Some((id.clone(), i as i64)), chain: None, ..a.clone() };
-                results.push(lower_into(m, &member, plan)?);
+                results.push(lower_node(m, &member, plan)?);
             }
             Ok(Frozen::Group { id, results })
         }
-        Some(SubtaskType::Chain) => {
-            let a = a.or_options_of(s);
-            let steps = chain_steps(s);
-            let (first, rest) = steps.split_first().ok_or_else(|| CanvasError::EmptyChain(s.task.clone()))?;
-            let mut carried = a.chain.clone().unwrap_or_default();
-            let mut own: Vec<Signature> = rest.iter().rev().cloned().collect();
-            // The chain's membership of a group or chord is its last step's.
+        Node::Chain { sig, steps } => {
+            let a = a.or_options_of(&sig);
+            let mut steps = steps.into_iter();
+            let first = steps.next().ok_or_else(|| CanvasError::EmptyChain(sig.task.clone()))?;
+            let mut own: Vec<Signature> = steps.map(Node::into_sig).collect();
+            own.reverse();
             let mut first_apply = Apply { chain: None, ..a.clone() };
+            // The chain's membership of a group or chord is its last step's.
             if let Some(last) = own.first_mut() {
                 set_membership(last, &a);
                 first_apply.group = None;
                 first_apply.chord = None;
             }
-            let last = own.first().map(frozen_of);
+            let last = own.first().map(|s| freeze(s).1);
+            let mut carried = a.chain.clone().unwrap_or_default();
             carried.append(&mut own);
             first_apply.chain = Some(carried);
-            first_apply.root_id = a.root_id.clone().or_else(|| first.task_id().map(str::to_owned));
-            let head = lower_into(first, &first_apply, plan)?;
+            first_apply.root_id = a.root_id.clone().or_else(|| match &first {
+                Node::Task(s) => s.task_id().map(str::to_owned),
+                _ => None,
+            });
+            let head = lower_node(first, &first_apply, plan)?;
             Ok(last.unwrap_or(head))
         }
-        Some(SubtaskType::Chord) => {
-            let a = a.or_options_of(s);
-            let header = header_group(s).ok_or_else(|| malformed("a chord whose header is not a frozen group"))?;
-            let mut body = s.chord_body().ok_or_else(|| malformed("a chord without a body"))?;
+        Node::Chord { sig, header, body } => {
+            let a = a.or_options_of(&sig);
+            let result = body.frozen();
+            let mut body = body.into_sig();
             // What the chord is applied with goes on with its body: the rest of a chain, the
             // membership of an enclosing group or chord, the parent and root.
             if let Some(chain) = a.chain.as_ref().filter(|c| !c.is_empty()) {
@@ -331,17 +441,13 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
                     body.options.insert(k.into(), json!(v));
                 }
             }
-            let gid = header.task_id().map(str::to_owned).unwrap_or_else(new_id);
+            let Node::Group { sig: hsig, members } = *header else { unreachable!("a chord's header is a group") };
+            let gid = hsig.task_id().map(str::to_owned).unwrap_or_else(new_id);
             body.options.entry("group_id").or_insert_with(|| json!(gid));
-            let result = frozen_of(&body);
-            let members = header.tasks().ok_or_else(|| malformed("a chord header whose tasks do not parse"))?;
             if members.is_empty() {
                 // Nothing will count down to the body: it is called at once with no results.
-                lower_into(
-                    &body,
-                    &Apply { partial: vec![json!([])], reply_to: a.reply_to.clone(), ..Apply::default() },
-                    plan,
-                )?;
+                let now = Apply { partial: vec![json!([])], reply_to: a.reply_to.clone(), ..Apply::default() };
+                lower_node(node(body)?, &now, plan)?;
                 return Ok(result);
             }
             let parts = Apply {
@@ -353,18 +459,8 @@ fn lower_into(s: &Signature, a: &Apply, plan: &mut Plan) -> Result<Frozen, Canva
                 chain: None,
                 reply_to: a.reply_to.clone(),
             };
-            lower_into(&header, &parts, plan)?;
+            lower_node(Node::Group { sig: hsig, members }, &parts, plan)?;
             Ok(result)
-        }
-        None if s.task == "celery.chunks" => match super::expand_chunks(s) {
-            Some(g) => lower_into(&freeze_for(&g, a.reply_to.as_deref()).0, a, plan),
-            None => Err(malformed("a chunks signature needs kwargs task, it and n > 0")),
-        },
-        _ => {
-            let send = plain(s.clone(), a.clone());
-            let id = send.sig.task_id().expect("frozen").to_owned();
-            plan.sends.push(send);
-            Ok(Frozen::Task(id))
         }
     }
 }

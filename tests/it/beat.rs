@@ -179,3 +179,20 @@ fn crontab_next_fire_times_match_python_celery() {
     assert_eq!(cases, 900);
     assert!(wrong.is_empty(), "{} of {cases} differ, first: {:#?}", wrong.len(), &wrong[..wrong.len().min(5)]);
 }
+
+/// What celeriac's beat sends runs on a Python Celery worker.
+#[test]
+fn a_python_worker_runs_what_beat_sends() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let url = server.url();
+    let cfg = std::env::temp_dir().join(format!("celeriac-beat-{}.toml", free_port()));
+    std::fs::write(&cfg, "[beat_schedule.sum]\ntask = \"proj.tasks.add\"\nschedule = 0.3\nargs = [2, 3]\n").unwrap();
+    let py = crate::interop::python_worker_on(&url, &url, &[], "pybeat");
+    let _beat = proj_beat(&url, &cfg, "bt4");
+    wait_until("two runs on the Python worker", Duration::from_secs(30), || {
+        py.output().matches("succeeded in").count() >= 2
+    });
+    assert!(py.output().contains("proj.tasks.add"), "{}", py.output());
+    let _ = std::fs::remove_file(cfg);
+}
