@@ -442,22 +442,36 @@ impl RedisBackend {
         }
     }
 
+    /// Runs a claim script (`script`) with the chord's keys of `suffixes`, the claim `token` and
+    /// `secs`; whether it answered 1 (the token held).
+    fn claim_script(
+        self: &Arc<Self>,
+        script: &'static Script,
+        group_id: &str,
+        suffixes: &'static [&'static str],
+        token: &str,
+        secs: u64,
+    ) -> impl Future<Output = Result<bool, BackendError>> + 'static {
+        let (k, url, token) = (self.chord_keys(group_id), self.url.clone(), token.to_owned());
+        async move {
+            let keys: Vec<String> = suffixes.iter().map(|s| k.key(s)).collect();
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            let secs = secs.to_string();
+            let r = script
+                .call(&writer(&url), &keys, &[token.as_bytes(), secs.as_bytes()])
+                .await
+                .map_err(refused_or_lost)?;
+            Ok(matches!(r, BytesFrame::Integer(1)))
+        }
+    }
+
     /// Extends the dispatch claim before the body is sent; `false`: another worker holds it.
     pub(crate) fn chord_claim_extend(
         self: &Arc<Self>,
         group_id: &str,
         token: &str,
     ) -> impl Future<Output = Result<bool, BackendError>> + 'static {
-        let (k, url, token) = (self.chord_keys(group_id), self.url.clone(), token.to_owned());
-        async move {
-            let (c, s) = (k.key(".c"), k.key(".s"));
-            let secs = (2 * super::chord::CLAIM_SECS).to_string();
-            let r = CLAIM_EXTEND
-                .call(&writer(&url), &[c.as_bytes(), s.as_bytes()], &[token.as_bytes(), secs.as_bytes()])
-                .await
-                .map_err(refused_or_lost)?;
-            Ok(matches!(r, BytesFrame::Integer(1)))
-        }
+        self.claim_script(&CLAIM_EXTEND, group_id, &[".c", ".s"], token, 2 * super::chord::CLAIM_SECS)
     }
 
     /// Drops the chord's keys after its body was sent, leaving the `done` marker.
@@ -466,17 +480,7 @@ impl RedisBackend {
         group_id: &str,
         token: &str,
     ) -> impl Future<Output = Result<bool, BackendError>> + 'static {
-        let (k, url, token) = (self.chord_keys(group_id), self.url.clone(), token.to_owned());
-        async move {
-            let keys = [k.key(".c"), k.key(".j"), k.key(".t"), k.key(".s"), k.key(".d")];
-            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-            let secs = DONE_SECS.to_string();
-            let r = CLEANUP
-                .call(&writer(&url), &keys, &[token.as_bytes(), secs.as_bytes()])
-                .await
-                .map_err(refused_or_lost)?;
-            Ok(matches!(r, BytesFrame::Integer(1)))
-        }
+        self.claim_script(&CLEANUP, group_id, &[".c", ".j", ".t", ".s", ".d"], token, DONE_SECS)
     }
 
     /// Drops the chord size after a failed chord, so a late copy of a part does not fail it again.

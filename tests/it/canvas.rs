@@ -204,18 +204,4 @@ fn chunks_map_and_starmap(env: &Env) {
     w.shutdown();
 }
 
-macro_rules! stamp {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[test] fn $name() { super::$name(&super::Env::memory()) })*
-        }
-        mod redis {
-            $(#[test] fn $name() { super::$name(&super::Env::redis()) })*
-        }
-        mod amqp {
-            $(#[test] fn $name() { super::$name(&super::Env::amqp()) })*
-        }
-    };
-}
-
 stamp!(chains_and_groups, chords, chunks_map_and_starmap);

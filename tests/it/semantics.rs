@@ -484,20 +484,7 @@ fn uuid_like(tag: &str) -> String {
     format!("{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Stamps each scenario over the memory broker, a real redis-server and a real rabbitmq-server.
-macro_rules! stamp {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[test] fn $name() { super::$name(&super::Env::memory()) })*
-        }
-        mod redis {
-            $(#[test] fn $name() { super::$name(&super::Env::redis()) })*
-        }
-        mod amqp {
-            $(#[test] fn $name() { super::$name(&super::Env::amqp()) })*
-        }
-    };
-}
+// Stamps each scenario over the memory broker, a real redis-server and a real rabbitmq-server.
 
 stamp!(
     retries,
