@@ -645,6 +645,59 @@ fn canvas(broker: &str, parts: usize, links: usize) {
     }
 }
 
+/// Beat's precision and idle cost on memory://: `idle` entries due every hour (never in the run)
+/// beside one due every 0.25 s; each run of that one is seen arriving at the worker, and its
+/// lateness is the gap to the previous arrival minus the interval (beat measures an interval from
+/// its last send, as Celery's does). CPU of the process over the run, less the worker's share of
+/// the 0.25 s task, is the beat's.
+fn beat(idle: usize, secs: f64) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let record = seen.clone();
+    let app = App::builder("perfbeat")
+        .use_env(false)
+        .broker("memory://")
+        .task("perf.add", ["x", "y"], add)
+        .on_signal(move |s| {
+            if let celeriac::Signal::TaskReceived { .. } = s {
+                record.lock().unwrap().push(Instant::now());
+            }
+        })
+        .configure(move |c| {
+            let entry = |every: f64| celeriac::config::BeatEntrySpec {
+                task: "perf.add".into(),
+                schedule: Some(every),
+                args: vec![serde_json::json!(1), serde_json::json!(1)],
+                ..Default::default()
+            };
+            c.beat_schedule.insert("fast".into(), entry(0.25));
+            for i in 0..idle {
+                c.beat_schedule.insert(format!("idle-{i}"), entry(3600.0));
+            }
+        })
+        .build()
+        .expect("perf app");
+    let worker = app.worker().concurrency(1).start().expect("worker");
+    let cpu0 = cpu_seconds();
+    let beat = app.beat().start().expect("beat");
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    beat.stop();
+    let cpu = cpu_seconds() - cpu0;
+    worker.shutdown();
+    let seen = seen.lock().unwrap();
+    let mut late: Vec<f64> = seen.windows(2).map(|w| ((w[1] - w[0]).as_secs_f64() - 0.25).max(0.0) * 1000.0).collect();
+    late.sort_by(f64::total_cmp);
+    let q = |f: f64| late.get(((late.len().max(1) - 1) as f64 * f) as usize).copied().unwrap_or(f64::NAN);
+    println!(
+        "{{\"impl\": \"celeriac\", \"scenario\": \"beat\", \"broker\": \"memory\", \"entries\": {}, \"runs\": {}, \"late_p50_ms\": {:.3}, \"late_p99_ms\": {:.3}, \"cpu_share\": {:.4}}}",
+        idle + 1,
+        seen.len(),
+        q(0.5),
+        q(0.99),
+        cpu / secs
+    );
+}
+
 fn main() {
     let broker = arg("--broker", "memory://");
     let n: usize = arg("--n", "200000").parse().expect("--n");
@@ -675,6 +728,9 @@ fn main() {
     }
     if what == "redis_floor" {
         redis_floor(&broker, rtt_n);
+    }
+    if what == "beat" {
+        beat(arg("--entries", "10000").parse().expect("--entries"), arg("--seconds", "10").parse().expect("--seconds"));
     }
     if what == "canvas" {
         canvas(

@@ -74,6 +74,12 @@ if chords:
         note = f"chord {best_chord / med(c, 'stored_seconds'):.1f}× faster than Python's best" if i == "celeriac" and best_chord else ""
         out.append(f"| {i} | {c[0]['n']} | {len(c)} | {med(c, 'stored_seconds'):.3f} | {med(c, 'parts_per_s'):,.0f} | {med(c, 'seconds'):.3f} | {ch[0]['n']} | "
                    f"{med(ch, 'seconds'):.3f} | {med(ch, 'hop_p50_ms'):.3f} | {med(ch, 'hop_p99_ms'):.3f} | {note} |")
+beats = [r for r in lines if r["scenario"] == "beat"]
+if beats:
+    out += ["", "## Beat (memory://): one entry every 0.25 s beside idle entries due hourly, 10 s", "",
+            f"- {beats[0]['entries']} entries, {len(beats)} runs: lateness p50 {statistics.median(b['late_p50_ms'] for b in beats):.2f} ms, "
+            f"p99 {statistics.median(b['late_p99_ms'] for b in beats):.2f} ms; the process (beat, worker and the 40 runs) used "
+            f"{statistics.median(b['cpu_share'] for b in beats):.1%} of a core"]
 out += ["", "## 100,000 held ETA tasks (memory://, 2 shards)", ""]
 for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     if scen == "eta":

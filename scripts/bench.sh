@@ -63,6 +63,8 @@ for i in $(seq "$RUNS"); do
   target/release/examples/perf --broker "$url" --scenario redis_floor --rtt "$RTT" >>"$raw"
   target/release/examples/perf --scenario skew >>"$raw"
   target/release/examples/perf --scenario eta --n 100000 >>"$raw"
+  echo "run $i/$RUNS: celeriac beat (memory://, 10,000 idle entries)" >&2
+  target/release/examples/perf --scenario beat --entries 10000 --seconds 10 >>"$raw"
   echo "run $i/$RUNS: celeriac amqp (results in redis)" >&2
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario drain --n "$AMQP_N" >>"$raw"
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario rtt --rtt "$RTT" >>"$raw"
