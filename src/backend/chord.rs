@@ -45,8 +45,11 @@ impl ChordPart {
 /// What counting one part found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChordCount {
-    /// Not complete yet, complete but sent by another (the claim is theirs), or over already.
+    /// Not complete yet, or over already (its body sent and its state dropped).
     Counted,
+    /// Complete, and another worker holds the dispatch claim: it is sending the body, or it died
+    /// doing so and the claim lapses within [`CLAIM_SECS`].
+    Held,
     /// This part completed the chord and holds the dispatch claim `token`: the parts' outcomes
     /// in header order, for the body.
     Complete {
@@ -94,8 +97,11 @@ impl MemoryChords {
             c.parts.insert((score, part.encode()), part);
         }
         let complete = c.size.is_some_and(|n| c.parts.len() as u64 == n);
-        if !complete || c.claim.is_some() {
+        if !complete {
             return ChordCount::Counted;
+        }
+        if c.claim.is_some() {
+            return ChordCount::Held;
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         c.claim = Some(token.clone());
@@ -234,7 +240,7 @@ mod tests {
         let ChordCount::Complete { parts, token } = c.part_return("g", Some(1), part("b", 20)) else { panic!() };
         assert_eq!(parts.iter().map(|p| p.result.clone()).collect::<Vec<_>>(), vec![json!(10), json!(20), json!(30)]);
         // Complete, but claimed: a duplicate of the last part does not fire again.
-        assert_eq!(c.part_return("g", Some(1), part("b", 20)), ChordCount::Counted);
+        assert_eq!(c.part_return("g", Some(1), part("b", 20)), ChordCount::Held);
         assert!(c.cleanup("g", &token));
         assert_eq!(c.part_return("g", Some(1), part("b", 20)), ChordCount::Counted);
     }

@@ -423,7 +423,14 @@ impl RedisBackend {
             };
             let claimed = matches!(r.get(3), Some(BytesFrame::Integer(1)));
             if !claimed {
-                return Ok(ChordCount::Counted);
+                let number = |f: Option<&BytesFrame>| match f {
+                    Some(BytesFrame::Integer(i)) => Some(*i),
+                    Some(f) => frame_bytes(f).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
+                    None => None,
+                };
+                let (ready, diff, size) = (number(r.first()), number(r.get(1)).unwrap_or(0), number(r.get(2)));
+                let complete = size.is_some_and(|n| ready == Some(n + diff));
+                return Ok(if complete { ChordCount::Held } else { ChordCount::Counted });
             }
             let j = k.key(".j");
             let all = conn.call(&[b"ZRANGE", j.as_bytes(), b"0", b"-1"]).await.map_err(refused_or_lost)?;

@@ -42,16 +42,31 @@ impl PartReturn {
     /// counted (the store refused or is unreachable): the delivery is left for redelivery.
     pub(crate) async fn run(self, sh: &Rc<ShardCtx>) -> Result<(), BackendError> {
         let backend = sh.shared.client.backend().clone();
-        let count = backend.chord_part_return(&self.group, self.index, self.part).await.map_err(|e| match e {
-            BackendError::Refused(why) => {
-                BackendError::Refused(format!("counting it toward chord {}: {why}", self.group))
+        let mut looks = 0;
+        let (parts, token) = loop {
+            let count =
+                backend.chord_part_return(&self.group, self.index, self.part.clone()).await.map_err(|e| match e {
+                    BackendError::Refused(why) => {
+                        BackendError::Refused(format!("counting it toward chord {}: {why}", self.group))
+                    }
+                    BackendError::ConnectionLost(why) => {
+                        BackendError::ConnectionLost(format!("counting it toward chord {}: {why}", self.group))
+                    }
+                    other => other,
+                })?;
+            match count {
+                ChordCount::Complete { parts, token } => break (parts, token),
+                ChordCount::Counted => return Ok(()),
+                // The chord is complete and another worker holds the claim. If it died before
+                // sending the body (this part is then likely its redelivered copy), the claim
+                // lapses: look again then, and send the body if nobody did.
+                ChordCount::Held if looks < 2 => {
+                    looks += 1;
+                    crate::rt::sleep(std::time::Duration::from_secs(crate::backend::CLAIM_SECS + 1)).await;
+                }
+                ChordCount::Held => return Ok(()),
             }
-            BackendError::ConnectionLost(why) => {
-                BackendError::ConnectionLost(format!("counting it toward chord {}: {why}", self.group))
-            }
-            other => other,
-        })?;
-        let ChordCount::Complete { parts, token } = count else { return Ok(()) };
+        };
         let group = &self.group;
         if let Some(bad) = parts.iter().find(|p| p.state.propagates()) {
             let raised = ExceptionInfo::from_value(&bad.result).map_or_else(|| py_repr(&bad.result), |e| e.repr());

@@ -641,6 +641,36 @@ fn a_chord_counts_parts_run_by_both_kinds() {
     let _ = std::fs::remove_file(cfg);
 }
 
+/// A worker that took a chord's dispatch claim and died before sending the body: the claim
+/// lapses, and the worker whose part found the chord complete but claimed looks again and sends
+/// the body (once).
+#[test]
+fn a_chord_whose_claim_holder_died_is_sent_after_the_claim_lapses() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let url = server.url();
+    let worker = celeriac_worker(&server, None, "rs13");
+    let client = client_app(&server).client();
+    let body = Signature::new("proj.tasks.xsum", vec![]).set("queue", "bodies");
+    let header: Vec<Signature> = (0..2).map(|_| Signature::new("proj.tasks.sleep", vec![json!(1)])).collect();
+    let (frozen, _) = celeriac::canvas::freeze(&chord(header, body));
+    let gid = frozen.kwargs["header"]["options"]["task_id"].as_str().unwrap().to_owned();
+    client.send_signature(&frozen).unwrap();
+    // A claim of a worker that is gone, taken before the parts end (as if it had counted the
+    // last part and died).
+    redis_cmd(&url, &["SET", &format!("celery-taskset-meta-{gid}.c"), "a-dead-worker", "EX", "3"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "bodies"])), 0, "the claim is someone else's");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frame_int(&redis_cmd(&url, &["LLEN", "bodies"])) == 0 {
+        assert!(Instant::now() < deadline, "the body was never sent:\n{}", worker.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "bodies"])), 1);
+    assert_nothing_unacked(&server, &worker);
+}
+
 /// Beyond Celery's own tests: a chord's body is sent once when a worker dies between storing a
 /// part and counting it (here every count fails first, then the worker is SIGKILLed with all
 /// six parts stored and unacked), and when a part runs again after the chord is done.
