@@ -79,6 +79,20 @@ impl Broker {
         }
     }
 
+    /// Publishes a kombu envelope to a direct exchange by routing key (remote-control replies).
+    /// On Redis as kombu routes it; memory:// has no remote clients to reply to; on RabbitMQ this
+    /// build does not reply yet (logged).
+    pub fn publish_direct(&self, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
+        match self {
+            Broker::Memory(_) => Ok(()),
+            Broker::Redis(b) => b.publish_direct(exchange, routing_key, envelope),
+            Broker::Amqp(_) => {
+                tracing::debug!("a reply to {exchange}/{routing_key} on RabbitMQ: not sent by this build");
+                Ok(())
+            }
+        }
+    }
+
     /// Subscribes to a fanout exchange; returns once the subscription is live. Blocks the
     /// calling thread briefly on Redis (call it off the shards or via the blocking pool).
     pub fn subscribe_fanout(&self, exchange: &str) -> Fanout {

@@ -1,7 +1,9 @@
 //! The worker's remote-control mailbox (`celery/worker/pidbox.py`): broadcast requests on the
 //! `celery.pidbox` fanout exchange, filtered by destination. Handled here: `revoke` (with
-//! `terminate`) and `rate_limit`; other commands are logged and ignored until remote control
-//! lands. No replies are sent yet (both commands are fire-and-forget by default).
+//! `terminate`), `rate_limit` and `ping`, each answered when the request asks for a reply
+//! (`reply_to` and `ticket`, as kombu's `Node.dispatch` replies: `{hostname: reply}` to the
+//! `reply.celery.pidbox` exchange with the client's routing key; on Redis in this build); other
+//! commands get kombu's error reply.
 
 use std::sync::Arc;
 
@@ -46,8 +48,32 @@ fn decode(raw: &[u8]) -> Result<ControlRequest, String> {
 }
 
 fn handle(shared: &Arc<WorkerShared>, req: ControlRequest) {
+    let reply = answer(shared, &req);
+    let (Some(to), Some(ticket)) = (&req.reply_to, &req.ticket) else { return };
+    let mut body = Map::new();
+    body.insert(String::from(&*shared.hostname), reply);
+    let body = serde_json::to_vec(&Value::Object(body)).expect("JSON");
+    let mut headers = Map::new();
+    headers.insert("ticket".into(), Value::String(ticket.clone()));
+    headers.insert("clock".into(), Value::from(0));
+    let props = crate::protocol::Properties { delivery_mode: 1, ..Default::default() };
+    let info = crate::protocol::DeliveryInfo {
+        exchange: to.exchange.clone(),
+        routing_key: to.routing_key.clone(),
+        redelivered: false,
+    };
+    let env = Envelope::new(headers, props, "application/json", "utf-8", &body, info, uuid::Uuid::new_v4().to_string());
+    if let Err(e) = shared.client.broker().publish_direct(&to.exchange, &to.routing_key, env.encode()) {
+        tracing::warn!("Cannot reply to the {} control request: {e}", req.method);
+    }
+}
+
+/// Runs a request; the reply Celery's worker gives it (`ok_reply` / `{"error": …}`).
+fn answer(shared: &Arc<WorkerShared>, req: &ControlRequest) -> Value {
+    let ok = |text: String| serde_json::json!({ "ok": text });
     let args = &req.arguments;
     match req.method.as_str() {
+        "ping" => ok("pong".into()),
         "revoke" => {
             // `task_id` is one id or a list of ids.
             let ids: Vec<String> = match args.get("task_id") {
@@ -57,7 +83,9 @@ fn handle(shared: &Arc<WorkerShared>, req: ControlRequest) {
             };
             let terminate = args.get("terminate").and_then(Value::as_bool).unwrap_or(false);
             let signal = args.get("signal").and_then(Value::as_str).map(str::to_owned);
+            let list = ids.join(", ");
             revoke(shared, ids, terminate, signal);
+            ok(format!("tasks {list} flagged as revoked"))
         }
         "rate_limit" => {
             let task = args.get("task_name").and_then(Value::as_str).unwrap_or_default();
@@ -73,12 +101,28 @@ fn handle(shared: &Arc<WorkerShared>, req: ControlRequest) {
                         "New rate limit for tasks of type {task}: {}.",
                         if rate.is_empty() { "none" } else { &rate }
                     );
+                    ok(if rate.is_empty() {
+                        "rate limit disabled successfully"
+                    } else {
+                        "new rate limit set successfully"
+                    }
+                    .into())
                 }
-                Ok(_) => tracing::error!("Rate limit attempt for unknown task {task}"),
-                Err(e) => tracing::error!("Rate limit attempt for {task} failed: {e}"),
+                Ok(_) => {
+                    tracing::error!("Rate limit attempt for unknown task {task}");
+                    serde_json::json!({ "error": "unknown task" })
+                }
+                Err(e) => {
+                    tracing::error!("Rate limit attempt for {task} failed: {e}");
+                    serde_json::json!({ "error": format!("Invalid rate limit string: {e}") })
+                }
             }
         }
-        other => tracing::debug!("Control command {other:?} is not handled by celeriac yet; ignored"),
+        other => {
+            tracing::debug!("Control command {other:?} is not handled by celeriac yet");
+            // kombu's Node.dispatch answers a handler it does not have with the KeyError's repr.
+            serde_json::json!({ "error": format!("KeyError('{other}')") })
+        }
     }
 }
 

@@ -641,6 +641,34 @@ fn a_chord_counts_parts_run_by_both_kinds() {
     let _ = std::fs::remove_file(cfg);
 }
 
+/// Celery's own command line sees a celeriac worker on Redis: `celery inspect ping`, `celery
+/// status`, and `celery control revoke` answered (it said "No nodes replied" before).
+#[test]
+fn celery_inspect_ping_status_and_control_revoke_get_replies() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let worker = celeriac_worker(&server, None, "rs14");
+    let celery = |args: &[&str]| {
+        let out = Command::new(venv_bin("celery"))
+            .current_dir(root().join("tests/python"))
+            .args(["-A", "pyproj"])
+            .args(args)
+            .env("CELERY_BROKER_URL", server.url())
+            .env("CELERY_RESULT_BACKEND", server.url())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "celery {args:?} failed:\n{text}\nworker log:\n{}", worker.output());
+        text
+    };
+    let ping = celery(&["inspect", "ping", "--timeout", "3"]);
+    assert!(ping.contains("rs14@") && ping.contains("pong"), "{ping}");
+    let status = celery(&["status", "--timeout", "3"]);
+    assert!(status.contains("rs14@") && status.contains("OK"), "{status}");
+    let revoke = celery(&["control", "revoke", "--timeout", "3", "some-task-id"]);
+    assert!(revoke.contains("tasks some-task-id flagged as revoked"), "{revoke}");
+}
+
 /// A worker that took a chord's dispatch claim and died before sending the body: the claim
 /// lapses, and the worker whose part found the chord complete but claimed looks again and sends
 /// the body (once).

@@ -244,6 +244,35 @@ impl RedisBroker {
         rt::run_here_or_wait(job, |e| tracing::warn!("fanout publish failed: {e}"))
     }
 
+    /// Publishes a kombu envelope to a direct exchange as kombu's Redis transport routes it: to
+    /// every queue whose binding (`_kombu.binding.<exchange>`) has `routing_key` (the remote
+    /// control replies to `reply.celery.pidbox`, bound by each client to its own queue).
+    pub fn publish_direct(
+        self: &Arc<Self>,
+        exchange: &str,
+        routing_key: &str,
+        envelope: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let (b, set, rk) = (self.clone(), self.keys.binding_key(exchange), routing_key.to_owned());
+        let job = move || async move {
+            let conn = writer(&b.url);
+            let members = conn.call(&[b"SMEMBERS", set.as_bytes()]).await.map_err(lost)?;
+            let BytesFrame::Array(members) = members else { return Ok(()) };
+            let sep = format!("{0}{0}", b.keys.opts.sep);
+            for m in members.iter().filter_map(|f| frame_bytes(f)) {
+                let m = String::from_utf8_lossy(m);
+                if let Some((key, queue)) = m.split_once(&sep) {
+                    if key == rk {
+                        let q = b.keys.queue_key(queue, 0);
+                        conn.call(&[b"LPUSH", q.as_bytes(), &envelope]).await.map_err(lost)?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        rt::run_here_or_wait(job, |e| tracing::warn!("reply publish failed: {e}"))
+    }
+
     /// Subscribes to a fanout exchange the way kombu binds a queue to it: `PSUBSCRIBE` of
     /// `/<db>.<exchange>` (empty `routing_pattern`) or `/<db>.<exchange>/<pattern>` with AMQP's
     /// `#` as `*`. Returns once Redis confirmed the subscription; it survives reconnects and ends
