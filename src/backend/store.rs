@@ -275,17 +275,18 @@ fn ready<T: 'static>(r: Result<T, BackendError>) -> ChordOp<T> {
 }
 
 fn no_chords(b: &Backend) -> BackendError {
-    match b {
-        Backend::Rpc(_) => BackendError::Unsupported("the rpc result backend does not support chords (as in Celery)"),
-        _ => BackendError::Unsupported("chords need a result backend, and none is configured"),
-    }
+    BackendError::Unsupported(b.refuses_chords().unwrap_or("this result backend does not support chords"))
 }
 
 /// Chord counting on each store: native on Redis and memory (rpc:// has none, as in Celery).
 impl Backend {
-    /// Whether this store counts chords.
-    pub fn supports_chords(&self) -> bool {
-        matches!(self, Backend::Redis(_) | Backend::Memory(_))
+    /// Why this store cannot count chords; `None` when it can (Redis, memory).
+    pub fn refuses_chords(&self) -> Option<&'static str> {
+        match self {
+            Backend::Redis(_) | Backend::Memory(_) => None,
+            Backend::Rpc(_) => Some("the rpc result backend does not support chords (as in Celery)"),
+            Backend::Disabled => Some("starting chords requires a result backend to be configured"),
+        }
     }
 
     /// Stores a chord's size before its header is sent (on an executor).

@@ -25,7 +25,7 @@ mod plan;
 mod signature;
 
 pub use chain::chain;
-pub use chord::{chord, chord_size};
+pub use chord::chord;
 pub use chunks::{chunks, expand_chunks, xmap, xstarmap};
 pub use group::group;
-pub use plan::{freeze, lower, Apply, CanvasError, Frozen, Plan, Send};
+pub use plan::{chord_size, freeze, lower, Apply, CanvasError, Frozen, Plan, Send};

@@ -283,8 +283,7 @@ impl Node {
         }
     }
 
-    /// How many results it contributes to a chord it is a header member of (see
-    /// [`super::chord_size`]).
+    /// How many results it contributes to a chord it is a header member of (see [`chord_size`]).
     fn size(&self) -> u64 {
         match self {
             Node::Task(_) => 1,
@@ -315,6 +314,14 @@ impl Node {
             }
         }
     }
+}
+
+/// How many results `sig` contributes to a chord it is a header member of (Celery's
+/// `_chord._descend`): a task one, a group the sum of its members, a chain what its last
+/// non-empty step contributes, a chord what its body does; chunks count their parts, as the
+/// lowering sends them (0 for a signature that does not parse).
+pub fn chord_size(sig: &Signature) -> u64 {
+    node(sig.clone()).map_or(0, |n| n.size())
 }
 
 /// Gives every node of `sig` its result id (`options.task_id`; a chord's header group id in its
@@ -406,8 +413,10 @@ fn lower_node(n: Node, a: &Apply, plan: &mut Plan) -> Result<Frozen, CanvasError
             let a = a.or_options_of(&sig);
             let mut steps = steps.into_iter();
             let first = steps.next().ok_or_else(|| CanvasError::EmptyChain(sig.task.clone()))?;
-            let mut own: Vec<Signature> = steps.map(Node::into_sig).collect();
-            own.reverse();
+            let rest: Vec<Node> = steps.collect();
+            // The chain's result: its last step's, read before the steps become dicts again.
+            let last = rest.last().map(Node::frozen);
+            let mut own: Vec<Signature> = rest.into_iter().rev().map(Node::into_sig).collect();
             let mut first_apply = Apply { chain: None, ..a.clone() };
             // The chain's membership of a group or chord is its last step's.
             if let Some(last) = own.first_mut() {
@@ -415,7 +424,6 @@ fn lower_node(n: Node, a: &Apply, plan: &mut Plan) -> Result<Frozen, CanvasError
                 first_apply.group = None;
                 first_apply.chord = None;
             }
-            let last = own.first().map(|s| freeze(s).1);
             let mut carried = a.chain.clone().unwrap_or_default();
             carried.append(&mut own);
             first_apply.chain = Some(carried);

@@ -107,11 +107,7 @@ impl Client {
     pub(crate) fn prepare_signature(&self, sig: &Signature, mut apply: Apply, watch: bool) -> Result<Prepared> {
         apply.reply_to.get_or_insert_with(|| self.oid().to_owned());
         let plan = canvas::lower(sig, apply).map_err(|e| Error::Args(e.to_string()))?;
-        if !plan.chord_sizes.is_empty() && !self.backend().supports_chords() {
-            let why = match self.backend() {
-                crate::backend::Backend::Rpc(_) => "the rpc result backend does not support chords (as in Celery)",
-                _ => "starting chords requires a result backend to be configured",
-            };
+        if let Some(why) = self.backend().refuses_chords().filter(|_| !plan.chord_sizes.is_empty()) {
             return Err(Error::Args(format!("{}: {why}", sig.task)));
         }
         let mut messages = Vec::with_capacity(plan.sends.len());

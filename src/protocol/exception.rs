@@ -54,6 +54,23 @@ impl ExceptionInfo {
         }
     }
 
+    /// Celery's `NotRegistered(name)` for a task name no worker knows.
+    pub fn not_registered(name: &str) -> Self {
+        ExceptionInfo { exc_message: json!([name]), ..ExceptionInfo::new("celery.exceptions", "NotRegistered", "") }
+    }
+
+    /// Celery's `ChordError(why)`, a chord's body failed without running.
+    pub fn chord_error(why: impl Into<String>) -> Self {
+        ExceptionInfo::new("celery.exceptions", "ChordError", why)
+    }
+
+    /// `ChordError("Dependency <id> raised <repr>")`: the chord's header task `task_id` ended
+    /// with `result` (its exception dict, or whatever it stored).
+    pub fn chord_dependency(task_id: &str, result: &Value) -> Self {
+        let raised = ExceptionInfo::from_value(result).map_or_else(|| repr(result), |e| e.repr());
+        ExceptionInfo::chord_error(format!("Dependency {task_id} raised {raised}"))
+    }
+
     /// Reads an exception dict; `None` when `v` is not one.
     pub fn from_value(v: &Value) -> Option<Self> {
         let o = v.as_object()?;

@@ -200,10 +200,9 @@ fn chord_unlock(inv: &Invocation<'_>) -> Result<Call, TaskError> {
         }
         let body_id = canvas::freeze(&callback).1.id().to_owned();
         if let Some(bad) = metas.iter().find(|m| m.status.propagates()) {
-            let raised = bad.exception().map_or_else(|| py_repr(&bad.result), |e| e.repr());
-            let why = format!("Dependency {} raised {raised}", bad.task_id);
-            tracing::error!("Chord {group_id} raised: ChordError({why:?})");
-            let exc = ExceptionInfo::new("celery.exceptions", "ChordError", why).to_value();
+            let exc = ExceptionInfo::chord_dependency(&bad.task_id, &bad.result);
+            tracing::error!("Chord {group_id} raised: {}", exc.repr());
+            let exc = exc.to_value();
             backend.store_detached(ResultMeta::new(&body_id, State::Failure, exc));
             for errback in crate::client::options_of(&callback).embed.errbacks.iter().flatten() {
                 let apply = Apply { partial: vec![json!(body_id)], ..Apply::default() };

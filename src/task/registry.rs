@@ -162,12 +162,7 @@ pub struct Registry {
 
 impl super::extract::InProcess for Registry {
     fn call_here(&self, inv: &Invocation<'_>, name: &str, args: &[serde_json::Value]) -> Result<Call, TaskError> {
-        let entry = self.get(name).ok_or_else(|| {
-            TaskError::from_exception(ExceptionInfo {
-                exc_message: serde_json::json!([name]),
-                ..ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{name}'"))
-            })
-        })?;
+        let entry = self.get(name).ok_or_else(|| TaskError::from_exception(ExceptionInfo::not_registered(name)))?;
         let body = DecodedBody::of_args(args, &serde_json::Map::new());
         let parsed = body.parse().map_err(|e| TaskError::type_error(e.to_string()))?;
         entry.call(&Invocation { body: &parsed, names: &entry.params, ..*inv })

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::backend::{BackendError, ChordCount, ChordPart};
 use crate::canvas::{self, Apply};
 use crate::client::options_of;
-use crate::protocol::{py_repr, Embed, ExceptionInfo, Headers, ResultMeta, Signature, State};
+use crate::protocol::{Embed, ExceptionInfo, Headers, ResultMeta, Signature, State};
 
 use super::shard_ctx::ShardCtx;
 
@@ -69,10 +69,9 @@ impl PartReturn {
         };
         let group = &self.group;
         if let Some(bad) = parts.iter().find(|p| p.state.propagates()) {
-            let raised = ExceptionInfo::from_value(&bad.result).map_or_else(|| py_repr(&bad.result), |e| e.repr());
-            let why = format!("Dependency {} raised {raised}", bad.task_id);
-            tracing::error!("Chord {group} raised: ChordError({why:?})");
-            fail_signature(sh, &self.body, &chord_error(why)).await;
+            let exc = ExceptionInfo::chord_dependency(&bad.task_id, &bad.result);
+            tracing::error!("Chord {group} raised: {}", exc.repr());
+            fail_signature(sh, &self.body, &exc).await;
             // A late copy of a part must not fail the body again; the results stay for expiry.
             if let Err(e) = backend.chord_drop_size(group).await {
                 tracing::warn!("Chord {group}: cannot drop its size: {e}");
@@ -94,7 +93,7 @@ impl PartReturn {
         };
         if let Err(e) = sent {
             tracing::error!("Chord callback for {group} raised: {e}");
-            fail_signature(sh, &self.body, &chord_error(format!("Callback error: {e}"))).await;
+            fail_signature(sh, &self.body, &ExceptionInfo::chord_error(format!("Callback error: {e}"))).await;
         }
         match backend.chord_cleanup(group, &token).await {
             Ok(true) => {}
@@ -107,11 +106,6 @@ impl PartReturn {
         }
         Ok(())
     }
-}
-
-/// Celery's `ChordError(why)`.
-fn chord_error(why: String) -> ExceptionInfo {
-    ExceptionInfo::new("celery.exceptions", "ChordError", why)
 }
 
 /// Fails `sig` without running it (Celery's `chord_error_from_stack`): FAILURE stored under its

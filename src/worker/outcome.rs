@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::backend::{BackendError, Stored};
 use crate::protocol::{
@@ -135,22 +135,7 @@ pub(crate) fn store_with(
             Of::Message(m, embed) => PartReturn::of(&m.headers, embed, &state, &result),
         };
         let recorded = Recorded::keep(sh, of, &state, &result);
-        match part {
-            None => stored_as(sh, &of.headers().task, &of.headers().id, Ok(()), after, recorded),
-            Some(part) => {
-                let h = of.headers();
-                let what = (h.task.clone(), h.id.clone());
-                sh.storing.set(sh.storing.get() + 1);
-                let sh = sh.clone();
-                rt::spawn_local(async move {
-                    let r = part.run(&sh).await;
-                    stored_as(&sh, &what.0, &what.1, r, after, recorded);
-                    sh.storing.set(sh.storing.get() - 1);
-                    sh.wake();
-                });
-            }
-        }
-        return;
+        return finish(sh, of.headers(), Stored::Done(Ok(())), part, after, recorded);
     }
     store_meta(sh, of, extended, state, result, traceback, after);
 }
@@ -244,7 +229,20 @@ fn store_meta(
         meta.retries = Some(h.retries);
         meta.queue = Some(queue);
     }
-    match (sh.store.store(meta), part) {
+    finish(sh, h, sh.store.store(meta), part, after, recorded);
+}
+
+/// Settles once the write (`write`) is done and the chord part, if any, counted; when either is
+/// still to come, as a task of the shard that a shutdown waits for.
+fn finish(
+    sh: &Rc<ShardCtx>,
+    h: &Headers,
+    write: Stored,
+    part: Option<PartReturn>,
+    after: Option<After>,
+    recorded: Option<Recorded>,
+) {
+    match (write, part) {
         (Stored::Done(r), None) => stored_as(sh, &h.task, &h.id, r, after, recorded),
         (write, part) => {
             let what = (h.task.clone(), h.id.clone());
@@ -363,8 +361,7 @@ pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: 
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     sh.shared.hooks.send(&Signal::TaskUnknown { name: &h.task, id: &h.id });
     if !h.ignores_result() {
-        let exc = ExceptionInfo::new("celery.exceptions", "NotRegistered", format!("'{}'", h.task));
-        let exc = ExceptionInfo { exc_message: json!([h.task]), ..exc };
+        let exc = ExceptionInfo::not_registered(&h.task);
         store_meta(sh, Of::Message(msg, None), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }
