@@ -80,6 +80,13 @@ if beats:
             f"- {beats[0]['entries']} entries, {len(beats)} runs: lateness p50 {statistics.median(b['late_p50_ms'] for b in beats):.2f} ms, "
             f"p99 {statistics.median(b['late_p99_ms'] for b in beats):.2f} ms; the process (beat, worker and the 40 runs) used "
             f"{statistics.median(b['cpu_share'] for b in beats):.1%} of a core"]
+side = [r for r in lines if r["scenario"] == "beat_redis"]
+if side:
+    out += ["", "## Beat side by side on Redis: 10,000 entries, one every 0.25 s, 10 s from its first run", "",
+            "| impl | runs | lateness p50 ms | p99 ms | beat process CPU (share of a core) |", "|---|---|---|---|---|"]
+    for impl in sorted({r["impl"] for r in side}):
+        rows = [r for r in side if r["impl"] == impl]
+        out.append(f"| {impl} | {len(rows)} | {med(rows, 'late_p50_ms'):.2f} | {med(rows, 'late_p99_ms'):.2f} | {med(rows, 'cpu_share'):.1%} |")
 out += ["", "## 100,000 held ETA tasks (memory://, 2 shards)", ""]
 for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     if scen == "eta":

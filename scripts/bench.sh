@@ -65,6 +65,8 @@ for i in $(seq "$RUNS"); do
   target/release/examples/perf --scenario eta --n 100000 >>"$raw"
   echo "run $i/$RUNS: celeriac beat (memory://, 10,000 idle entries)" >&2
   target/release/examples/perf --scenario beat --entries 10000 --seconds 10 >>"$raw"
+  echo "run $i/$RUNS: beat side by side on redis (celeriac proj beat, Python celery beat; 10,000 entries)" >&2
+  "$venv/bin/python" perf/beatcmp.py "$url" target/release/examples/proj 10000 10 >>"$raw"
   echo "run $i/$RUNS: celeriac amqp (results in redis)" >&2
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario drain --n "$AMQP_N" >>"$raw"
   target/release/examples/perf --broker "$amqp" --results "$url" --scenario rtt --rtt "$RTT" >>"$raw"

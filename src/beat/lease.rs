@@ -2,13 +2,16 @@
 //! run). On Redis: `SET <key> <token> NX PX <ms>`, renewed by its holder, and each run recorded
 //! in the broker under the lease (a script checks the token and writes the entry's state in one
 //! step), so a beat that lost its lease cannot send, and the beat that takes over reads the last
-//! runs its predecessor recorded: nothing due is sent twice. On memory://, in process.
+//! runs its predecessor recorded: nothing due is sent twice. On RabbitMQ: a single-active-consumer
+//! queue whose messages are the recorded runs, held unacked by the one beat that sends
+//! (`transport::amqp::AmqpBaton`). On memory://, in process.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::config::RedisUrl;
+use crate::config::{AmqpUrl, RedisUrl};
+use crate::transport::amqp::AmqpBaton;
 use crate::transport::redis::{command_on, Pool, Reply};
 
 /// How long a lease lasts unrenewed: a dead holder's successor sends within this.
@@ -20,6 +23,8 @@ pub(crate) enum Lease {
     Memory { key: String, token: String },
     /// Beats sharing a Redis broker.
     Redis { url: Box<RedisUrl>, pool: Pool, key: String, state: String, token: String },
+    /// Beats sharing a RabbitMQ broker.
+    Amqp(AmqpBaton),
 }
 
 fn memory_holders() -> &'static Mutex<HashMap<String, (String, Instant)>> {
@@ -57,6 +62,11 @@ impl Lease {
         }
     }
 
+    /// The lease of the beats of app `name` on RabbitMQ (queue `celeriac-beat-lease-<name>`).
+    pub(crate) fn amqp(url: &AmqpUrl, name: &str) -> Lease {
+        Lease::Amqp(AmqpBaton::join(url, &format!("celeriac-beat-lease-{name}")))
+    }
+
     /// Takes the lease if nobody holds it, or renews it if this beat does; `Ok(false)`: another
     /// beat holds it.
     pub(crate) fn hold(&self) -> Result<bool, String> {
@@ -88,6 +98,8 @@ impl Lease {
                         .map_err(|e| e.to_string())?;
                 Ok(matches!(set, Reply::Status(ref s) if s == "OK"))
             }
+            // RabbitMQ hands the lease on by itself; holding it is having been handed it.
+            Lease::Amqp(baton) => Ok(baton.holds()),
         }
     }
 
@@ -118,6 +130,7 @@ impl Lease {
                 let r = command_on(pool, url, &full).map_err(|e| e.to_string())?;
                 Ok(r.as_int() == Some(1))
             }
+            Lease::Amqp(baton) => baton.record(entry, json),
         }
     }
 
@@ -133,6 +146,7 @@ impl Lease {
                 let items = r.texts();
                 Ok(items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())
             }
+            Lease::Amqp(baton) => Ok(baton.recorded()),
         }
     }
 
@@ -150,6 +164,8 @@ impl Lease {
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
                 let _ = command_on(pool, url, &[b"EVAL", del.as_bytes(), b"1", key.as_bytes(), token.as_bytes()]);
             }
+            // Its connection closes when the lease is dropped: RabbitMQ hands the runs on.
+            Lease::Amqp(_) => {}
         }
     }
 }

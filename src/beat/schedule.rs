@@ -1,5 +1,5 @@
-//! A beat entry's schedule: an interval (Celery's `schedule(run_every, relative)`) or a crontab,
-//! and when it fires next after a last run. Pure.
+//! A beat entry's schedule: an interval (Celery's `schedule(run_every, relative)`), a crontab or
+//! a solar event, and when it fires next after a last run. Pure.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -8,6 +8,7 @@ use crate::config::BeatEntrySpec;
 use crate::config::CrontabSpec;
 
 use super::crontab::Crontab;
+use super::solar::Solar;
 
 /// When an entry fires.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,37 +27,45 @@ pub enum Schedule {
         /// The timezone its fields are read in (`timezone`).
         tz: Tz,
     },
+    /// On a solar event (`timezone` does not matter: the Sun decides).
+    Solar(Solar),
 }
 
 impl Schedule {
     /// The schedule of `spec` (entry `name`), read in `tz`; a bad entry is an error naming the
     /// entry and the field.
     pub fn from_spec(name: &str, spec: &BeatEntrySpec, tz: Tz) -> Result<Schedule, String> {
-        match (&spec.schedule, &spec.crontab) {
-            (Some(_), Some(_)) => Err(format!("beat_schedule.{name}: give either schedule or crontab, not both")),
-            (None, None) => {
-                Err(format!("beat_schedule.{name}: no schedule (schedule = seconds, or crontab = {{ … }})"))
+        let given = [spec.schedule.is_some(), spec.crontab.is_some(), spec.solar.is_some()];
+        match given.iter().filter(|g| **g).count() {
+            0 => {
+                return Err(format!(
+                    "beat_schedule.{name}: no schedule (schedule = seconds, crontab = {{ … }} or solar = {{ … }})"
+                ))
             }
-            (Some(secs), None) => {
-                if !secs.is_finite() || *secs <= 0.0 {
-                    return Err(format!("beat_schedule.{name}.schedule: {secs} is not a positive number of seconds"));
-                }
-                let every = Duration::microseconds((secs * 1e6) as i64);
-                Ok(Schedule::Interval { every, relative: spec.relative })
-            }
-            (None, Some(c)) => {
-                let f = CrontabSpec::field;
-                let cron = Crontab::parse(
-                    &f(&c.minute),
-                    &f(&c.hour),
-                    &f(&c.day_of_week),
-                    &f(&c.day_of_month),
-                    &f(&c.month_of_year),
-                )
-                .map_err(|e| format!("beat_schedule.{name}.crontab.{}: {}", e.field, e.reason))?;
-                Ok(Schedule::Crontab { cron: Box::new(cron), tz })
-            }
+            1 => {}
+            _ => return Err(format!("beat_schedule.{name}: give one of schedule, crontab or solar, not several")),
         }
+        if let Some(secs) = spec.schedule {
+            if !secs.is_finite() || secs <= 0.0 {
+                return Err(format!("beat_schedule.{name}.schedule: {secs} is not a positive number of seconds"));
+            }
+            let every = Duration::microseconds((secs * 1e6) as i64);
+            return Ok(Schedule::Interval { every, relative: spec.relative });
+        }
+        if let Some(c) = &spec.crontab {
+            let f = CrontabSpec::field;
+            let cron = Crontab::parse(
+                &f(&c.minute),
+                &f(&c.hour),
+                &f(&c.day_of_week),
+                &f(&c.day_of_month),
+                &f(&c.month_of_year),
+            )
+            .map_err(|e| format!("beat_schedule.{name}.crontab.{}: {}", e.field, e.reason))?;
+            return Ok(Schedule::Crontab { cron: Box::new(cron), tz });
+        }
+        let s = spec.solar.as_ref().expect("one schedule is given");
+        Solar::new(&s.event, s.lat, s.lon).map(Schedule::Solar).map_err(|e| format!("beat_schedule.{name}.solar: {e}"))
     }
 
     /// When it fires next after a run at `last` (`None`: never again).
@@ -69,6 +78,7 @@ impl Schedule {
                 Utc.timestamp_micros((t.div_euclid(step) + 1) * step).single()
             }
             Schedule::Crontab { cron, tz } => cron.next_after(&last.with_timezone(tz)).map(|t| t.with_timezone(&Utc)),
+            Schedule::Solar(solar) => Some(solar.next_after(last)),
         }
     }
 }
@@ -89,6 +99,15 @@ mod tests {
         let e = Schedule::from_spec("e2", &spec(None, Some(c)), Tz::UTC).unwrap_err();
         assert!(e.starts_with("beat_schedule.e2.crontab.hour: Invalid end range"), "{e}");
         assert!(Schedule::from_spec("e3", &spec(None, None), Tz::UTC).is_err());
+        let sun = |event: &str, lat| crate::config::SolarSpec { event: event.into(), lat, lon: 2.35 };
+        let solar = |s| BeatEntrySpec { solar: Some(s), ..spec(None, None) };
+        let e = Schedule::from_spec("e4", &solar(sun("sunset", 95.0)), Tz::UTC).unwrap_err();
+        assert!(e.starts_with("beat_schedule.e4.solar: Invalid latitude: 95"), "{e}");
+        let e = Schedule::from_spec("e5", &solar(sun("teatime", 45.0)), Tz::UTC).unwrap_err();
+        assert!(e.starts_with("beat_schedule.e5.solar: Invalid solar event 'teatime'"), "{e}");
+        let both = BeatEntrySpec { schedule: Some(1.0), ..solar(sun("sunset", 45.0)) };
+        assert!(Schedule::from_spec("e6", &both, Tz::UTC).unwrap_err().contains("not several"));
+        assert!(matches!(Schedule::from_spec("e7", &solar(sun("sunset", 45.0)), Tz::UTC), Ok(Schedule::Solar(_))));
     }
 
     #[test]

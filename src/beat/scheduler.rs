@@ -94,10 +94,8 @@ impl BeatBuilder {
         let lease = match &self.broker {
             Url::Memory => Some(Lease::memory(&self.name)),
             Url::Redis(u) => Some(Lease::redis(u.clone(), &self.name)),
-            _ => {
-                tracing::warn!("beat: no lease on this broker in this build: run one beat only");
-                None
-            }
+            Url::Amqp(u) => Some(Lease::amqp(u, &self.name)),
+            Url::Rpc => return Err(invalid("rpc:// is a result backend, not a broker".into())),
         };
         let max_loop = Duration::from_secs_f64(self.config.beat_max_loop_interval.max(0.001));
         let (tx, rx) = flume::bounded(1);

@@ -9,6 +9,9 @@
 //! [beat_schedule.weekday-report]
 //! task = "proj.tasks.xsum"
 //! crontab = { minute = "0", hour = "7", day_of_week = "mon-fri" }
+//! [beat_schedule.lights-on]
+//! task = "proj.tasks.lights"
+//! solar = { event = "sunset", lat = 48.85, lon = 2.35 }
 //! ```
 //!
 //! Only the shape is checked here; `beat::Schedule::from_spec` reads the schedule itself, so a bad
@@ -30,6 +33,8 @@ pub struct BeatEntrySpec {
     /// A crontab: `{ minute, hour, day_of_week, day_of_month, month_of_year }` (each `*` when
     /// left out).
     pub crontab: Option<CrontabSpec>,
+    /// A solar event: `{ event, lat, lon }` (`sunrise`, `sunset`, `solar_noon`, `dawn_civil`, …).
+    pub solar: Option<SolarSpec>,
     /// Positional arguments.
     pub args: Vec<Value>,
     /// Keyword arguments.
@@ -52,6 +57,18 @@ pub struct CrontabSpec {
     pub day_of_month: Option<Value>,
     /// `month_of_year` (`*`).
     pub month_of_year: Option<Value>,
+}
+
+/// Celery's `solar(event, lat, lon)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolarSpec {
+    /// One of Celery's event names.
+    pub event: String,
+    /// Latitude in degrees, north positive.
+    pub lat: f64,
+    /// Longitude in degrees, east positive.
+    pub lon: f64,
 }
 
 impl CrontabSpec {

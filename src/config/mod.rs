@@ -8,7 +8,7 @@ mod rate_limit;
 mod redis_url;
 
 pub use amqp_url::AmqpUrl;
-pub use beat::{BeatEntrySpec, CrontabSpec};
+pub use beat::{BeatEntrySpec, CrontabSpec, SolarSpec};
 pub use rate_limit::RateLimit;
 pub use redis_url::{RedisAddr, RedisUrl, TlsOptions};
 

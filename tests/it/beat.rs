@@ -1,6 +1,8 @@
 //! Beat (issue 19): intervals firing one interval after start, state kept in the `-s` file and
 //! missed runs fired once after a restart, many beats with one sending (in process on
-//! memory://; separate `proj beat` processes on Redis with the leader SIGKILLed).
+//! memory://; separate `proj beat` processes on Redis and on RabbitMQ with the leader SIGKILLed),
+//! crontab and solar next fire times against Python Celery 5.7, and a Python worker running what
+//! beat sends.
 
 use std::path::Path;
 use std::process::Command;
@@ -108,8 +110,12 @@ fn of_two_beats_one_sends_and_the_other_takes_over() {
 }
 
 fn proj_beat(url: &str, config: &Path, name: &str) -> Proc {
+    proj_beat_with(url, config, name, &[])
+}
+
+fn proj_beat_with(url: &str, config: &Path, name: &str, args: &[&str]) -> Proc {
     let mut cmd = Command::new(proj_bin());
-    cmd.args(["beat", "-b", url, "--config"]).arg(config).args(["-l", "info"]);
+    cmd.args(["beat", "-b", url, "--config"]).arg(config).args(["-l", "info"]).args(args);
     cmd.env_remove("CELERY_BROKER_URL").env_remove("CELERY_RESULT_BACKEND");
     let p = Proc::spawn(cmd, name);
     p.wait_for("beat: ready.", Duration::from_secs(20));
@@ -151,6 +157,57 @@ fn three_beats_on_redis_send_once_and_survive_the_leaders_death() {
     let _ = std::fs::remove_file(cfg);
 }
 
+/// The same on RabbitMQ, where the lease is a single-active-consumer queue holding the recorded
+/// runs: three `proj beat`, the sending one SIGKILLed, another sends from the runs it was handed
+/// (each beat's `-s` file has its last count: the last leader's is every send), nothing twice;
+/// the holder folds its records into a snapshot, so the lease queue stays short.
+#[test]
+fn three_beats_on_rabbitmq_send_once_and_survive_the_leaders_death() {
+    let rabbit = rabbit();
+    let url = rabbit.url();
+    let dir = std::env::temp_dir().join(format!("celeriac-beat-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("beat.toml");
+    std::fs::write(
+        &cfg,
+        "[beat_schedule.tick]\ntask = \"proj.tasks.add\"\nschedule = 0.1\nargs = [1, 1]\noptions = { queue = \"beatq-amqp\" }\n",
+    )
+    .unwrap();
+    let files: Vec<_> = (1..=3).map(|i| dir.join(format!("s{i}.json"))).collect();
+    let started = Instant::now();
+    let mut beats: Vec<Proc> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| proj_beat_with(&url, &cfg, &format!("ba{i}"), &["-s", f.to_str().unwrap()]))
+        .collect();
+    // Past one compaction (64 records) before the leader dies.
+    wait_until("the first sends", Duration::from_secs(20), || rabbit.ready("beatq-amqp") >= 80);
+    let lease_queue = rabbit.ready("celeriac-beat-lease-proj");
+    assert!(lease_queue <= 66, "{lease_queue} records held: the snapshot did not fold them");
+    let leaders: Vec<usize> = (0..3).filter(|&i| beats[i].output().contains("holding the lease")).collect();
+    assert_eq!(leaders.len(), 1, "one beat leads");
+    beats[leaders[0]].kill(9);
+    let at_kill = rabbit.ready("beatq-amqp");
+    let deadline = Instant::now() + celeriac::beat::LEASE + Duration::from_secs(3);
+    wait_until("a new leader", deadline - Instant::now(), || rabbit.ready("beatq-amqp") > at_kill + 10);
+    for b in &mut beats {
+        b.stop();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = rabbit.ready("beatq-amqp");
+    let counted = files
+        .iter()
+        .filter_map(|f| celeriac::beat::load_state(f).ok())
+        .filter_map(|s| s.get("tick").map(|t| t.total_run_count))
+        .max()
+        .expect("a state file");
+    eprintln!("{sent} sent, {counted} recorded in {elapsed:.1} s");
+    assert_eq!(sent as u64, counted, "every send is one recorded run");
+    assert!(sent as f64 <= elapsed / 0.1 + 1.0, "{sent} sends in {elapsed:.1} s at 0.1 s: some were sent twice");
+    let _ = rabbit.ctl(&["delete_queue", "beatq-amqp"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// 900 random crontab specs and instants in UTC, Europe/Paris and America/New_York (DST
 /// included): the next fire time is the one Python Celery 5.7 computes.
 #[test]
@@ -180,19 +237,56 @@ fn crontab_next_fire_times_match_python_celery() {
     assert!(wrong.is_empty(), "{} of {cases} differ, first: {:#?}", wrong.len(), &wrong[..wrong.len().min(5)]);
 }
 
-/// What celeriac's beat sends runs on a Python Celery worker.
+/// 600 random solar events, places (one in five near or past the polar circles, where some
+/// events wait for their season) and instants: the next event is the one Python Celery 5.7
+/// computes with PyEphem, within `SOLAR_TOLERANCE_SECS`.
+#[test]
+fn solar_events_match_python_celery_with_ephem() {
+    use celeriac::beat::{Solar, SOLAR_TOLERANCE_SECS};
+    let script = crate::interop::root().join("tests/python/solar_cases.py");
+    let out = Command::new(crate::fixtures::python()).arg(script).args(["23", "600"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (mut cases, mut worst) = (0, 0.0f64);
+    let mut wrong = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let c: serde_json::Value = serde_json::from_str(line).unwrap();
+        let time = |k: &str| chrono::DateTime::parse_from_rfc3339(c[k].as_str().unwrap()).unwrap().to_utc();
+        let solar = Solar::new(c["event"].as_str().unwrap(), c["lat"].as_f64().unwrap(), c["lon"].as_f64().unwrap())
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let ours = solar.next_after(time("now"));
+        let gap = (ours - time("next")).num_milliseconds().abs() as f64 / 1000.0;
+        worst = worst.max(gap);
+        if gap > SOLAR_TOLERANCE_SECS {
+            wrong.push(format!("{line} → ours {ours} ({gap} s)"));
+        }
+        cases += 1;
+    }
+    assert_eq!(cases, 600);
+    assert!(wrong.is_empty(), "{} of {cases} differ, first: {:#?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    eprintln!("solar: {cases} cases, worst gap {worst:.2} s");
+}
+
+/// What celeriac's beat sends runs on a Python Celery worker, on Redis and on RabbitMQ.
 #[test]
 fn a_python_worker_runs_what_beat_sends() {
     let _serial = serial();
     let server = RedisServer::start();
     let url = server.url();
     let cfg = std::env::temp_dir().join(format!("celeriac-beat-{}.toml", free_port()));
-    std::fs::write(&cfg, "[beat_schedule.sum]\ntask = \"proj.tasks.add\"\nschedule = 0.3\nargs = [2, 3]\n").unwrap();
-    let py = crate::interop::python_worker_on(&url, &url, &[], "pybeat");
-    let _beat = proj_beat(&url, &cfg, "bt4");
-    wait_until("two runs on the Python worker", Duration::from_secs(30), || {
-        py.output().matches("succeeded in").count() >= 2
-    });
-    assert!(py.output().contains("proj.tasks.add"), "{}", py.output());
+    std::fs::write(
+        &cfg,
+        "[beat_schedule.sum]\ntask = \"proj.tasks.add\"\nschedule = 0.3\nargs = [2, 3]\noptions = { queue = \"pybeatq\" }\n",
+    )
+    .unwrap();
+    for broker in [url.clone(), rabbit().url()] {
+        let py = crate::interop::python_worker_on(&broker, &url, &[("PYPROJ_QUEUE", "pybeatq")], "pybeat");
+        let mut beat = proj_beat(&broker, &cfg, "bt4");
+        wait_until("two runs on the Python worker", Duration::from_secs(30), || {
+            py.output().matches("succeeded in").count() >= 2
+        });
+        assert!(py.output().contains("proj.tasks.add"), "{broker}: {}", py.output());
+        beat.stop();
+    }
+    let _ = rabbit().ctl(&["delete_queue", "pybeatq"]);
     let _ = std::fs::remove_file(cfg);
 }

@@ -57,7 +57,17 @@ thread_local! {
 #[derive(Debug)]
 pub(super) struct IoHeld(u64);
 
+/// The connection kept for the handle numbered `id`. On the I/O executor.
+pub(super) fn held(id: u64) -> Option<Connection> {
+    HELD.with(|h| h.borrow().get(&id).cloned())
+}
+
 impl IoHeld {
+    /// Its number, for [`held`].
+    pub(super) fn id(&self) -> u64 {
+        self.0
+    }
+
     /// Hands `conn` to the I/O executor's keeping. On the I/O executor.
     pub(super) fn keep(conn: Connection) -> IoHeld {
         HELD.with(|h| {

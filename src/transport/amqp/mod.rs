@@ -2,6 +2,7 @@
 //! celeriac's own connection on the shard runtime (lapin's reactor would be a second runtime).
 //! `amq_protocol` is named only in this folder. This file declares and re-exports only.
 
+mod baton;
 mod broker;
 mod connection;
 mod delayed;
@@ -12,6 +13,7 @@ mod options;
 mod reply;
 mod table;
 
+pub use baton::AmqpBaton;
 pub use broker::{check, AmqpBroker, AmqpConsumer};
 pub use connection::AmqpError;
 pub use fanout::AmqpSubscription;
