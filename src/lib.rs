@@ -30,6 +30,7 @@ pub mod canvas;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod protocol;
 pub mod rt;
 pub mod task;

@@ -58,6 +58,19 @@ pub struct WorkerArgs {
     /// File that keeps revoked task ids across restarts (worker_state_db).
     #[arg(short = 'S', long)]
     pub statedb: Option<String>,
+    /// Send task events (`worker_send_task_events`), for `celery events` and Flower.
+    #[arg(short = 'E', long = "task-events")]
+    pub task_events: bool,
+    /// Send no worker events (worker-online, heartbeats, worker-offline).
+    #[arg(long)]
+    pub without_heartbeat: bool,
+    /// Accepted as Celery's: celeriac does not listen to other workers' events.
+    #[arg(long)]
+    pub without_gossip: bool,
+    /// Accepted as Celery's: celeriac does not ask its peers for revoked ids at start (it answers
+    /// their `hello`).
+    #[arg(long)]
+    pub without_mingle: bool,
     /// Disable cross-shard work stealing.
     #[arg(long)]
     pub without_stealing: bool,

@@ -51,7 +51,10 @@ pub fn run_with(builder: AppBuilder, cli: Cli) -> ExitCode {
             match builder.build() {
                 Ok(app) => {
                     println!("configuration OK; {} task(s) registered", app.registry().len());
-                    match toml::to_string(app.config()) {
+                    let mut shown = app.config().clone();
+                    shown.broker_url = crate::config::mask_password(&shown.broker_url);
+                    shown.result_backend = shown.result_backend.as_deref().map(crate::config::mask_password);
+                    match toml::to_string(&shown) {
                         Ok(t) => println!("{t}"),
                         Err(e) => println!("(cannot render the configuration: {e})"),
                     }
@@ -66,8 +69,15 @@ pub fn run_with(builder: AppBuilder, cli: Cli) -> ExitCode {
     }
 }
 
+fn bad_flag(setting: &'static str, reason: String) -> crate::Error {
+    crate::Error::Config(crate::config::ConfigError::Invalid { setting, reason })
+}
+
 fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
-    init_logging(&a.loglevel);
+    init_logging(&a.loglevel)?;
+    if a.concurrency == Some(0) {
+        return Err(bad_flag("--concurrency", "must be at least 1".into()));
+    }
     let mut builder = builder;
     if let Some(p) = &a.config {
         builder = builder.config_file(p);
@@ -86,6 +96,12 @@ fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
     }
     if a.without_stealing {
         w = w.stealing(false);
+    }
+    if a.task_events {
+        w = w.task_events(true);
+    }
+    if a.without_heartbeat {
+        w = w.heartbeat(false);
     }
     if let Some(us) = a.busy_poll_us {
         w = w.busy_poll(std::time::Duration::from_micros(us));
@@ -115,7 +131,7 @@ fn worker(builder: AppBuilder, a: WorkerArgs) -> crate::Result<()> {
 }
 
 fn beat(builder: AppBuilder, a: BeatArgs) -> crate::Result<()> {
-    init_logging(&a.loglevel);
+    init_logging(&a.loglevel)?;
     let mut builder = builder;
     if let Some(p) = &a.config {
         builder = builder.config_file(p);
@@ -140,14 +156,29 @@ fn beat(builder: AppBuilder, a: BeatArgs) -> crate::Result<()> {
     handle.run_until_signal()
 }
 
-/// Installs the log subscriber: Celery's level names (`-l info`), `RUST_LOG` wins when set.
-pub fn init_logging(level: &str) {
+/// Installs the log subscriber: Celery's level names (`-l info`), `RUST_LOG` wins when set. An
+/// unknown level is an error naming the ones there are.
+pub fn init_logging(level: &str) -> crate::Result<()> {
     let level = match level.to_ascii_lowercase().as_str() {
-        "critical" | "fatal" => "error".to_owned(),
-        "warning" => "warn".to_owned(),
-        other => other.to_owned(),
+        "critical" | "fatal" | "error" => "error",
+        "warning" | "warn" => "warn",
+        "info" => "info",
+        "debug" => "debug",
+        "trace" => "trace",
+        _ => {
+            return Err(bad_flag(
+                "--loglevel",
+                format!("{level:?} is not a log level: use debug, info, warning, error or critical"),
+            ))
+        }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("celeriac={level},{level}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    Ok(())
 }

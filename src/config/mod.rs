@@ -163,6 +163,8 @@ pub struct Config {
     pub worker_eta_task_limit: Option<usize>,
     /// File that keeps the revoked-task set across restarts (`--statedb`).
     pub worker_state_db: Option<String>,
+    /// Send task events (`-E`; the `enable_events` command turns them on at run time).
+    pub worker_send_task_events: bool,
     /// Seconds results are kept; 0 keeps them forever.
     pub result_expires: u64,
     /// `result_extended`: store name, args, kwargs, worker, retries and queue with results.
@@ -254,6 +256,7 @@ impl Default for Config {
             worker_disable_rate_limits: false,
             worker_eta_task_limit: None,
             worker_state_db: None,
+            worker_send_task_events: false,
             result_expires: 86_400,
             result_extended: false,
             worker_prefetch_multiplier: 4,
@@ -328,7 +331,33 @@ pub struct Settings {
     pub result_expires: Option<Duration>,
 }
 
+/// `url` with its password replaced by `**`, as Celery's `maybe_sanitize_url` prints it
+/// (`redis://:**@host:6379/0`); a URL without a password is unchanged.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    match auth.split_once(':') {
+        Some((user, pass)) if !pass.is_empty() => format!("{scheme}://{user}:**@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
 impl Config {
+    /// The settings as JSON with every URL's password masked (`inspect conf`, `check`).
+    pub fn inspect_view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            for (_, val) in m.iter_mut() {
+                if let serde_json::Value::String(s) = val {
+                    if s.contains("://") {
+                        *s = mask_password(s);
+                    }
+                }
+            }
+        }
+        v
+    }
+
     /// Applies the settings a TOML file names over this configuration (keys it does not name
     /// keep their current values); unknown keys are errors.
     pub fn merge_toml_file(&self, path: &Path) -> Result<Self, ConfigError> {

@@ -80,16 +80,13 @@ impl Broker {
     }
 
     /// Publishes a kombu envelope to a direct exchange by routing key (remote-control replies).
-    /// On Redis as kombu routes it; memory:// has no remote clients to reply to; on RabbitMQ this
-    /// build does not reply yet (logged).
+    /// On Redis as kombu routes it; on RabbitMQ to the exchange (declared direct, not durable,
+    /// as kombu declares `reply.celery.pidbox`); memory:// has no remote clients to reply to.
     pub fn publish_direct(&self, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
         match self {
             Broker::Memory(_) => Ok(()),
             Broker::Redis(b) => b.publish_direct(exchange, routing_key, envelope),
-            Broker::Amqp(_) => {
-                tracing::debug!("a reply to {exchange}/{routing_key} on RabbitMQ: not sent by this build");
-                Ok(())
-            }
+            Broker::Amqp(b) => b.publish_fanout(exchange, routing_key, &envelope),
         }
     }
 
@@ -99,6 +96,17 @@ impl Broker {
         match self {
             Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
             Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, "")),
+            Broker::Amqp(b) => Fanout::Amqp(b.subscribe_fanout(exchange)),
+        }
+    }
+
+    /// Subscribes to the messages of a topic-like exchange whose routing keys match `pattern`
+    /// (`#` for all: the event receiver). On Redis a `PSUBSCRIBE /<db>.<exchange>/<pattern>`; on
+    /// RabbitMQ a queue bound with `#`; memory:// has no routing keys.
+    pub fn subscribe_topic(&self, exchange: &str, pattern: &str) -> Fanout {
+        match self {
+            Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
+            Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, pattern)),
             Broker::Amqp(b) => Fanout::Amqp(b.subscribe_fanout(exchange)),
         }
     }

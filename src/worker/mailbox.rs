@@ -1,23 +1,25 @@
-//! The worker's remote-control mailbox (`celery/worker/pidbox.py`): broadcast requests on the
-//! `celery.pidbox` fanout exchange, filtered by destination. Handled here: `revoke` (with
-//! `terminate`), `rate_limit` and `ping`, each answered when the request asks for a reply
-//! (`reply_to` and `ticket`, as kombu's `Node.dispatch` replies: `{hostname: reply}` to the
-//! `reply.celery.pidbox` exchange with the client's routing key; on Redis in this build); other
-//! commands get kombu's error reply.
+//! The worker's remote-control mailbox (`celery/worker/pidbox.py`, `celery/worker/control.py`):
+//! broadcast requests on the `celery.pidbox` fanout exchange, filtered by destination, each
+//! answered when it asks for a reply (`reply_to` and `ticket`, as kombu's `Node.dispatch`
+//! replies: `{hostname: reply}` to the `reply.celery.pidbox` exchange with the client's routing
+//! key, on Redis and RabbitMQ). Every inspect and control command of Celery 5.7 gets its reply;
+//! the inspect answers are in `inspect.rs`; a command that has no meaning here (`pool_grow`,
+//! `autoscale`, `objgraph`, …) gets an error reply that says why.
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::config::RateLimit;
 use crate::protocol::{ControlRequest, Envelope, ExceptionInfo, ResultMeta, State};
 use crate::rt;
 use crate::transport::Fanout;
 
+use super::shard_ctx::Queries;
 use super::shared::WorkerShared;
 
 /// Serves control requests until the worker stops running.
-pub(crate) async fn serve(shared: Arc<WorkerShared>, index: usize, mailbox: Fanout) {
+pub(crate) async fn serve(shared: Arc<WorkerShared>, queries: Queries, index: usize, mailbox: Fanout) {
     let wake = &shared.steal.wake[index];
     loop {
         let seen = wake.epoch();
@@ -33,7 +35,7 @@ pub(crate) async fn serve(shared: Arc<WorkerShared>, index: usize, mailbox: Fano
             None => break,
             Some(raw) if raw.is_empty() => {}
             Some(raw) => match decode(&raw) {
-                Ok(req) if req.is_for(&shared.hostname) => handle(&shared, req),
+                Ok(req) if req.is_for(&shared.hostname) => handle(&shared, &queries, req).await,
                 Ok(_) => {}
                 Err(e) => tracing::error!("Ignoring a malformed control message: {e}"),
             },
@@ -47,15 +49,18 @@ fn decode(raw: &[u8]) -> Result<ControlRequest, String> {
     serde_json::from_slice(&body).map_err(|e| format!("control request body: {e}"))
 }
 
-fn handle(shared: &Arc<WorkerShared>, req: ControlRequest) {
-    let reply = answer(shared, &req);
+async fn handle(shared: &Arc<WorkerShared>, queries: &Queries, req: ControlRequest) {
+    if req.method == "hello" && req.arguments.get("from_node").and_then(Value::as_str) == Some(&*shared.hostname) {
+        return; // Celery's mingle does not answer itself.
+    }
+    let reply = answer(shared, queries, &req).await;
     let (Some(to), Some(ticket)) = (&req.reply_to, &req.ticket) else { return };
     let mut body = Map::new();
     body.insert(String::from(&*shared.hostname), reply);
     let body = serde_json::to_vec(&Value::Object(body)).expect("JSON");
     let mut headers = Map::new();
     headers.insert("ticket".into(), Value::String(ticket.clone()));
-    headers.insert("clock".into(), Value::from(0));
+    headers.insert("clock".into(), Value::from(shared.events.clock().forward()));
     let props = crate::protocol::Properties { delivery_mode: 1, ..Default::default() };
     let info = crate::protocol::DeliveryInfo {
         exchange: to.exchange.clone(),
@@ -68,60 +73,148 @@ fn handle(shared: &Arc<WorkerShared>, req: ControlRequest) {
     }
 }
 
+fn ok(text: impl Into<String>) -> Value {
+    json!({ "ok": text.into() })
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Runs a request; the reply Celery's worker gives it (`ok_reply` / `{"error": …}`).
-fn answer(shared: &Arc<WorkerShared>, req: &ControlRequest) -> Value {
-    let ok = |text: String| serde_json::json!({ "ok": text });
+async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequest) -> Value {
     let args = &req.arguments;
     match req.method.as_str() {
-        "ping" => ok("pong".into()),
-        "revoke" => {
+        "ping" => ok("pong"),
+        "revoke" | "terminate" => {
             // `task_id` is one id or a list of ids.
-            let ids: Vec<String> = match args.get("task_id") {
-                Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-                _ => Vec::new(),
-            };
-            let terminate = args.get("terminate").and_then(Value::as_bool).unwrap_or(false);
+            let ids = strings(args.get("task_id"));
+            let terminate =
+                req.method == "terminate" || args.get("terminate").and_then(Value::as_bool).unwrap_or(false);
             let signal = args.get("signal").and_then(Value::as_str).map(str::to_owned);
             let list = ids.join(", ");
             revoke(shared, ids, terminate, signal);
-            ok(format!("tasks {list} flagged as revoked"))
-        }
-        "rate_limit" => {
-            let task = args.get("task_name").and_then(Value::as_str).unwrap_or_default();
-            let rate = match args.get("rate_limit") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => String::new(),
-            };
-            let limit = if rate.is_empty() { Ok(None) } else { RateLimit::parse(&rate).map(Some) };
-            match limit {
-                Ok(l) if shared.rate_limits.set(task, l) => {
-                    tracing::info!(
-                        "New rate limit for tasks of type {task}: {}.",
-                        if rate.is_empty() { "none" } else { &rate }
-                    );
-                    ok(if rate.is_empty() {
-                        "rate limit disabled successfully"
-                    } else {
-                        "new rate limit set successfully"
-                    }
-                    .into())
-                }
-                Ok(_) => {
-                    tracing::error!("Rate limit attempt for unknown task {task}");
-                    serde_json::json!({ "error": "unknown task" })
-                }
-                Err(e) => {
-                    tracing::error!("Rate limit attempt for {task} failed: {e}");
-                    serde_json::json!({ "error": format!("Invalid rate limit string: {e}") })
-                }
+            if terminate {
+                ok(format!("terminate: {list}"))
+            } else {
+                ok(format!("tasks {list} flagged as revoked"))
             }
         }
+        "rate_limit" => rate_limit(shared, args),
+        "time_limit" => {
+            let task = args.get("task_name").and_then(Value::as_str).unwrap_or_default();
+            let limit = |k: &str| args.get(k).and_then(Value::as_f64);
+            if shared.time_limits.set(task, limit("soft"), limit("hard")) {
+                tracing::info!(
+                    "New time limits for tasks of type {task}: soft={:?} hard={:?}",
+                    limit("soft"),
+                    limit("hard")
+                );
+                ok("time limits set successfully")
+            } else {
+                tracing::error!("Change time limit attempt for unknown task {task}");
+                json!({ "error": "unknown task" })
+            }
+        }
+        "enable_events" => {
+            if shared.events.set_task_events(true) {
+                ok("task events already enabled")
+            } else {
+                tracing::info!("Events of group {{task}} enabled by remote.");
+                ok("task events enabled")
+            }
+        }
+        "disable_events" => {
+            if shared.events.set_task_events(false) {
+                tracing::info!("Events of group {{task}} disabled by remote.");
+                ok("task events disabled")
+            } else {
+                ok("task events already disabled")
+            }
+        }
+        "heartbeat" => {
+            super::heartbeat::on_request(shared);
+            Value::Null
+        }
+        "clock" => json!({ "clock": shared.events.clock().value() }),
+        "hello" => {
+            let theirs = match args.get("revoked") {
+                Some(Value::Object(m)) => m.keys().cloned().collect(),
+                other => strings(other),
+            };
+            for id in &theirs {
+                shared.revoked.add(id);
+            }
+            json!({ "revoked": shared.revoked.ids(), "clock": shared.events.clock().value() })
+        }
+        "revoked" => json!(shared.revoked.ids()),
+        "registered" => super::inspect::registered(shared, &strings(args.get("taskinfoitems"))),
+        "stats" => super::inspect::stats(shared, queries).await,
+        "active" => super::inspect::active(shared, queries).await,
+        "reserved" => super::inspect::reserved(shared, queries).await,
+        "scheduled" => super::inspect::scheduled(shared, queries).await,
+        "query_task" => super::inspect::query_task(shared, queries, &strings(args.get("ids"))).await,
+        "active_queues" => super::inspect::active_queues(shared),
+        "conf" => shared.conf.clone(),
+        "report" => ok(format!(
+            "software -> celeriac:{} (Celery 5.7 protocol)\nplatform -> system:{} arch:{}\nbroker -> {}\nresults -> {}",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            shared.client.broker().url(),
+            shared.client.backend().url()
+        )),
+        "shutdown" => {
+            tracing::warn!("Got shutdown from remote");
+            shared.lifecycle.advance(super::ShutdownMode::Warm);
+            for w in &shared.steal.wake {
+                w.notify();
+            }
+            Value::Null
+        }
+        "pool_grow" | "pool_shrink" | "autoscale" | "pool_restart" => json!({ "error": format!(
+            "{} does not apply to celeriac: it runs task bodies on a fixed set of shards, one per CPU (--shards), \
+             with at most -c bodies at once; restart the worker with other values", req.method) }),
+        "add_consumer" | "cancel_consumer" => json!({ "error": format!(
+            "{} is not supported by this celeriac build: the queues are fixed at start (-Q)", req.method) }),
+        "memsample" | "memdump" | "objgraph" | "dump_tasks" | "election" | "revoke_by_stamped_headers" => {
+            json!({ "error": format!("{} is a Python-only command; celeriac has no such facility", req.method) })
+        }
         other => {
-            tracing::debug!("Control command {other:?} is not handled by celeriac yet");
+            tracing::error!("No such control command: {other}");
             // kombu's Node.dispatch answers a handler it does not have with the KeyError's repr.
-            serde_json::json!({ "error": format!("KeyError('{other}')") })
+            json!({ "error": format!("KeyError('{other}')") })
+        }
+    }
+}
+
+fn rate_limit(shared: &Arc<WorkerShared>, args: &Map<String, Value>) -> Value {
+    let task = args.get("task_name").and_then(Value::as_str).unwrap_or_default();
+    let rate = match args.get("rate_limit") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let limit = if rate.is_empty() { Ok(None) } else { RateLimit::parse(&rate).map(Some) };
+    match limit {
+        Ok(l) if shared.rate_limits.set(task, l) => {
+            tracing::info!(
+                "New rate limit for tasks of type {task}: {}.",
+                if rate.is_empty() { "none" } else { &rate }
+            );
+            ok(if rate.is_empty() { "rate limit disabled successfully" } else { "new rate limit set successfully" })
+        }
+        Ok(_) => {
+            tracing::error!("Rate limit attempt for unknown task {task}");
+            json!({ "error": "unknown task" })
+        }
+        Err(e) => {
+            tracing::error!("Rate limit attempt for {task} failed: {e}");
+            json!({ "error": format!("Invalid rate limit string: {e}") })
         }
     }
 }

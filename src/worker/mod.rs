@@ -9,6 +9,9 @@
 mod banner;
 mod canvas;
 mod chord;
+mod events;
+mod heartbeat;
+mod inspect;
 mod lifecycle;
 mod mailbox;
 mod nodename;
@@ -24,6 +27,7 @@ mod shard_ctx;
 mod shared;
 mod signal;
 mod steal;
+mod time_limit;
 mod timer;
 mod trace;
 

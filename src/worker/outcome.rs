@@ -65,6 +65,7 @@ pub(crate) fn fail(
         Some(tb) => shorten(tb, TRACEBACK_MAX).into_owned(),
         None => synthetic_traceback(&shared.hostname, h, &bounded),
     };
+    super::events::failed(shared, &h.id, &bounded.repr(), &tb);
     let exc = bounded.to_value();
     shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Failure, retval: &exc });
     shared.hooks.send(&Signal::TaskFailure { ctx, exception: e.exception(), traceback: Some(&tb) });
@@ -104,6 +105,7 @@ pub(crate) fn discard_revoked(
     tracing::info!("Discarding revoked task: {}[{}] ({why})", h.task, h.id);
     let expired = why == "expired";
     sh.shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: false, signum: None, expired });
+    super::events::revoked(&sh.shared, &h.id, false, None, expired);
     let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", why);
     // A revoked chord part still counts (as REVOKED, failing the chord), as Celery's
     // `mark_as_revoked` calls `on_chord_part_return`: the chord must not wait for it for ever.
@@ -337,6 +339,9 @@ pub(crate) fn reject_malformed(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: Set
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     let reason = e.to_string();
     sh.shared.hooks.send(&Signal::TaskRejected { headers: h, reason: &reason });
+    if !h.id.is_empty() {
+        super::events::rejected(&sh.shared, &h.id, false);
+    }
     if !h.id.is_empty() && !h.ignores_result() {
         let (module, ty) = match e {
             ProtocolError::ContentDisallowed { .. } => ("kombu.exceptions", "ContentDisallowed"),
@@ -360,8 +365,9 @@ pub(crate) fn reject_unregistered(sh: &Rc<ShardCtx>, msg: &TaskMessage, settle: 
     );
     sh.stats().rejected.fetch_add(1, Ordering::Relaxed);
     sh.shared.hooks.send(&Signal::TaskUnknown { name: &h.task, id: &h.id });
+    let exc = ExceptionInfo::not_registered(&h.task);
+    super::events::failed(&sh.shared, &h.id, &exc.repr(), "");
     if !h.ignores_result() {
-        let exc = ExceptionInfo::not_registered(&h.task);
         store_meta(sh, Of::Message(msg, None), None, State::Failure, exc.to_value(), None, Some(After::ack(settle)));
         return;
     }

@@ -55,6 +55,7 @@ pub struct WorkerBuilder {
     hostname: Option<String>,
     stealing: bool,
     busy_poll: Option<Duration>,
+    heartbeat: bool,
 }
 
 impl WorkerBuilder {
@@ -80,6 +81,7 @@ impl WorkerBuilder {
             hostname: None,
             stealing: true,
             busy_poll: None,
+            heartbeat: true,
         }
     }
 
@@ -125,6 +127,20 @@ impl WorkerBuilder {
     /// needs the same cores.
     pub fn busy_poll(mut self, window: Duration) -> Self {
         self.busy_poll = (!window.is_zero()).then_some(window);
+        self
+    }
+
+    /// Sends task events (`-E`, `worker_send_task_events`); the `enable_events` and
+    /// `disable_events` commands change it while the worker runs.
+    pub fn task_events(mut self, on: bool) -> Self {
+        self.config.worker_send_task_events = on;
+        self
+    }
+
+    /// Sends worker events (`worker-online`, a `worker-heartbeat` every 2 s, `worker-offline`);
+    /// on by default, off with `--without-heartbeat`.
+    pub fn heartbeat(mut self, on: bool) -> Self {
+        self.heartbeat = on;
         self
     }
 
@@ -196,6 +212,13 @@ impl WorkerBuilder {
         wait_for_services(&self.client, &self.queue_names(), self.config.broker_connection_max_retries)?;
         let (steal, locals) = StealSet::new(n, self.stealing);
         let c = &self.config;
+        let hostname = self.nodename();
+        let events = crate::events::Dispatcher::new(
+            self.client.broker().clone(),
+            &hostname,
+            Arc::default(),
+            c.worker_send_task_events,
+        );
         let shared = Arc::new(WorkerShared {
             track_started: c.task_track_started,
             acks_on_failure_or_timeout: c.task_acks_on_failure_or_timeout,
@@ -204,10 +227,14 @@ impl WorkerBuilder {
             soft_time_limit: c.task_soft_time_limit,
             eta_limit: c.worker_eta_task_limit.map(|l| l.div_ceil(n).max(1)),
             rate_limits,
+            time_limits: super::time_limit::TimeLimits::new(self.registry.names()),
+            conf: c.inspect_view(),
             revoked,
             terminate: (0..n).map(|_| SegQueue::new()).collect(),
+            since: std::time::Instant::now(),
             hooks: self.hooks.clone(),
-            hostname: Arc::from(self.nodename()),
+            events,
+            hostname: Arc::from(hostname),
             registry: self.registry,
             client: self.client,
             accept: self.accept,
@@ -225,11 +252,13 @@ impl WorkerBuilder {
         });
         let locals = Arc::new(Mutex::new(locals.into_iter().map(Some).collect::<Vec<_>>()));
         let s2 = shared.clone();
+        let queries: super::shard_ctx::Queries = Arc::new((0..n).map(|_| SegQueue::new()).collect());
         let shards = rt::start_shards(n, "celeriac-shard", self.busy_poll, move |i| {
             let shared = s2.clone();
+            let queries = queries.clone();
             let local =
                 locals.lock().unwrap_or_else(|p| p.into_inner())[i].take().expect("each shard takes its queue once");
-            super::shard::shard_main(shared, i, local)
+            super::shard::shard_main(shared, i, local, queries)
         })?;
         loop {
             let seen = shared.started_notify.epoch();
@@ -243,7 +272,8 @@ impl WorkerBuilder {
         }
         tracing::info!("{} ready.", shared.hostname);
         shared.hooks.send(&Signal::WorkerReady { hostname: &shared.hostname });
-        Ok(WorkerHandle { shared, shards: Mutex::new(shards) })
+        let heart = self.heartbeat.then(|| super::heartbeat::Heart::start(shared.clone()));
+        Ok(WorkerHandle { shared, shards: Mutex::new(shards), heart: Mutex::new(heart) })
     }
 }
 
@@ -320,6 +350,7 @@ fn shard_start_failed(shared: &WorkerShared, shards: Vec<ShardHandle>) -> Error 
 pub struct WorkerHandle {
     shared: Arc<WorkerShared>,
     shards: Mutex<Vec<ShardHandle>>,
+    heart: Mutex<Option<super::heartbeat::Heart>>,
 }
 
 impl WorkerHandle {
@@ -395,6 +426,9 @@ impl WorkerHandle {
         }
         if let Err(e) = self.shared.revoked.save() {
             tracing::error!("{e}");
+        }
+        if let Some(mut heart) = self.heart.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            heart.stop();
         }
         self.shared.hooks.send(&Signal::WorkerShutdown { hostname: &self.shared.hostname });
         let stats = self.stats();

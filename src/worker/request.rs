@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::protocol::{json::parse_datetime, shorten, Headers, ProtocolError};
+use serde_json::Value;
+
+use crate::protocol::{json::parse_datetime, py_repr, shorten, Headers, ProtocolError};
 use crate::transport::Delivery;
 
 use super::outcome::{discard_revoked, reject_malformed, reject_unregistered};
@@ -33,6 +35,11 @@ pub(crate) fn start(sh: &Rc<ShardCtx>, d: Delivery) {
         return reject_unregistered(sh, &msg, settle);
     };
     shared.hooks.send(&Signal::TaskReceived { headers: &msg.headers });
+    tracing::info!("Task {}[{}] received", msg.headers.task, msg.headers.id);
+    super::events::received(shared, &msg.headers, || match body.parse() {
+        Ok(b) => (py_repr(&Value::Array(b.args_value())), py_repr(&Value::Object(b.kwargs_value()))),
+        Err(_) => ("()".into(), "{}".into()),
+    });
     if shared.revoked.contains(&msg.headers.id) {
         return discard_revoked(sh, &entry, &msg, &body, settle, "revoked");
     }

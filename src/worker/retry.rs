@@ -103,6 +103,7 @@ pub(crate) fn retry(
     }
     tracing::info!("Task {}[{}] retry: {reason}", h.task, h.id);
     sh.shared.hooks.send(&Signal::TaskRetry { ctx, reason: &reason });
+    super::events::retried(&sh.shared, &h.id, &reason, traceback.as_deref());
     let exc = r.exc.unwrap_or_else(|| ExceptionInfo::new("celery.exceptions", "Retry", reason.clone()));
     store_with(sh, entry, Of::Ran(ctx), None, State::Retry, exc.to_value(), traceback, settle.map(After::ack));
 }

@@ -15,15 +15,20 @@ use super::shard_ctx::{ShardCtx, Stop};
 use super::shared::WorkerShared;
 use super::Phase;
 
-pub(crate) async fn shard_main(shared: Arc<WorkerShared>, index: usize, local: LocalQueue<Delivery>) {
-    let sh = Rc::new(ShardCtx::new(index, shared));
+pub(crate) async fn shard_main(
+    shared: Arc<WorkerShared>,
+    index: usize,
+    local: LocalQueue<Delivery>,
+    queries: super::shard_ctx::Queries,
+) {
+    let sh = Rc::new(ShardCtx::new(index, shared, queries));
     let local = Rc::new(local);
     if index == 0 {
         // One mailbox per worker, on the first shard; subscribed before the worker reports
         // ready, so a revoke sent right after start is not missed.
         let broker = sh.shared.client.broker().clone();
         let mailbox = rt::spawn_blocking(move || broker.subscribe_fanout("celery.pidbox")).await;
-        rt::spawn_local(super::mailbox::serve(sh.shared.clone(), index, mailbox));
+        rt::spawn_local(super::mailbox::serve(sh.shared.clone(), sh.queries.clone(), index, mailbox));
     }
     rt::spawn_local(timer(sh.clone()));
     let consumer = rt::spawn(consume(sh.clone(), local.clone()));
@@ -154,9 +159,12 @@ async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
             rt::run_deferred();
         }
         while let Some((id, signal)) = shared.terminate[sh.index].pop() {
-            if let Some(abort) = sh.active.borrow().get(&id) {
-                abort.fire(Stop::Terminated(signal));
+            if let Some(r) = sh.active.borrow().get(&id) {
+                r.abort.fire(Stop::Terminated(signal));
             }
+        }
+        while let Some(q) = sh.queries[sh.index].pop() {
+            q(sh);
         }
         if sh.running.get() >= max_running {
             park(wake.changed(seen)).await;
@@ -236,8 +244,8 @@ async fn drain(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>, consumer: &mut C
         let seen = wake.epoch();
         if shared.lifecycle.phase() == Phase::Cold {
             // Cold: running bodies are abandoned (Celery's WorkerLostError); they settle at once.
-            for abort in sh.active.borrow().values() {
-                abort.fire(Stop::Lost);
+            for r in sh.active.borrow().values() {
+                r.abort.fire(Stop::Lost);
             }
             if sh.running.get() == 0 {
                 break;

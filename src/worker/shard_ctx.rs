@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use crate::backend::ShardStore;
-use crate::task::ShardLocals;
+use crate::task::{ShardLocals, TaskCtx};
 
 use super::shared::{Counters, WorkerShared};
 use super::timer::{Held, Timer};
@@ -30,12 +30,16 @@ pub(crate) struct ShardCtx {
     /// Held deliveries whose moment came, waiting for a run slot (served before the reserved
     /// queue).
     pub ready: RefCell<VecDeque<Held>>,
-    /// Running spawned bodies by task id, for `terminate` and cold shutdown.
-    pub active: RefCell<HashMap<String, Rc<Abort>>>,
+    /// Running spawned bodies by task id, for `terminate`, cold shutdown and `inspect active`.
+    pub active: RefCell<HashMap<String, Running>>,
+    /// Runs by task name (`inspect stats`' `total`).
+    pub totals: RefCell<HashMap<String, u64>>,
+    /// Questions for the shards (this one's at `index`).
+    pub queries: Queries,
 }
 
 impl ShardCtx {
-    pub(crate) fn new(index: usize, shared: Arc<WorkerShared>) -> Self {
+    pub(crate) fn new(index: usize, shared: Arc<WorkerShared>, queries: Queries) -> Self {
         ShardCtx {
             index,
             locals: ShardLocals::build(&shared.state_factories, index),
@@ -46,6 +50,8 @@ impl ShardCtx {
             timer: Timer::default(),
             ready: RefCell::new(VecDeque::new()),
             active: RefCell::new(HashMap::new()),
+            totals: RefCell::new(HashMap::new()),
+            queries,
         }
     }
 
@@ -58,6 +64,20 @@ impl ShardCtx {
         &self.shared.stats[self.index]
     }
 }
+
+/// A spawned body in flight: how to stop it, its context, and when it started (UNIX seconds).
+pub(crate) struct Running {
+    pub abort: Rc<Abort>,
+    pub ctx: TaskCtx,
+    pub since: f64,
+}
+
+/// A question for one shard about what only it holds (`inspect active`, `scheduled`, …), run
+/// by its dispatcher between tasks.
+pub(crate) type Query = Box<dyn FnOnce(&Rc<ShardCtx>) + Send>;
+
+/// Every shard's queue of questions, shared by the shards and the mailbox.
+pub(crate) type Queries = Arc<Vec<crossbeam_queue::SegQueue<Query>>>;
 
 /// Why a running body was stopped from outside.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_queue::SegQueue;
 
 use crate::client::Client;
+use crate::events::Dispatcher;
 use crate::protocol::Accept;
 use crate::rt::Notify;
 use crate::task::{Registry, StateFactory};
@@ -23,6 +24,8 @@ use super::steal::StealSet;
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct Counters {
+    /// Bodies started (`active` = started − processed).
+    pub started: AtomicU64,
     pub processed: AtomicU64,
     pub failed: AtomicU64,
     pub rejected: AtomicU64,
@@ -48,10 +51,17 @@ pub(crate) struct WorkerShared {
     /// (`worker_eta_task_limit` split over the shards).
     pub eta_limit: Option<usize>,
     pub rate_limits: RateLimits,
+    pub time_limits: super::time_limit::TimeLimits,
+    /// The settings, as `inspect conf` shows them (passwords masked).
+    pub conf: serde_json::Value,
     pub revoked: Revoked,
     /// Per shard: ids (and signal names) of running tasks to terminate.
     pub terminate: Vec<SegQueue<(String, Option<String>)>>,
+    /// When the worker started, for `stats`' uptime.
+    pub since: std::time::Instant,
     pub hooks: Hooks,
+    /// Worker and task events (task events with `-E` or `enable_events`).
+    pub events: Arc<Dispatcher>,
     pub hostname: Arc<str>,
     pub queues: Vec<String>,
     /// Per-shard prefetch: reserved deliveries and concurrently running bodies.

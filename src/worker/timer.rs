@@ -115,6 +115,16 @@ impl Timer {
         std::mem::take(&mut *self.heap.borrow_mut()).into_iter().map(|s| *s.held).collect()
     }
 
+    /// What is held, soonest first, for `inspect scheduled` (`f` sees each once).
+    pub(super) fn each_held(&self, mut f: impl FnMut(&Held)) {
+        let heap = self.heap.borrow();
+        let mut slots: Vec<&Slot> = heap.iter().collect();
+        slots.sort_by_key(|s| (s.at, s.seq));
+        for s in slots {
+            f(&s.held);
+        }
+    }
+
     /// ETA/countdown tasks held.
     pub(super) fn eta_count(&self) -> usize {
         self.eta.get()

@@ -93,6 +93,8 @@ pub(crate) fn run(
         ctx.update_state("STARTED", started);
     }
     shared.hooks.send(&Signal::TaskPrerun { ctx: &ctx });
+    sh.stats().started.fetch_add(1, Ordering::Relaxed);
+    super::events::started(shared, ctx.id());
     let inv = Invocation {
         ctx: &ctx,
         body: &parsed,
@@ -108,7 +110,10 @@ pub(crate) fn run(
         Ok(Ok(Call::Pending(fut))) => {
             sh.running.set(sh.running.get() + 1);
             let abort = Rc::new(Abort::default());
-            sh.active.borrow_mut().insert(ctx.id().to_owned(), abort.clone());
+            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let running =
+                super::shard_ctx::Running { abort: abort.clone(), ctx: ctx.clone(), since: since.as_secs_f64() };
+            sh.active.borrow_mut().insert(ctx.id().to_owned(), running);
             let sh = sh.clone();
             rt::spawn_local(async move {
                 let body = async {
@@ -136,12 +141,13 @@ pub(crate) fn run(
     finish(sh, &entry, &ctx, ended, started, settle, extended);
 }
 
-/// `(hard, soft)` seconds: the message's `timelimit` header, else the task's options, else the
-/// worker's `task_time_limit`/`task_soft_time_limit`.
+/// `(hard, soft)` seconds: the message's `timelimit` header, else what the `time_limit` command
+/// set, else the task's options, else the worker's `task_time_limit`/`task_soft_time_limit`.
 fn time_limits(shared: &WorkerShared, entry: &TaskEntry, h: &Headers) -> (Option<f64>, Option<f64>) {
     let (hard, soft) = h.time_limits();
-    let hard = hard.or(entry.options.time_limit).or(shared.time_limit).filter(|s| *s > 0.0);
-    let soft = soft.or(entry.options.soft_time_limit).or(shared.soft_time_limit).filter(|s| *s > 0.0);
+    let (set_soft, set_hard) = shared.time_limits.get(&h.task);
+    let hard = hard.or(set_hard).or(entry.options.time_limit).or(shared.time_limit).filter(|s| *s > 0.0);
+    let soft = soft.or(set_soft).or(entry.options.soft_time_limit).or(shared.soft_time_limit).filter(|s| *s > 0.0);
     (hard, soft)
 }
 
@@ -196,10 +202,27 @@ fn finish(
     let h = ctx.headers();
     let shared = &sh.shared;
     sh.stats().processed.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut totals = sh.totals.borrow_mut();
+        if let Some(n) = totals.get_mut(&h.task) {
+            *n += 1;
+        } else {
+            totals.insert(h.task.clone(), 1);
+        }
+    }
     let acks_on_failure = entry.options.acks_on_failure_or_timeout.unwrap_or(shared.acks_on_failure_or_timeout);
     let e = match ended {
         Ended::Done(Outcome::Success(v)) => {
-            tracing::debug!("Task {}[{}] succeeded in {took:.6}s", h.task, h.id);
+            if tracing::enabled!(tracing::Level::INFO) {
+                let r = crate::protocol::py_repr(&v);
+                tracing::info!(
+                    "Task {}[{}] succeeded in {took:.6}s: {}",
+                    h.task,
+                    h.id,
+                    crate::protocol::shorten(&r, 200)
+                );
+            }
+            super::events::succeeded(shared, &h.id, &v, took);
             shared.hooks.send(&Signal::TaskPostrun { ctx, state: &State::Success, retval: &v });
             shared.hooks.send(&Signal::TaskSuccess { ctx, result: &v });
             let after = settle.map(After::ack);
@@ -222,6 +245,7 @@ fn finish(
             let sig = signum.as_deref().unwrap_or("SIGTERM");
             tracing::info!("Terminated {}[{}] (signal {sig})", h.task, h.id);
             shared.hooks.send(&Signal::TaskRevoked { headers: h, terminated: true, signum: Some(sig), expired: false });
+            super::events::revoked(shared, &h.id, true, Some(sig), false);
             let exc = ExceptionInfo::new("celery.exceptions", "TaskRevokedError", "terminated");
             let after = settle.map(After::ack);
             return store_with(sh, entry, Of::Ran(ctx), None, State::Revoked, exc.to_value(), None, after);

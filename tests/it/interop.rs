@@ -669,6 +669,20 @@ fn celery_inspect_ping_status_and_control_revoke_get_replies() {
     assert!(revoke.contains("tasks some-task-id flagged as revoked"), "{revoke}");
 }
 
+/// Celery 5.7's own event receiver and `inspect`/`control` against a celeriac worker run with
+/// `-E` (tests/python/events_checks.py): worker heartbeats and task events with the fields
+/// Flower reads, `celery.events.state` tracking them, and every inspect command answered.
+#[test]
+fn celery_sees_a_celeriac_workers_events_and_inspects_it() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let worker = celeriac_worker_on(&server.url(), &server.url(), None, "rs15", &["-E"]);
+    let log = worker.output();
+    let node = log.lines().find_map(|l| l.split_whitespace().find(|w| w.starts_with("rs15@"))).expect("the node name");
+    let script = format!("events_checks.py {}", node.trim_end_matches(['.', ':']));
+    python_checks_on(&server.url(), &server.url(), &worker, &script, "all events checks passed");
+}
+
 /// A worker that took a chord's dispatch claim and died before sending the body: the claim
 /// lapses, and the worker whose part found the chord complete but claimed looks again and sends
 /// the body (once).

@@ -22,8 +22,13 @@ use super::connection::{connection, AmqpError, Connection, IoHeld, WORK};
 use super::table;
 
 fn exchange_declare(name: &str) -> AMQPClass {
-    // Celery's event exchange is a durable topic exchange; its pidbox exchanges are fanout.
-    let (kind, durable) = if name == "celeryev" { ("topic", true) } else { ("fanout", false) };
+    // Celery's event exchange is a durable topic exchange; its pidbox exchange is fanout and the
+    // replies' (`reply.celery.pidbox`) direct, neither durable.
+    let (kind, durable) = match name {
+        "celeryev" => ("topic", true),
+        n if n.starts_with("reply.") => ("direct", false),
+        _ => ("fanout", false),
+    };
     AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
         exchange: name.into(),
         kind: kind.into(),
