@@ -9,6 +9,7 @@ pub fn banner(
     backend: &str,
     shards: usize,
     prefetch: u32,
+    task_events: bool,
     queues: &[String],
     tasks: &[&str],
 ) -> String {
@@ -24,7 +25,10 @@ pub fn banner(
         format!("- ** ---------- .> transport:   {broker}"),
         format!("- ** ---------- .> results:     {backend}"),
         format!("- *** --- * --- .> concurrency: {shards} (thread-per-core shards, prefetch {prefetch}/shard)"),
-        "-- ******* ---- .> task events: OFF".to_string(),
+        format!(
+            "-- ******* ---- .> task events: {}",
+            if task_events { "ON" } else { "OFF (enable -E to monitor tasks in this worker)" }
+        ),
         "--- ***** ----- ".to_string(),
         " -------------- [queues]".to_string(),
     ];

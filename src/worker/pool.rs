@@ -177,6 +177,7 @@ impl WorkerBuilder {
             &self.client.backend().url(),
             self.shard_count(),
             self.config.worker_prefetch_multiplier,
+            self.config.worker_send_task_events,
             &self.queue_names(),
             &self.registry.names(),
         )

@@ -56,6 +56,20 @@ fn python_client_calls_a_celeriac_worker_on_rabbitmq() {
     assert_drained(&worker);
 }
 
+/// Celery 5.7's event receiver, `inspect` and `control` against a celeriac worker on RabbitMQ
+/// (events on the `celeryev` topic exchange, replies to `reply.celery.pidbox`).
+#[test]
+fn celery_sees_a_celeriac_workers_events_and_inspects_it_on_rabbitmq() {
+    let _serial = serial();
+    let (broker, results) = (fresh_celery_queue(), RedisServer::start());
+    let mut worker = celeriac_worker_on(&broker, &results.url(), None, "ra9", &["-E"]);
+    let log = worker.output();
+    let node = log.lines().find_map(|l| l.split_whitespace().find(|w| w.starts_with("ra9@"))).expect("the node name");
+    let script = format!("events_checks.py {}", node.trim_end_matches(['.', ':']));
+    python_checks_on(&broker, &results.url(), &worker, &script, "all events checks passed");
+    worker.stop();
+}
+
 #[test]
 fn celeriac_client_calls_a_python_worker_on_rabbitmq() {
     let _serial = serial();

@@ -20,6 +20,7 @@ macro_rules! stamp {
 mod amqp;
 mod beat;
 mod canvas;
+mod events;
 mod fixtures;
 mod fuzz;
 mod interop;
