@@ -192,7 +192,9 @@ fn drain(broker: &str, n: usize, task: &str) {
     let redis0 = if on_redis { redis_counters(broker) } else { (0.0, 0.0) };
     let cpu0 = cpu_seconds();
     let start = Instant::now();
-    let w = app.worker().start().expect("worker");
+    // `--events 1`: task events on (`-E`), published as a worker would with nobody listening.
+    let events = arg("--events", "0") == "1";
+    let w = app.worker().task_events(events).start().expect("worker");
     let shards = w.stats().per_shard.len();
     while w.stats().processed < n as u64 {
         std::thread::sleep(Duration::from_micros(200));
@@ -214,7 +216,7 @@ fn drain(broker: &str, n: usize, task: &str) {
         String::new()
     };
     println!(
-        "{{\"impl\": \"celeriac\", \"scenario\": \"drain\", \"broker\": \"{}\", \"task\": \"{task}\", \"results\": {results}, \"n\": {n}, \"shards\": {shards}, \"seconds\": {secs:.4}, \"tasks_per_s\": {:.0}, \"cpu_us_per_task\": {:.2}, \"load_seconds\": {:.3}, \"peak_rss_mb\": {:.1}{redis}}}",
+        "{{\"impl\": \"celeriac\", \"scenario\": \"drain\", \"broker\": \"{}\", \"task\": \"{task}\", \"results\": {results}, \"events\": {events}, \"n\": {n}, \"shards\": {shards}, \"seconds\": {secs:.4}, \"tasks_per_s\": {:.0}, \"cpu_us_per_task\": {:.2}, \"load_seconds\": {:.3}, \"peak_rss_mb\": {:.1}{redis}}}",
         scheme(broker),
         n as f64 / secs,
         cpu * 1e6 / n as f64,
