@@ -114,16 +114,24 @@ impl AmqpBaton {
         let (s, id, entry, q) = (self.shared.clone(), self.conn.id(), entry.to_owned(), self.queue.clone());
         rt::block_on(IoThread::global().run(move || async move {
             let Some(c) = held(id) else { return Ok(false) };
-            let generation = {
+            // Known before it is published, so a snapshot made meanwhile includes it (the record
+            // is acked with what precedes the snapshot); put back if the publish fails.
+            let (generation, before) = {
                 let mut g = lock(&s);
                 if !(g.holding && c.is_up() && c.generation() == g.generation) {
                     return Ok(false);
                 }
-                g.runs.insert(entry.clone(), state.clone());
-                g.generation
+                (g.generation, g.runs.insert(entry.clone(), state.clone()))
             };
-            let body = json!({ "runs": { entry: state } }).to_string();
-            c.publish("", &q, properties(), body.as_bytes()).await.map_err(|e| e.to_string())?;
+            let body = json!({ "runs": { &entry: state } }).to_string();
+            if let Err(e) = c.publish("", &q, properties(), body.as_bytes()).await {
+                let mut g = lock(&s);
+                match before {
+                    Some(v) => g.runs.insert(entry, v),
+                    None => g.runs.remove(&entry),
+                };
+                return Err(e.to_string());
+            }
             let g = lock(&s);
             Ok(g.holding && c.generation() == generation)
         }))
