@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::protocol::{ControlRequest, DeliveryInfo, Envelope, Properties};
+use crate::protocol::{ControlRequest, Envelope, Properties};
 use crate::Result;
 
 use super::Client;
@@ -40,17 +40,8 @@ impl Client {
             reply_to: None,
         };
         let body = serde_json::to_vec(&req).expect("control requests are JSON values");
-        let info = DeliveryInfo { exchange: "celery.pidbox".into(), routing_key: String::new(), redelivered: false };
         let headers = json!({"clock": 0, "expires": 0});
-        let env = Envelope::new(
-            headers,
-            Properties::default(),
-            "application/json",
-            "utf-8",
-            &body,
-            info,
-            uuid::Uuid::new_v4().to_string(),
-        );
+        let env = Envelope::json(headers, Properties::default(), &body, "celery.pidbox", "");
         Ok(self.broker().publish_fanout("celery.pidbox", "", env.encode())?)
     }
 }

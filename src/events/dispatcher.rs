@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::protocol::{DeliveryInfo, Envelope, Event, Properties};
+use crate::protocol::{Envelope, Event, Properties};
 use crate::rt;
 use crate::transport::Broker;
 
@@ -133,9 +133,7 @@ impl Dispatcher {
         let mut headers = Map::new();
         headers.insert("hostname".into(), Value::String(self.hostname.to_string()));
         let props = Properties { delivery_mode: 1, ..Default::default() };
-        let info = DeliveryInfo { exchange: EXCHANGE.into(), routing_key: routing_key.into(), redelivered: false };
-        let env =
-            Envelope::new(headers, props, "application/json", "utf-8", body, info, uuid::Uuid::new_v4().to_string());
+        let env = Envelope::json(headers, props, body, EXCHANGE, routing_key);
         if let Err(e) = self.broker.publish_fanout(EXCHANGE, routing_key, env.encode()) {
             tracing::debug!("event {routing_key} not sent: {e}");
         }

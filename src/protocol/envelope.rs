@@ -140,6 +140,15 @@ impl<H: Serialize + serde::de::DeserializeOwned> Envelope<H> {
     }
 }
 
+impl<H: Serialize + serde::de::DeserializeOwned> Envelope<H> {
+    /// A JSON message for `exchange` with `routing_key` and a fresh delivery tag: remote-control
+    /// requests and replies, events.
+    pub fn json(headers: H, properties: Properties, body: &[u8], exchange: &str, routing_key: &str) -> Self {
+        let info = DeliveryInfo { exchange: exchange.into(), routing_key: routing_key.into(), redelivered: false };
+        Envelope::new(headers, properties, "application/json", "utf-8", body, info, uuid::Uuid::new_v4().to_string())
+    }
+}
+
 impl Envelope<Headers> {
     /// Wraps a task message.
     pub fn from_task(msg: &TaskMessage, delivery_info: DeliveryInfo, delivery_tag: String) -> Self {

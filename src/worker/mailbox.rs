@@ -62,12 +62,7 @@ async fn handle(shared: &Arc<WorkerShared>, queries: &Queries, req: ControlReque
     headers.insert("ticket".into(), Value::String(ticket.clone()));
     headers.insert("clock".into(), Value::from(shared.events.clock().forward()));
     let props = crate::protocol::Properties { delivery_mode: 1, ..Default::default() };
-    let info = crate::protocol::DeliveryInfo {
-        exchange: to.exchange.clone(),
-        routing_key: to.routing_key.clone(),
-        redelivered: false,
-    };
-    let env = Envelope::new(headers, props, "application/json", "utf-8", &body, info, uuid::Uuid::new_v4().to_string());
+    let env = Envelope::json(headers, props, &body, &to.exchange, &to.routing_key);
     if let Err(e) = shared.client.broker().publish_direct(&to.exchange, &to.routing_key, env.encode()) {
         tracing::warn!("Cannot reply to the {} control request: {e}", req.method);
     }
