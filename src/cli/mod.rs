@@ -51,9 +51,12 @@ pub fn run_with(builder: AppBuilder, cli: Cli) -> ExitCode {
             match builder.build() {
                 Ok(app) => {
                     println!("configuration OK; {} task(s) registered", app.registry().len());
+                    // The URLs as the banner shows them (passwords hidden).
                     let mut shown = app.config().clone();
-                    shown.broker_url = crate::config::mask_password(&shown.broker_url);
-                    shown.result_backend = shown.result_backend.as_deref().map(crate::config::mask_password);
+                    shown.broker_url = app.client().broker().url();
+                    if shown.result_backend.is_some() {
+                        shown.result_backend = Some(app.client().backend().url());
+                    }
                     match toml::to_string(&shown) {
                         Ok(t) => println!("{t}"),
                         Err(e) => println!("(cannot render the configuration: {e})"),

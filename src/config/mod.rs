@@ -331,33 +331,7 @@ pub struct Settings {
     pub result_expires: Option<Duration>,
 }
 
-/// `url` with its password replaced by `**`, as Celery's `maybe_sanitize_url` prints it
-/// (`redis://:**@host:6379/0`); a URL without a password is unchanged.
-pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_owned() };
-    match auth.split_once(':') {
-        Some((user, pass)) if !pass.is_empty() => format!("{scheme}://{user}:**@{host}"),
-        _ => url.to_owned(),
-    }
-}
-
 impl Config {
-    /// The settings as JSON with every URL's password masked (`inspect conf`, `check`).
-    pub fn inspect_view(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(m) = v.as_object_mut() {
-            for (_, val) in m.iter_mut() {
-                if let serde_json::Value::String(s) = val {
-                    if s.contains("://") {
-                        *s = mask_password(s);
-                    }
-                }
-            }
-        }
-        v
-    }
-
     /// Applies the settings a TOML file names over this configuration (keys it does not name
     /// keep their current values); unknown keys are errors.
     pub fn merge_toml_file(&self, path: &Path) -> Result<Self, ConfigError> {

@@ -130,6 +130,16 @@ pub(crate) async fn query_task(shared: &WorkerShared, queries: &Queries, ids: &[
     Value::Object(out)
 }
 
+/// `conf`: the settings, the URLs as the banner shows them (passwords hidden).
+pub(crate) fn conf(config: &crate::Config, client: &crate::Client) -> Value {
+    let mut v = serde_json::to_value(config).unwrap_or_default();
+    v["broker_url"] = json!(client.broker().url());
+    if config.result_backend.is_some() {
+        v["result_backend"] = json!(client.backend().url());
+    }
+    v
+}
+
 /// `stats`: the keys Flower shows (`total` counts each task type's runs, from every shard).
 pub(crate) async fn stats(shared: &WorkerShared, queries: &Queries) -> Value {
     let processed: u64 = shared.stats.iter().map(|c| c.processed.load(Ordering::Relaxed)).sum();

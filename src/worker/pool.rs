@@ -229,7 +229,7 @@ impl WorkerBuilder {
             eta_limit: c.worker_eta_task_limit.map(|l| l.div_ceil(n).max(1)),
             rate_limits,
             time_limits: super::time_limit::TimeLimits::new(self.registry.names()),
-            conf: c.inspect_view(),
+            conf: super::inspect::conf(c, &self.client),
             revoked,
             terminate: (0..n).map(|_| SegQueue::new()).collect(),
             since: std::time::Instant::now(),

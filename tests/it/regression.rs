@@ -272,3 +272,27 @@ fn a_compression_bomb_is_refused_before_it_inflates() {
     assert_eq!(app.send_task("t.add", (2, 2)).unwrap().get::<i64>(T).unwrap(), 4, "the worker keeps going");
     w.shutdown();
 }
+
+/// `check` printed the broker password in clear, `-l bogus` turned all logging off without a
+/// word, and `-c 0` was taken: the password is hidden, the bad flags are errors that say why.
+#[test]
+fn check_hides_passwords_and_bad_worker_flags_are_refused() {
+    let proj = |args: &[&str]| {
+        let out = std::process::Command::new(crate::interop::proj_bin())
+            .args(args)
+            .env("CELERY_BROKER_URL", "redis://:sekret@127.0.0.1:1/0")
+            .env_remove("CELERY_RESULT_BACKEND")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, text) = proj(&["check"]);
+    assert!(ok && text.contains("broker_url = \"redis://:**@127.0.0.1:1/0\"") && !text.contains("sekret"), "{text}");
+    let (ok, text) = proj(&["worker", "-l", "bogus"]);
+    assert!(!ok && text.contains("\"bogus\" is not a log level"), "{text}");
+    let (ok, text) = proj(&["worker", "-c", "0"]);
+    assert!(!ok && text.contains("--concurrency") && text.contains("at least 1"), "{text}");
+}
