@@ -166,21 +166,27 @@ pub(crate) async fn stats(shared: &WorkerShared, queries: &Queries) -> Value {
     })
 }
 
-/// kombu's `Connection.info()` of the broker, read from its URL (the password left out).
+/// kombu's `Connection.info()` of the broker, from its URL as the config parses it (the
+/// password left out).
 fn broker_info(url: &str) -> Value {
-    let (transport, rest) = url.split_once("://").unwrap_or(("memory", ""));
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let (hostport, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().ok()),
-        None => (hostport, None),
+    use crate::config::{RedisAddr, Url};
+    let (transport, host, port, userid, vhost, ssl, heartbeat) = match Url::parse("broker_url", url) {
+        Ok(Url::Redis(r)) => {
+            let (host, port) = match &r.addr {
+                RedisAddr::Tcp(h, p) => (h.clone(), Some(*p)),
+                RedisAddr::Unix(path) => (path.clone(), None),
+            };
+            ("redis", host, port, r.username.clone(), r.db.to_string(), r.tls.is_some(), None)
+        }
+        Ok(Url::Amqp(a)) => {
+            let hb = Some(f64::from(a.heartbeat));
+            ("amqp", a.host.clone(), Some(a.port), Some(a.user.clone()), a.vhost.clone(), a.tls.is_some(), hb)
+        }
+        _ => ("memory", "localhost".to_owned(), None, None, "/".to_owned(), false, None),
     };
-    let userid =
-        url.split_once("://").and_then(|(_, r)| r.rsplit_once('@')).map(|(u, _)| u.split(':').next().unwrap_or(""));
-    json!({"hostname": host, "userid": userid, "virtual_host": if vhost.is_empty() { "/" } else { vhost },
-           "port": port, "insist": false, "ssl": transport.ends_with('s'), "transport": transport,
-           "connect_timeout": 4, "transport_options": {}, "login_method": null, "uri_prefix": null,
-           "heartbeat": 120.0, "failover_strategy": "round-robin", "alternates": []})
+    json!({"hostname": host, "userid": userid, "virtual_host": vhost, "port": port, "insist": false, "ssl": ssl,
+           "transport": transport, "connect_timeout": 4, "transport_options": {}, "login_method": null,
+           "uri_prefix": null, "heartbeat": heartbeat, "failover_strategy": "round-robin", "alternates": []})
 }
 
 fn rusage() -> Value {
