@@ -2,7 +2,6 @@
 //! `worker-heartbeat` every [`FREQ`] seconds with the fields Flower and `celery events` read,
 //! `worker-offline` at shutdown; none with `--without-heartbeat`. On a thread of its own.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,11 +34,7 @@ fn software() -> Map<String, Value> {
 
 /// A heartbeat's fields: `freq`, `active`, `processed`, `loadavg` and the software.
 pub(crate) fn fields(shared: &WorkerShared, freq: f64) -> Map<String, Value> {
-    let (mut started, mut processed) = (0u64, 0u64);
-    for c in &shared.stats {
-        started += c.started.load(Ordering::Relaxed);
-        processed += c.processed.load(Ordering::Relaxed);
-    }
+    let (started, processed) = (shared.total(|c| &c.started), shared.total(|c| &c.processed));
     let mut m = software();
     m.insert("freq".into(), json!(freq));
     m.insert("active".into(), json!(started.saturating_sub(processed)));

@@ -4,7 +4,6 @@
 //! shard as a [`Query`](super::shard_ctx::Query), run by its dispatcher between tasks.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -142,7 +141,7 @@ pub(crate) fn conf(config: &crate::Config, client: &crate::Client) -> Value {
 
 /// `stats`: the keys Flower shows (`total` counts each task type's runs, from every shard).
 pub(crate) async fn stats(shared: &WorkerShared, queries: &Queries) -> Value {
-    let processed: u64 = shared.stats.iter().map(|c| c.processed.load(Ordering::Relaxed)).sum();
+    let processed = shared.total(|c| &c.processed);
     let mut total = Map::new();
     for shard in ask(shared, queries, |sh| sh.totals.borrow().clone()).await {
         for (name, n) in shard {

@@ -2,7 +2,7 @@
 //! and signal handling (first SIGINT/SIGTERM: warm shutdown; second: cold).
 
 use std::any::TypeId;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -367,15 +367,14 @@ impl WorkerHandle {
 
     /// Counters so far.
     pub fn stats(&self) -> WorkerStats {
-        let shards = &self.shared.stats;
-        let sum = |f: fn(&Counters) -> &AtomicU64| shards.iter().map(|c| f(c).load(Ordering::Relaxed)).sum();
+        let s = &self.shared;
         WorkerStats {
-            processed: sum(|c| &c.processed),
-            failed: sum(|c| &c.failed),
-            rejected: sum(|c| &c.rejected),
-            stolen: sum(|c| &c.stolen),
-            store_failed: sum(|c| &c.store_failed),
-            per_shard: shards.iter().map(|c| c.processed.load(Ordering::Relaxed)).collect(),
+            processed: s.total(|c| &c.processed),
+            failed: s.total(|c| &c.failed),
+            rejected: s.total(|c| &c.rejected),
+            stolen: s.total(|c| &c.stolen),
+            store_failed: s.total(|c| &c.store_failed),
+            per_shard: s.stats.iter().map(|c| c.processed.load(Ordering::Relaxed)).collect(),
         }
     }
 

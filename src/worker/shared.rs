@@ -74,3 +74,10 @@ pub(crate) struct WorkerShared {
     pub started: AtomicUsize,
     pub started_notify: Notify,
 }
+
+impl WorkerShared {
+    /// One counter summed over the shards.
+    pub(crate) fn total(&self, counter: fn(&Counters) -> &AtomicU64) -> u64 {
+        self.stats.iter().map(|c| counter(c).load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+}
