@@ -109,6 +109,14 @@ fn of_two_beats_one_sends_and_the_other_takes_over() {
     w.shutdown();
 }
 
+/// A config file with one `proj.tasks.add` entry every `secs` seconds to `queue`.
+fn write_schedule(path: &Path, entry: &str, secs: f64, args: &str, queue: &str) {
+    let toml = format!(
+        "[beat_schedule.{entry}]\ntask = \"proj.tasks.add\"\nschedule = {secs}\nargs = {args}\noptions = {{ queue = \"{queue}\" }}\n"
+    );
+    std::fs::write(path, toml).unwrap();
+}
+
 fn proj_beat(url: &str, config: &Path, name: &str) -> Proc {
     proj_beat_with(url, config, name, &[])
 }
@@ -130,11 +138,7 @@ fn three_beats_on_redis_send_once_and_survive_the_leaders_death() {
     let server = RedisServer::start();
     let url = server.url();
     let cfg = std::env::temp_dir().join(format!("celeriac-beat-{}.toml", free_port()));
-    std::fs::write(
-        &cfg,
-        "[beat_schedule.tick]\ntask = \"proj.tasks.add\"\nschedule = 0.5\nargs = [1, 1]\noptions = { queue = \"beatq\" }\n",
-    )
-    .unwrap();
+    write_schedule(&cfg, "tick", 0.5, "[1, 1]", "beatq");
     let started = Instant::now();
     let mut beats: Vec<Proc> = ["bt1", "bt2", "bt3"].iter().map(|n| proj_beat(&url, &cfg, n)).collect();
     wait_until("the first sends", Duration::from_secs(10), || frame_int(&redis_cmd(&url, &["LLEN", "beatq"])) >= 4);
@@ -168,11 +172,7 @@ fn three_beats_on_rabbitmq_send_once_and_survive_the_leaders_death() {
     let dir = std::env::temp_dir().join(format!("celeriac-beat-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("beat.toml");
-    std::fs::write(
-        &cfg,
-        "[beat_schedule.tick]\ntask = \"proj.tasks.add\"\nschedule = 0.1\nargs = [1, 1]\noptions = { queue = \"beatq-amqp\" }\n",
-    )
-    .unwrap();
+    write_schedule(&cfg, "tick", 0.1, "[1, 1]", "beatq-amqp");
     let files: Vec<_> = (1..=3).map(|i| dir.join(format!("s{i}.json"))).collect();
     let started = Instant::now();
     let mut beats: Vec<Proc> = files
@@ -273,11 +273,7 @@ fn a_python_worker_runs_what_beat_sends() {
     let server = RedisServer::start();
     let url = server.url();
     let cfg = std::env::temp_dir().join(format!("celeriac-beat-{}.toml", free_port()));
-    std::fs::write(
-        &cfg,
-        "[beat_schedule.sum]\ntask = \"proj.tasks.add\"\nschedule = 0.3\nargs = [2, 3]\noptions = { queue = \"pybeatq\" }\n",
-    )
-    .unwrap();
+    write_schedule(&cfg, "sum", 0.3, "[2, 3]", "pybeatq");
     for broker in [url.clone(), rabbit().url()] {
         let py = crate::interop::python_worker_on(&broker, &url, &[("PYPROJ_QUEUE", "pybeatq")], "pybeat");
         let mut beat = proj_beat(&broker, &cfg, "bt4");
