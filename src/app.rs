@@ -208,16 +208,11 @@ impl AppBuilder {
 
     /// Checks everything and builds the app.
     pub fn build(self) -> Result<App> {
-        self.build_with_flags(None, None, None)
+        self.build_with_flags(|_| {})
     }
 
     /// Builds with command-line flags applied last (they win over the environment).
-    pub(crate) fn build_with_flags(
-        self,
-        broker: Option<String>,
-        backend: Option<String>,
-        prefetch: Option<u32>,
-    ) -> Result<App> {
+    pub(crate) fn build_with_flags(self, flags: impl FnOnce(&mut Config)) -> Result<App> {
         // Precedence, lowest first: code, the TOML file, the environment, command-line flags.
         let mut config = self.config;
         for f in self.overrides {
@@ -229,15 +224,7 @@ impl AppBuilder {
         if self.use_env {
             config.apply_env();
         }
-        if let Some(b) = broker {
-            config.broker_url = b;
-        }
-        if let Some(b) = backend {
-            config.result_backend = Some(b);
-        }
-        if let Some(p) = prefetch {
-            config.worker_prefetch_multiplier = p;
-        }
+        flags(&mut config);
         let settings = config.validate()?;
         let mut registry = Registry::default();
         for t in self.tasks {
@@ -260,12 +247,7 @@ impl AppBuilder {
             Url::Memory => Broker::Memory(MemoryBroker::new()),
             Url::Redis(u) => {
                 let opts = crate::transport::redis::TransportOptions::from_table(&config.broker_transport_options)
-                    .map_err(|reason| {
-                        Error::Config(crate::config::ConfigError::Invalid {
-                            setting: "broker_transport_options",
-                            reason,
-                        })
-                    })?;
+                    .map_err(|reason| Error::invalid("broker_transport_options", reason))?;
                 Broker::Redis(RedisBroker::new(u.clone(), opts))
             }
             Url::Amqp(u) => {
@@ -276,9 +258,7 @@ impl AppBuilder {
                     config.task_queues.clone(),
                     &config.broker_native_delayed_delivery_queue_type,
                 )
-                .map_err(|reason| {
-                    Error::Config(crate::config::ConfigError::Invalid { setting: "broker_transport_options", reason })
-                })?;
+                .map_err(|reason| Error::invalid("broker_transport_options", reason))?;
                 Broker::Amqp(crate::transport::amqp::AmqpBroker::new(u.clone(), opts))
             }
             Url::Rpc => {

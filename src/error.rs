@@ -53,6 +53,14 @@ pub enum Error {
     Runtime(#[from] std::io::Error),
 }
 
+impl Error {
+    /// A setting (or flag) that cannot work, and why: what a bad URL, option or schedule entry
+    /// fails the start with.
+    pub fn invalid(setting: &'static str, reason: impl Into<String>) -> Error {
+        Error::Config(ConfigError::Invalid { setting, reason: reason.into() })
+    }
+}
+
 /// `Result` with celeriac's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::client::Client;
-use crate::config::{Config, ConfigError, Url};
+use crate::config::{Config, Url};
 use crate::protocol::Signature;
 use crate::{Error, Result};
 
@@ -45,7 +45,7 @@ pub struct BeatHandle {
 }
 
 fn invalid(reason: String) -> Error {
-    Error::Config(ConfigError::Invalid { setting: "beat_schedule", reason })
+    Error::invalid("beat_schedule", reason)
 }
 
 impl BeatBuilder {
@@ -69,10 +69,10 @@ impl BeatBuilder {
     /// sending.
     pub fn start(self) -> Result<BeatHandle> {
         let tz: Tz = self.config.timezone.parse().map_err(|_| {
-            Error::Config(ConfigError::Invalid {
-                setting: "timezone",
-                reason: format!("{:?} is not an IANA timezone name (as Europe/Paris or UTC)", self.config.timezone),
-            })
+            Error::invalid(
+                "timezone",
+                format!("{:?} is not an IANA timezone name (as Europe/Paris or UTC)", self.config.timezone),
+            )
         })?;
         let saved = match &self.schedule_file {
             Some(p) => state::load(p).map_err(invalid)?,

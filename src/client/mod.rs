@@ -14,6 +14,7 @@ mod task_ref;
 
 pub use crate::error::TaskFailure;
 pub use async_result::AsyncResult;
+pub use control::{Control, Inspect, Outcome, QueueInfo, Reply, ScheduledTask, Stats, TaskInfo, TaskWhere};
 pub use group_result::{Applied, GroupResult};
 pub use options::SendOptions;
 pub use producer::Client;

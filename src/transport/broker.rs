@@ -81,10 +81,13 @@ impl Broker {
 
     /// Publishes a kombu envelope to a direct exchange by routing key (remote-control replies).
     /// On Redis as kombu routes it; on RabbitMQ to the exchange (declared direct, not durable,
-    /// as kombu declares `reply.celery.pidbox`); memory:// has no remote clients to reply to.
+    /// as kombu declares `reply.celery.pidbox`); in memory:// to this process's subscribers.
     pub fn publish_direct(&self, exchange: &str, routing_key: &str, envelope: Vec<u8>) -> Result<(), TransportError> {
         match self {
-            Broker::Memory(_) => Ok(()),
+            Broker::Memory(b) => {
+                b.publish_fanout(&memory_direct(exchange, routing_key), envelope);
+                Ok(())
+            }
             Broker::Redis(b) => b.publish_direct(exchange, routing_key, envelope),
             Broker::Amqp(b) => b.publish_fanout(exchange, routing_key, &envelope),
         }
@@ -108,6 +111,17 @@ impl Broker {
             Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
             Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, pattern)),
             Broker::Amqp(b) => Fanout::Amqp(b.subscribe_fanout(exchange)),
+        }
+    }
+
+    /// Binds `queue` to the direct `exchange` with `routing_key` and reads it until dropped: the
+    /// reply queue of a remote-control client (`<oid>.reply.celery.pidbox`, key `<oid>`).
+    /// Returns once a reply published from now on will be read.
+    pub fn subscribe_queue(&self, exchange: &str, routing_key: &str, queue: &str) -> Fanout {
+        match self {
+            Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(&memory_direct(exchange, routing_key))),
+            Broker::Redis(b) => Fanout::Bound(Box::new(b.subscribe_queue(exchange, routing_key, queue))),
+            Broker::Amqp(b) => Fanout::Amqp(b.subscribe_queue(exchange, routing_key, queue)),
         }
     }
 
@@ -135,6 +149,16 @@ impl Broker {
             Broker::Memory(b) => Ok(b.len(queue)),
             Broker::Redis(b) => b.queue_len(queue),
             Broker::Amqp(b) => b.queue_len(queue),
+        }
+    }
+
+    /// Drops the messages waiting in `queue` (`celery purge`; delivered, unacked ones stay);
+    /// returns how many. From outside the shards.
+    pub fn purge(&self, queue: &str) -> Result<usize, TransportError> {
+        match self {
+            Broker::Memory(b) => Ok(b.purge(queue)),
+            Broker::Redis(b) => b.purge(queue),
+            Broker::Amqp(b) => b.purge(queue),
         }
     }
 
@@ -167,12 +191,19 @@ impl Broker {
     }
 }
 
+/// memory://'s direct routing: a fanout per exchange and routing key.
+fn memory_direct(exchange: &str, routing_key: &str) -> String {
+    format!("{exchange}\u{0}{routing_key}")
+}
+
 /// A live fanout subscription; ends when dropped.
 pub enum Fanout {
     /// An in-process fanout subscription.
     Memory(flume::Receiver<Vec<u8>>),
     /// A Redis `PSUBSCRIBE`.
     Redis(redis::FanoutSubscription),
+    /// A Redis list bound to a direct exchange.
+    Bound(Box<redis::BoundQueue>),
     /// A RabbitMQ queue bound to the exchange.
     Amqp(amqp::AmqpSubscription),
 }
@@ -183,6 +214,7 @@ impl Fanout {
         match self {
             Fanout::Memory(rx) => rx.recv_async().await.ok(),
             Fanout::Redis(s) => s.recv_async().await.map(|(_, env)| env),
+            Fanout::Bound(q) => q.recv_async().await,
             Fanout::Amqp(s) => s.recv_async().await,
         }
     }

@@ -95,6 +95,12 @@ impl MemoryBroker {
         self.queues.read().unwrap_or_else(|p| p.into_inner()).get(queue).map_or(0, |q| q.len.load(Ordering::Acquire))
     }
 
+    /// Drops every message waiting in `queue` (not those delivered); returns how many.
+    pub fn purge(&self, queue: &str) -> usize {
+        let q = self.queue(queue);
+        std::iter::from_fn(|| q.pop()).count()
+    }
+
     /// Delivered but not yet acked or rejected, over all queues.
     pub fn unacked(&self) -> usize {
         let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());

@@ -7,6 +7,7 @@ pub fn banner(
     nodename: &str,
     broker: &str,
     backend: &str,
+    concurrency: usize,
     shards: usize,
     prefetch: u32,
     task_events: bool,
@@ -24,7 +25,9 @@ pub fn banner(
         format!("- ** ---------- .> app:         {app}"),
         format!("- ** ---------- .> transport:   {broker}"),
         format!("- ** ---------- .> results:     {backend}"),
-        format!("- *** --- * --- .> concurrency: {shards} (thread-per-core shards, prefetch {prefetch}/shard)"),
+        format!(
+            "- *** --- * --- .> concurrency: {concurrency} (celeriac: {shards} shard(s), prefetch {prefetch} per body)"
+        ),
         format!(
             "-- ******* ---- .> task events: {}",
             if task_events { "ON" } else { "OFF (enable -E to monitor tasks in this worker)" }

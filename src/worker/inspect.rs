@@ -155,11 +155,11 @@ pub(crate) async fn stats(shared: &WorkerShared, queries: &Queries) -> Value {
         "pid": std::process::id(),
         "clock": shared.events.clock().value().to_string(),
         "uptime": shared.since.elapsed().as_secs(),
-        "pool": {"implementation": "celeriac:shards", "max-concurrency": shared.stats.len() * shared.prefetch,
+        "pool": {"implementation": "celeriac:shards", "max-concurrency": shared.concurrency(),
                  "processes": [std::process::id()], "shards": shared.stats.len(), "max-tasks-per-child": null,
                  "put-guarded-by-semaphore": false, "timeouts": [shared.soft_time_limit.unwrap_or(0.0), shared.time_limit.unwrap_or(0.0)]},
         "broker": broker_info(&shared.client.broker().url()),
-        "prefetch_count": shared.stats.len() * shared.prefetch,
+        "prefetch_count": shared.concurrency() * shared.prefetch_multiplier,
         "rusage": usage,
         "processed": processed,
     })

@@ -96,7 +96,9 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
             if terminate {
                 ok(format!("terminate: {list}"))
             } else {
-                ok(format!("tasks {list} flagged as revoked"))
+                // Celery 5.7 formats the id set as Python prints it.
+                let set: Vec<String> = list.split(", ").map(|i| format!("'{i}'")).collect();
+                ok(format!("tasks {{{}}} flagged as revoked", set.join(", ")))
             }
         }
         "rate_limit" => rate_limit(shared, args),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_queue::SegQueue;
 
 use crate::client::Client;
-use crate::config::{Config, ConfigError, RateLimit};
+use crate::config::{Config, RateLimit};
 use crate::protocol::Accept;
 use crate::rt::{self, Notify, ShardHandle};
 use crate::task::{Registry, StateFactory};
@@ -41,6 +41,23 @@ pub struct WorkerStats {
     pub per_shard: Vec<u64>,
 }
 
+/// For people: `processed 120 (3 failed), rejected 1, stolen 40; per shard: 60, 60`, with the
+/// results the store refused named only when there are some.
+impl std::fmt::Display for WorkerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "processed {} ({} failed), rejected {}, stolen {}",
+            self.processed, self.failed, self.rejected, self.stolen
+        )?;
+        if self.store_failed > 0 {
+            write!(f, ", results not stored {}", self.store_failed)?;
+        }
+        let shards: Vec<String> = self.per_shard.iter().map(u64::to_string).collect();
+        write!(f, "; per shard: {}", shards.join(", "))
+    }
+}
+
 /// Configures a worker; made by [`App::worker`](crate::App::worker).
 pub struct WorkerBuilder {
     registry: Arc<Registry>,
@@ -51,6 +68,7 @@ pub struct WorkerBuilder {
     hooks: Hooks,
     app_name: String,
     concurrency: Option<usize>,
+    shards: Option<usize>,
     queues: Option<Vec<String>>,
     hostname: Option<String>,
     stealing: bool,
@@ -73,6 +91,7 @@ impl WorkerBuilder {
             registry,
             client,
             concurrency: config.worker_concurrency,
+            shards: None,
             config,
             accept,
             state_factories,
@@ -85,9 +104,22 @@ impl WorkerBuilder {
         }
     }
 
-    /// Number of shards (`-c`); default: the CPUs this process may use.
-    pub fn concurrency(mut self, shards: usize) -> Self {
-        self.concurrency = Some(shards);
+    /// At most `n` task bodies run at once on this worker (Celery's `-c`,
+    /// `worker_concurrency`); default: the CPUs this process may use. The bodies are split
+    /// evenly over the shards, and each shard reserves `worker_prefetch_multiplier` deliveries
+    /// per body it may run, as Celery reserves `multiplier × concurrency`. A sync body holds its
+    /// shard's thread while it runs, so sync tasks run at most one per shard whatever `n` is;
+    /// async bodies interleave up to their shard's share (`-c 1000` for I/O-bound async tasks).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Number of shards, one thread pinned to a CPU each (`--shards`); default: the CPUs this
+    /// process may use, at most the concurrency. More shards than bodies is refused at start
+    /// (a shard runs at least one body).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
         self
     }
 
@@ -155,9 +187,29 @@ impl WorkerBuilder {
         expand_nodename(self.hostname.as_deref().unwrap_or("celery@%h"), &crate::hostname())
     }
 
+    /// The most bodies this worker will run at once.
+    pub fn concurrency_limit(&self) -> usize {
+        self.concurrency.unwrap_or_else(|| rt::cpus().len()).max(1)
+    }
+
     /// The shard count this worker will use.
     pub fn shard_count(&self) -> usize {
-        self.concurrency.unwrap_or_else(|| rt::cpus().len()).max(1)
+        self.shards.unwrap_or_else(|| rt::cpus().len().min(self.concurrency_limit())).max(1)
+    }
+
+    /// Bodies per shard: the concurrency split evenly, the first shards taking the remainder.
+    fn slots(&self) -> Result<Vec<usize>> {
+        let (c, n) = (self.concurrency_limit(), self.shard_count());
+        if self.shards == Some(0) {
+            return Err(Error::invalid("--shards", "must be at least 1"));
+        }
+        if n > c {
+            return Err(Error::invalid(
+                "--shards",
+                format!("{n} shards for a concurrency of {c}: each shard runs at least one body; give -c {n} or more, or fewer shards"),
+            ));
+        }
+        Ok((0..n).map(|i| c / n + usize::from(i < c % n)).collect())
     }
 
     /// The queues this worker will consume.
@@ -175,6 +227,7 @@ impl WorkerBuilder {
             &self.nodename(),
             &self.client.broker().url(),
             &self.client.backend().url(),
+            self.concurrency_limit(),
             self.shard_count(),
             self.config.worker_prefetch_multiplier,
             self.config.worker_send_task_events,
@@ -186,30 +239,32 @@ impl WorkerBuilder {
     /// Starts the shards; returns once every shard is consuming.
     pub fn start(self) -> Result<WorkerHandle> {
         let n = self.shard_count();
+        let slots = self.slots()?;
+        if n > rt::cpus().len() {
+            tracing::warn!("{n} shards on {} usable CPUs: shards share CPUs and are not pinned", rt::cpus().len());
+        }
         let queues = self.queue_names();
         if queues.is_empty() || queues.iter().any(String::is_empty) {
-            return Err(Error::Config(crate::config::ConfigError::Invalid {
-                setting: "queues",
-                reason: "a worker needs at least one non-empty queue name".into(),
-            }));
+            return Err(Error::invalid("queues", "a worker needs at least one non-empty queue name"));
         }
-        let invalid = |setting: &'static str, reason: String| Error::Config(ConfigError::Invalid { setting, reason });
         let default_rate = match &self.config.task_default_rate_limit {
-            Some(r) => Some(RateLimit::parse(r).map_err(|e| invalid("task_default_rate_limit", e))?),
+            Some(r) => Some(RateLimit::parse(r).map_err(|e| Error::invalid("task_default_rate_limit", e))?),
             None => None,
         };
         let mut rates = Vec::new();
         for name in self.registry.names() {
             let entry = self.registry.get(name).expect("names come from the registry");
             let limit = match &entry.options.rate_limit {
-                Some(r) => Some(RateLimit::parse(r).map_err(|e| invalid("rate_limit", format!("task {name}: {e}")))?),
+                Some(r) => {
+                    Some(RateLimit::parse(r).map_err(|e| Error::invalid("rate_limit", format!("task {name}: {e}")))?)
+                }
                 None => default_rate,
             };
             rates.push((name, limit));
         }
         let rate_limits = RateLimits::new(rates, self.config.worker_disable_rate_limits);
         let revoked = Revoked::open(self.config.worker_state_db.as_deref().map(std::path::Path::new))
-            .map_err(|e| invalid("worker_state_db", e))?;
+            .map_err(|e| Error::invalid("worker_state_db", e))?;
         wait_for_services(&self.client, &self.queue_names(), self.config.broker_connection_max_retries)?;
         let (steal, locals) = StealSet::new(n, self.stealing);
         let c = &self.config;
@@ -243,7 +298,8 @@ impl WorkerBuilder {
             ignore_result: self.config.task_ignore_result,
             result_extended: self.config.result_extended,
             queues,
-            prefetch: self.config.worker_prefetch_multiplier as usize,
+            slots,
+            prefetch_multiplier: self.config.worker_prefetch_multiplier as usize,
             lifecycle: Lifecycle::new(),
             steal,
             stats: (0..n).map(|_| Counters::default()).collect(),
@@ -297,7 +353,7 @@ fn wait_for_services(client: &Client, queues: &[String], max_retries: u32) -> Re
                 Err((fatal, why)) if fatal || attempt >= max_retries.max(1) => {
                     let setting = if what == "broker" { "broker_url" } else { "result_backend" };
                     let reason = format!("cannot use the {what} at {url}: {why}");
-                    return Err(Error::Config(ConfigError::Invalid { setting, reason }));
+                    return Err(Error::invalid(setting, reason));
                 }
                 Err((_, why)) => {
                     tracing::error!(
@@ -314,12 +370,9 @@ fn wait_for_services(client: &Client, queues: &[String], max_retries: u32) -> Re
     // Queues declared now, so a queue that exists with other arguments (RabbitMQ's
     // PRECONDITION_FAILED) fails the start with RabbitMQ's words instead of a worker that never
     // consumes.
-    broker.declare_queues(queues).map_err(|e| {
-        Error::Config(ConfigError::Invalid {
-            setting: "task_queues",
-            reason: format!("cannot declare the queues: {e}"),
-        })
-    })?;
+    broker
+        .declare_queues(queues)
+        .map_err(|e| Error::invalid("task_queues", format!("cannot declare the queues: {e}")))?;
     Ok(())
 }
 
@@ -382,7 +435,7 @@ impl WorkerHandle {
     /// `"0"` removes it); what the `rate_limit` control command calls. An unknown task or a
     /// malformed rate is an error.
     pub fn set_rate_limit(&self, task: &str, rate_limit: Option<&str>) -> Result<()> {
-        let invalid = |reason: String| Error::Config(ConfigError::Invalid { setting: "rate_limit", reason });
+        let invalid = |reason: String| Error::invalid("rate_limit", reason);
         let limit = rate_limit.map(RateLimit::parse).transpose().map_err(invalid)?;
         if !self.shared.rate_limits.set(task, limit) {
             return Err(invalid(format!("no task named {task:?} is registered")));
@@ -432,7 +485,7 @@ impl WorkerHandle {
         }
         self.shared.hooks.send(&Signal::WorkerShutdown { hostname: &self.shared.hostname });
         let stats = self.stats();
-        tracing::info!("{}: shut down ({stats:?}).", self.shared.hostname);
+        tracing::info!("{}: shut down. {stats}", self.shared.hostname);
         stats
     }
 

@@ -54,7 +54,7 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
         if !shared.lifecycle.is_running() {
             break;
         }
-        let room = shared.prefetch.saturating_sub(reserved(&sh, local.len()));
+        let room = shared.prefetch(sh.index).saturating_sub(reserved(&sh, local.len()));
         // A pop already sent is taken whatever the room (work stolen meanwhile may have filled
         // it): its messages have left the queue and are not stashed as unacked until accepted,
         // so leaving its reply unread until a task ends widened the window in which a crash
@@ -144,7 +144,7 @@ async fn timer(sh: Rc<ShardCtx>) {
 async fn run(sh: &Rc<ShardCtx>, local: &LocalQueue<Delivery>) {
     let shared = &sh.shared;
     let wake = &shared.steal.wake[sh.index];
-    let max_running = shared.prefetch;
+    let max_running = shared.slots[sh.index];
     // Work deferred by the tasks (result writes) leaves every few starts and before parking.
     let mut since_flush = 0u32;
     rt::dispatching(true);

@@ -64,8 +64,10 @@ pub(crate) struct WorkerShared {
     pub events: Arc<Dispatcher>,
     pub hostname: Arc<str>,
     pub queues: Vec<String>,
-    /// Per-shard prefetch: reserved deliveries and concurrently running bodies.
-    pub prefetch: usize,
+    /// Per shard: how many bodies may run at once (`-c` split over the shards).
+    pub slots: Vec<usize>,
+    /// `worker_prefetch_multiplier`: a shard reserves this many deliveries per slot.
+    pub prefetch_multiplier: usize,
     pub lifecycle: Lifecycle,
     pub steal: StealSet,
     /// Per shard.
@@ -76,6 +78,16 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerShared {
+    /// Deliveries shard `index` may hold reserved (Celery's prefetch count, per shard).
+    pub(crate) fn prefetch(&self, index: usize) -> usize {
+        self.slots[index] * self.prefetch_multiplier
+    }
+
+    /// Bodies the whole worker may run at once (`-c`).
+    pub(crate) fn concurrency(&self) -> usize {
+        self.slots.iter().sum()
+    }
+
     /// One counter summed over the shards.
     pub(crate) fn total(&self, counter: fn(&Counters) -> &AtomicU64) -> u64 {
         self.stats.iter().map(|c| counter(c).load(std::sync::atomic::Ordering::Relaxed)).sum()

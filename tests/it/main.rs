@@ -20,6 +20,8 @@ macro_rules! stamp {
 mod amqp;
 mod beat;
 mod canvas;
+mod cli;
+mod control;
 mod events;
 mod fixtures;
 mod fuzz;

@@ -380,7 +380,7 @@ fn blocking_tasks_run_off_the_shard_and_do_not_stall_it() {
         .task("t.where", [], shard_thread)
         .build()
         .unwrap();
-    let w = app.worker().concurrency(1).start().unwrap();
+    let w = app.worker().concurrency(2).shards(1).start().unwrap();
     let slow = app.send_task("t.crunch", (400,)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     // while the blocking body sleeps, the same shard keeps serving quick tasks

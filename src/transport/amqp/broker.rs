@@ -55,6 +55,12 @@ impl AmqpBroker {
         super::AmqpSubscription::start(&self.url, exchange)
     }
 
+    /// Binds `queue` to the direct `exchange` with `routing_key` and consumes it until dropped
+    /// (a remote-control client's reply queue).
+    pub fn subscribe_queue(&self, exchange: &str, routing_key: &str, queue: &str) -> super::AmqpSubscription {
+        super::AmqpSubscription::bound(&self.url, exchange, routing_key, queue)
+    }
+
     fn queue_arguments(&self, spec: &QueueSpec) -> FieldTable {
         let mut args = FieldTable::default();
         if let Some(p) = self.opts.max_priority {
@@ -239,6 +245,22 @@ impl AmqpBroker {
             let m = queue::Declare { queue: q.as_str().into(), passive: true, ..Default::default() };
             match conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Declare(m))).await {
                 Ok(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))) => Ok(ok.message_count as usize),
+                Ok(other) => Err(TransportError::Server(format!("unexpected reply {other:?}"))),
+                Err(AmqpError::Refused(e)) if e.starts_with("404") => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        }))
+    }
+
+    /// `queue.purge`: drops the ready messages of `q` (unacked ones stay); returns how many.
+    /// A queue that does not exist holds none.
+    pub fn purge(self: &Arc<Self>, q: &str) -> Result<usize, TransportError> {
+        let (b, q) = (self.clone(), q.to_owned());
+        rt::block_on(IoThread::global().run(move || async move {
+            let conn = connection(&b.url);
+            let m = queue::Purge { queue: q.as_str().into(), ..Default::default() };
+            match conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Purge(m))).await {
+                Ok(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(ok))) => Ok(ok.message_count as usize),
                 Ok(other) => Err(TransportError::Server(format!("unexpected reply {other:?}"))),
                 Err(AmqpError::Refused(e)) if e.starts_with("404") => Ok(0),
                 Err(e) => Err(e.into()),

@@ -80,8 +80,16 @@ impl AmqpSubscription {
     /// Subscribes to `exchange` (binding key `#` on a topic exchange); returns once RabbitMQ
     /// confirmed the consumer, or after 10 s with the subscription still being set up.
     pub(crate) fn start(url: &AmqpUrl, exchange: &str) -> AmqpSubscription {
+        let key = if exchange == "celeryev" { "#" } else { "" };
+        Self::bound(url, exchange, key, &format!("{}.{exchange}", uuid::Uuid::new_v4()))
+    }
+
+    /// Binds `queue` (exclusive, auto-delete) to `exchange` with `key` and consumes it (what
+    /// `start` does with a fresh name; a remote-control client's reply queue, named as kombu
+    /// names it, `<oid>.reply.celery.pidbox`).
+    pub(crate) fn bound(url: &AmqpUrl, exchange: &str, key: &str, queue: &str) -> AmqpSubscription {
         let (tx, rx) = flume::unbounded();
-        let (url, exchange) = (url.clone(), exchange.to_owned());
+        let (url, exchange, key, queue_name) = (url.clone(), exchange.to_owned(), key.to_owned(), queue.to_owned());
         let held = rt::block_on(IoThread::global().run(move || async move {
             let conn = Connection::open(url, "fanout");
             let (ready_tx, ready_rx) = flume::bounded::<()>(1);
@@ -99,11 +107,10 @@ impl AmqpSubscription {
                 let env = Envelope::new(headers, Properties::default(), ct, ce, &d.body, info, String::new());
                 let _ = tx.send(env.encode());
             });
-            let queue_name = format!("{}.{ex}", uuid::Uuid::new_v4());
             conn.on_connect(move |c| {
-                let (c, ex, q, ready) = (c.clone(), ex.clone(), queue_name.clone(), ready_tx.clone());
+                let (c, ex, key, q, ready) = (c.clone(), ex.clone(), key.clone(), queue_name.clone(), ready_tx.clone());
                 rt::spawn_local(async move {
-                    if let Err(e) = subscribe(&c, &ex, &q).await {
+                    if let Err(e) = subscribe(&c, &ex, &key, &q).await {
                         tracing::error!("amqp: subscribing to {ex:?}: {e}");
                         return;
                     }
@@ -122,14 +129,13 @@ impl AmqpSubscription {
     }
 }
 
-async fn subscribe(c: &Connection, exchange: &str, q: &str) -> Result<(), AmqpError> {
+async fn subscribe(c: &Connection, exchange: &str, key: &str, q: &str) -> Result<(), AmqpError> {
     let mut args = FieldTable::default();
     let (expires, ttl) = if exchange == "celeryev" { (60_000, 5_000) } else { (10_000, 300_000) };
     args.insert("x-expires".into(), AMQPValue::LongInt(expires));
     args.insert("x-message-ttl".into(), AMQPValue::LongInt(ttl));
     let qd =
         queue::Declare { queue: q.into(), exclusive: true, auto_delete: true, arguments: args, ..Default::default() };
-    let key = if exchange == "celeryev" { "#" } else { "" };
     let bind =
         queue::Bind { queue: q.into(), exchange: exchange.into(), routing_key: key.into(), ..Default::default() };
     let consume = basic::Consume { queue: q.into(), consumer_tag: q.into(), no_ack: true, ..Default::default() };

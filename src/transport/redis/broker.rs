@@ -228,6 +228,29 @@ impl RedisBroker {
         }))
     }
 
+    /// Deletes the lists of `queue` (every priority), as kombu's `_purge`; returns how many
+    /// messages they held. Unacked messages stay where they are.
+    pub fn purge(self: &Arc<Self>, queue: &str) -> Result<usize, TransportError> {
+        let b = self.clone();
+        let keys = b.keys.pop_order(&[queue.to_owned()]);
+        rt::block_on(IoThread::global().run(move || async move {
+            let conn = writer(&b.url);
+            let mut total = 0;
+            for k in keys {
+                // LLEN and DEL in one MULTI, so a message pushed in between is not lost uncounted.
+                conn.send(&[b"MULTI"]);
+                conn.send(&[b"LLEN", k.as_bytes()]);
+                conn.send(&[b"DEL", k.as_bytes()]);
+                if let BytesFrame::Array(r) = conn.call(&[b"EXEC"]).await.map_err(lost)? {
+                    if let Some(BytesFrame::Integer(n)) = r.first() {
+                        total += *n as usize;
+                    }
+                }
+            }
+            Ok(total)
+        }))
+    }
+
     /// Publishes `envelope` on a fanout exchange (kombu: `PUBLISH /<db>.<exchange>[/<rk>]`).
     /// Best effort, as in kombu: nobody subscribed means nobody receives it. From any thread.
     pub fn publish_fanout(
@@ -310,6 +333,12 @@ impl RedisBroker {
             })
         }));
         FanoutSubscription { rx, id }
+    }
+
+    /// Binds `queue` to the direct `exchange` with `routing_key` and reads it until dropped
+    /// (a remote-control client's reply queue).
+    pub fn subscribe_queue(&self, exchange: &str, routing_key: &str, queue: &str) -> super::BoundQueue {
+        super::BoundQueue::start(&self.url, &self.keys, exchange, routing_key, queue)
     }
 
     /// Opens a consumer of `queues` on the current shard: its own connection for blocking pops,

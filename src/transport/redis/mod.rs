@@ -3,6 +3,7 @@
 //! it), the kombu key layout, and a broker/consumer pair.
 
 mod blocking;
+mod bound;
 mod broker;
 mod check;
 mod connection;
@@ -14,6 +15,7 @@ mod reply;
 mod script;
 
 pub(crate) use blocking::Pool;
+pub use bound::BoundQueue;
 pub use broker::{FanoutSubscription, RedisBroker, RedisConsumer};
 pub use check::{check, check_tls};
 pub use connection::RedisError;

@@ -1,0 +1,136 @@
+//! Remote control from the Rust client (issue 18), stamped over every transport:
+//! `Client::inspect()` and `Client::control()` against a running worker, replies typed and
+//! collected from the caller's own reply queue; and `-c` as Celery means it, the most task
+//! bodies that run at once, apart from the shard count.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use celeriac::{App, State};
+
+use crate::semantics::Env;
+
+const T: Duration = Duration::from_secs(10);
+
+fn the_client_inspects_and_controls_a_worker(env: &Env) {
+    let app = env.base("ctl").build().unwrap();
+    let w = app.worker().concurrency(2).shards(1).hostname("ctl@%h").start().unwrap();
+    let node = w.hostname().to_owned();
+    let client = app.client();
+
+    let pongs = client.inspect().ping().unwrap();
+    assert_eq!(pongs.len(), 1, "{pongs:?}");
+    assert_eq!((pongs[0].node.as_str(), pongs[0].value.as_str()), (node.as_str(), "pong"));
+    assert!(pongs[0].after < Duration::from_secs(1), "{pongs:?}");
+    // A node nobody runs: no reply, and the wait ends at the timeout.
+    let t0 = Instant::now();
+    assert!(client
+        .inspect()
+        .destination(["nobody@nowhere"])
+        .timeout(Duration::from_millis(300))
+        .ping()
+        .unwrap()
+        .is_empty());
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    // With the node named, the wait ends at its reply.
+    let t0 = Instant::now();
+    assert_eq!(client.inspect().destination([node.as_str()]).timeout(T).ping().unwrap().len(), 1);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    assert_eq!(app.send_task("t.add", (2, 3)).unwrap().get::<i64>(T).unwrap(), 5);
+    let registered = client.inspect().limit(1).registered().unwrap();
+    assert!(registered[0].value.iter().any(|n| n == "t.add"), "{registered:?}");
+    let stats = client.inspect().limit(1).stats().unwrap();
+    assert_eq!(stats[0].value.total.get("t.add"), Some(&1), "{stats:?}");
+    assert_eq!(stats[0].value.pid, std::process::id());
+    assert_eq!(stats[0].value.pool["max-concurrency"], 2, "{stats:?}");
+
+    let long = app.send_task("t.sleep", (5_000,)).unwrap();
+    let deadline = Instant::now() + T;
+    let running = loop {
+        let active = client.inspect().limit(1).active().unwrap();
+        if let Some(t) = active[0].value.iter().find(|t| t.id == long.id()) {
+            break t.clone();
+        }
+        assert!(Instant::now() < deadline, "never active: {active:?}");
+    };
+    assert_eq!((running.name.as_str(), running.hostname.as_str()), ("t.sleep", node.as_str()));
+    assert!(running.time_start.is_some(), "{running:?}");
+    let where_ = client.inspect().limit(1).query_task(&[long.id()]).unwrap();
+    assert_eq!(where_[0].value[long.id()].0, "active", "{where_:?}");
+
+    let set = client.control().limit(1).rate_limit("t.add", "100/s").unwrap();
+    assert_eq!(set[0].value, Ok("new rate limit set successfully".to_owned()), "{set:?}");
+    let unknown = client.control().limit(1).rate_limit("t.nope", "1/s").unwrap();
+    assert!(unknown[0].value.is_err(), "{unknown:?}");
+    let grow = client.control().limit(1).command("pool_grow", serde_json::json!({"n": 1})).unwrap();
+    assert!(grow[0].value.as_ref().is_err_and(|e| e.contains("pool_grow")), "{grow:?}");
+
+    let revoked = client.control().limit(1).revoke(&[long.id()], true, None).unwrap();
+    assert!(revoked[0].value.as_ref().is_ok_and(|t| t.contains(long.id())), "{revoked:?}");
+    let err = long.get::<u64>(T).unwrap_err();
+    assert!(matches!(&err, celeriac::Error::TaskFailed(f) if f.state == State::Revoked), "{err:?}");
+    let ids = client.inspect().limit(1).revoked().unwrap();
+    assert!(ids[0].value.iter().any(|i| i == long.id()), "{ids:?}");
+    w.shutdown();
+}
+
+stamp!(the_client_inspects_and_controls_a_worker);
+
+/// An async task that notes how many bodies run at once.
+fn counting_app(name: &str) -> (celeriac::AppBuilder, Arc<AtomicUsize>) {
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let m = most.clone();
+    let builder = App::builder(name).use_env(false).broker("memory://").result_backend("memory://").task(
+        "c.wait",
+        ["ms"],
+        move |ms: u64| {
+            let (now, most) = (now.clone(), m.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                celeriac::rt::sleep(Duration::from_millis(ms)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+            }
+        },
+    );
+    (builder, most)
+}
+
+fn run_waits(app: &App, n: usize) {
+    let rs: Vec<_> = (0..n).map(|_| app.send_task("c.wait", (60,)).unwrap()).collect();
+    for r in rs {
+        r.get::<()>(T).unwrap();
+    }
+}
+
+#[test]
+fn concurrency_is_the_most_bodies_at_once_and_shards_are_apart() {
+    // -c 1: one body at a time, on one shard.
+    let (b, most) = counting_app("c1");
+    let app = b.build().unwrap();
+    let wb = app.worker().concurrency(1);
+    assert_eq!(wb.shard_count(), 1);
+    let w = wb.start().unwrap();
+    run_waits(&app, 6);
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+    w.shutdown();
+
+    // -c 3 on one shard: three async bodies interleave there, never a fourth.
+    let (b, most) = counting_app("c3");
+    let app = b.build().unwrap();
+    let w = app.worker().concurrency(3).shards(1).start().unwrap();
+    run_waits(&app, 12);
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+    w.shutdown();
+
+    // -c 1000 does not start 1000 shards.
+    let (b, _) = counting_app("c1000");
+    let app = b.build().unwrap();
+    assert!(app.worker().concurrency(1000).shard_count() <= celeriac::rt::cpus().len());
+
+    // More shards than bodies cannot work, and says so.
+    let err = app.worker().concurrency(1).shards(2).start().err().expect("refused");
+    assert!(err.to_string().contains("--shards") && err.to_string().contains("-c 2"), "{err}");
+}
