@@ -301,7 +301,10 @@ impl AppBuilder {
         };
         let router =
             Router::new(config.task_routes.clone(), config.task_default_queue.clone(), config.task_queues.clone());
-        let client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);
+        let mut client = Client::new(broker, backend, settings.clone(), router, config.task_ignore_result);
+        if config.task_send_sent_event {
+            client = client.with_sent_events();
+        }
         Ok(App {
             inner: Arc::new(AppInner {
                 name: self.name,

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::Backend;
 use crate::config::Settings;
+use crate::events::Dispatcher;
 use crate::protocol::{self, json::format_datetime, Headers, Properties, TaskMessage};
 use crate::transport::{Broker, Route};
 use crate::{Error, Result};
@@ -20,7 +21,7 @@ pub struct Client {
     inner: Arc<ClientInner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ClientInner {
     broker: Broker,
     backend: Backend,
@@ -31,6 +32,8 @@ struct ClientInner {
     origin: String,
     /// The client's reply queue name (`reply_to`), fixed per process as in Celery.
     oid: String,
+    /// `task_send_sent_event`: a `task-sent` event per task published.
+    sent_events: Option<Arc<Dispatcher>>,
 }
 
 impl Client {
@@ -56,7 +59,39 @@ impl Client {
                 ignore_result,
                 origin: format!("gen{}@{host}", std::process::id()),
                 oid,
+                sent_events: None,
             }),
+        }
+    }
+
+    /// Sends a `task-sent` event for every task published from now on (`task_send_sent_event`).
+    pub(crate) fn with_sent_events(self) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| ClientInner::clone(&shared));
+        inner.sent_events = Some(Dispatcher::new(inner.broker.clone(), &inner.origin, Arc::default(), true));
+        Client { inner: Arc::new(inner) }
+    }
+
+    /// Celery's `task-sent` event of a message about to be published (`None` unless
+    /// `task_send_sent_event`); [`emit_sent`](Self::emit_sent) sends it once the broker took it.
+    pub(super) fn sent_event(&self, msg: &TaskMessage, route: &Route) -> Option<Map<String, Value>> {
+        self.inner.sent_events.as_ref()?;
+        let h = &msg.headers;
+        let fields = serde_json::json!({
+            "uuid": h.id, "name": h.task, "args": h.argsrepr, "kwargs": h.kwargsrepr, "retries": h.retries,
+            "eta": h.eta, "expires": h.expires, "queue": route.target_queue(), "exchange": route.exchange,
+            "routing_key": route.routing_key, "root_id": h.root_id, "parent_id": h.parent_id,
+        });
+        match fields {
+            Value::Object(fields) => Some(fields),
+            _ => None,
+        }
+    }
+
+    /// Sends the `task-sent` events of messages the broker took.
+    pub(super) fn emit_sent(&self, events: impl IntoIterator<Item = Option<Map<String, Value>>>) {
+        let Some(d) = &self.inner.sent_events else { return };
+        for fields in events.into_iter().flatten() {
+            d.send_task("task-sent", fields);
         }
     }
 
@@ -74,7 +109,9 @@ impl Client {
         options: &SendOptions,
     ) -> Result<AsyncResult> {
         let (msg, route, result) = self.prepare(name, args, &kwargs, options, true)?;
+        let sent = self.sent_event(&msg, &route);
         self.inner.broker.publish(&route, msg)?;
+        self.emit_sent([sent]);
         Ok(result)
     }
 
@@ -88,7 +125,9 @@ impl Client {
         options: &SendOptions,
     ) -> Result<AsyncResult> {
         let (msg, route, result) = self.prepare(name, args, &kwargs, options, true)?;
+        let sent = self.sent_event(&msg, &route);
         self.inner.broker.publish_async(&route, msg).await?;
+        self.emit_sent([sent]);
         Ok(result)
     }
 
@@ -106,7 +145,9 @@ impl Client {
             msgs.push(msg);
             results.push(result);
         }
+        let sent: Vec<_> = msgs.iter().map(|m| self.sent_event(m, &route)).collect();
         self.inner.broker.publish_batch(&route, msgs)?;
+        self.emit_sent(sent);
         Ok(results)
     }
 

@@ -150,7 +150,9 @@ impl Client {
             self.backend().set_chord_size(group, *size).await?;
         }
         for (route, msg) in p.messages {
+            let sent = self.sent_event(&msg, &route);
             self.broker().publish_async(&route, msg).await?;
+            self.emit_sent([sent]);
         }
         Ok(p.result)
     }
@@ -173,16 +175,20 @@ impl Client {
                 while let Some((_, m)) = messages.next_if(|(r, _)| *r == route) {
                     run.push(m);
                 }
+                let sent: Vec<_> = run.iter().map(|m| self.sent_event(m, &route)).collect();
                 match run.len() {
                     1 => self.broker().publish(&route, run.pop().expect("one"))?,
                     _ => self.broker().publish_batch(&route, run)?,
                 }
+                self.emit_sent(sent);
             }
             return Ok(p.result);
         }
         if p.sizes.is_empty() {
             for (route, msg) in p.messages {
+                let sent = self.sent_event(&msg, &route);
                 self.broker().publish(&route, msg)?;
+                self.emit_sent([sent]);
             }
             return Ok(p.result);
         }

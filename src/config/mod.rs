@@ -165,6 +165,8 @@ pub struct Config {
     pub worker_state_db: Option<String>,
     /// Send task events (`-E`; the `enable_events` command turns them on at run time).
     pub worker_send_task_events: bool,
+    /// The client sends a `task-sent` event for every task it publishes.
+    pub task_send_sent_event: bool,
     /// Seconds results are kept; 0 keeps them forever.
     pub result_expires: u64,
     /// `result_extended`: store name, args, kwargs, worker, retries and queue with results.
@@ -257,6 +259,7 @@ impl Default for Config {
             worker_eta_task_limit: None,
             worker_state_db: None,
             worker_send_task_events: false,
+            task_send_sent_event: false,
             result_expires: 86_400,
             result_extended: false,
             worker_prefetch_multiplier: 4,

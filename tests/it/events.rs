@@ -48,4 +48,29 @@ fn a_worker_is_seen_by_the_receiver(env: &Env) {
     }
 }
 
-stamp!(a_worker_is_seen_by_the_receiver);
+/// `task_send_sent_event`: the client says `task-sent` for each task it publishes, with the
+/// fields Celery's client gives it, and the receiver's state has the task PENDING until a
+/// worker takes it.
+fn the_client_sends_task_sent(env: &Env) {
+    let app = env.base("sent").configure(|c| c.task_send_sent_event = true).build().unwrap();
+    let receiver = Receiver::new(&app.client().broker().clone(), Arc::new(Clock::default()));
+    let r = app.send_task("t.add", (4, 5)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        assert!(Instant::now() < deadline, "no task-sent");
+        let batch = receiver.next_within(Duration::from_millis(200)).expect("live");
+        if let Some(e) = batch.into_iter().find(|e| e.kind == "task-sent") {
+            break e;
+        }
+    };
+    assert_eq!(sent.fields["uuid"], r.id());
+    assert_eq!((sent.fields["name"].as_str(), sent.fields["args"].as_str()), (Some("t.add"), Some("(4, 5)")));
+    assert!(sent.fields["queue"].as_str().is_some_and(|q| !q.is_empty()), "{sent:?}");
+    assert_eq!(sent.fields["retries"], 0);
+    assert!(sent.hostname.starts_with("gen"), "a client's origin names it: {sent:?}");
+    let mut state = State::default();
+    state.apply(&sent);
+    assert_eq!(state.tasks[r.id()].state, "PENDING");
+}
+
+stamp!(a_worker_is_seen_by_the_receiver, the_client_sends_task_sent);
