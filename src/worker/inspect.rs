@@ -96,11 +96,13 @@ pub(crate) async fn scheduled(shared: &WorkerShared, queries: &Queries) -> Value
     Value::Array(per_shard.into_iter().flatten().collect())
 }
 
-/// `reserved`: deliveries whose moment came (an ETA passed, a rate limit let them through),
-/// waiting for a run slot.
+/// `reserved`: deliveries received and not started: those whose moment came (an ETA passed, a
+/// rate limit let them through) waiting for a run slot, then the prefetched ones in the
+/// shard's queue, in the order they will start.
 pub(crate) async fn reserved(shared: &WorkerShared, queries: &Queries) -> Value {
     let per_shard = ask(shared, queries, |sh| {
-        sh.ready
+        let mut out: Vec<Value> = sh
+            .ready
             .borrow()
             .iter()
             .map(|held| {
@@ -108,17 +110,30 @@ pub(crate) async fn reserved(shared: &WorkerShared, queries: &Queries) -> Value 
                 let info = delivery(&held.msg, &d.exchange, &d.routing_key, d.redelivered);
                 info_of(&sh.shared, &held.msg, &held.body, info, None)
             })
-            .collect::<Vec<_>>()
+            .collect();
+        sh.each_reserved(|d| {
+            let mut msg = d.message.clone();
+            let info = delivery(&msg, &d.info.exchange, &d.info.routing_key, d.info.redelivered);
+            // Undecodable bodies are rejected when they come up; listed here without arguments.
+            match msg.decode_body(&sh.shared.accept) {
+                Ok(body) => out.push(info_of(&sh.shared, &msg, &body, info, None)),
+                Err(_) => out.push(info_of(&sh.shared, &msg, &DecodedBody::of_args(&[], &Map::new()), info, None)),
+            }
+        });
+        out
     })
     .await;
     Value::Array(per_shard.into_iter().flatten().collect())
 }
 
-/// `query_task`: for each id asked, `[state, info]` with state `active` or `scheduled`.
+/// `query_task`: for each id asked, `[state, info]` with state `active`, `reserved` or
+/// `scheduled`.
 pub(crate) async fn query_task(shared: &WorkerShared, queries: &Queries, ids: &[String]) -> Value {
-    let (active, scheduled) = (self::active(shared, queries).await, self::scheduled(shared, queries).await);
+    let active = self::active(shared, queries).await;
+    let reserved = self::reserved(shared, queries).await;
+    let scheduled = self::scheduled(shared, queries).await;
     let mut out = Map::new();
-    for (state, list) in [("active", &active), ("scheduled", &scheduled)] {
+    for (state, list) in [("active", &active), ("reserved", &reserved), ("scheduled", &scheduled)] {
         for item in list.as_array().into_iter().flatten() {
             let info = item.get("request").unwrap_or(item);
             if let Some(id) = info.get("id").and_then(Value::as_str).filter(|id| ids.iter().any(|i| i == id)) {

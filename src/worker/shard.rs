@@ -21,8 +21,8 @@ pub(crate) async fn shard_main(
     local: LocalQueue<Delivery>,
     queries: super::shard_ctx::Queries,
 ) {
-    let sh = Rc::new(ShardCtx::new(index, shared, queries));
-    let local = Rc::new(local);
+    let sh = Rc::new(ShardCtx::new(index, shared, queries, local));
+    let local = sh.local.clone();
     if index == 0 {
         // One mailbox per worker, on the first shard; subscribed before the worker reports
         // ready, so a revoke sent right after start is not missed.

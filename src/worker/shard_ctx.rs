@@ -8,7 +8,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
+use crossbeam_deque::Worker as LocalQueue;
+
 use crate::backend::ShardStore;
+use crate::transport::Delivery;
 use crate::task::{ShardLocals, TaskCtx};
 
 use super::shared::{Counters, WorkerShared};
@@ -36,10 +39,12 @@ pub(crate) struct ShardCtx {
     pub totals: RefCell<HashMap<String, u64>>,
     /// Questions for the shards (this one's at `index`).
     pub queries: Queries,
+    /// Deliveries reserved (prefetched) and not started, oldest first; peers steal from it.
+    pub local: Rc<LocalQueue<Delivery>>,
 }
 
 impl ShardCtx {
-    pub(crate) fn new(index: usize, shared: Arc<WorkerShared>, queries: Queries) -> Self {
+    pub(crate) fn new(index: usize, shared: Arc<WorkerShared>, queries: Queries, local: LocalQueue<Delivery>) -> Self {
         ShardCtx {
             index,
             locals: ShardLocals::build(&shared.state_factories, index),
@@ -52,6 +57,17 @@ impl ShardCtx {
             active: RefCell::new(HashMap::new()),
             totals: RefCell::new(HashMap::new()),
             queries,
+            local: Rc::new(local),
+        }
+    }
+
+    /// Calls `f` on each reserved delivery of the local queue, oldest first, and leaves the
+    /// queue as it was (a peer may steal one meanwhile; it is then simply not seen).
+    pub(crate) fn each_reserved(&self, mut f: impl FnMut(&Delivery)) {
+        let taken: Vec<Delivery> = std::iter::from_fn(|| self.local.pop()).collect();
+        for d in taken {
+            f(&d);
+            self.local.push(d);
         }
     }
 

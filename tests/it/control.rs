@@ -67,6 +67,25 @@ fn the_client_inspects_and_controls_a_worker(env: &Env) {
     let grow = client.control().limit(1).command("pool_grow", serde_json::json!({"n": 1})).unwrap();
     assert!(grow[0].value.as_ref().is_err_and(|e| e.contains("pool_grow")), "{grow:?}");
 
+    // Two slots: a second body runs beside it, a third waits prefetched and is `reserved`.
+    let (second, third) = (app.send_task("t.sleep", (5_000,)).unwrap(), app.send_task("t.sleep", (5_000,)).unwrap());
+    let deadline = Instant::now() + T;
+    loop {
+        let reserved = client.inspect().limit(1).reserved().unwrap();
+        if reserved[0].value.iter().any(|t| t.id == third.id()) {
+            assert!(reserved[0].value.iter().all(|t| t.name == "t.sleep" && t.time_start.is_none()), "{reserved:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reserved: {reserved:?}");
+    }
+    let where_ = client.inspect().limit(1).query_task(&[third.id()]).unwrap();
+    assert_eq!(where_[0].value[third.id()].0, "reserved", "{where_:?}");
+    client.control().limit(1).revoke(&[second.id(), third.id()], true, None).unwrap();
+    for r in [&second, &third] {
+        let err = r.get::<u64>(T).unwrap_err();
+        assert!(matches!(&err, celeriac::Error::TaskFailed(f) if f.state == State::Revoked), "{err:?}");
+    }
+
     let revoked = client.control().limit(1).revoke(&[long.id()], true, None).unwrap();
     assert!(revoked[0].value.as_ref().is_ok_and(|t| t.contains(long.id())), "{revoked:?}");
     let err = long.get::<u64>(T).unwrap_err();
