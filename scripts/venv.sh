@@ -4,7 +4,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
-want="celery==5.7.0 kombu==5.7.0 redis packaging msgpack pyyaml backports.zstd brotli ephem==4.2.1"
+want="celery==5.7.0 kombu==5.7.0 redis packaging msgpack pyyaml backports.zstd brotli ephem==4.2.1 flower==2.0.1"
 stamp="$venv/.celeriac-$(echo "$want" | md5sum | cut -c1-8)"
 if [ ! -f "$stamp" ]; then
   command -v python3 >/dev/null || { echo "venv.sh: python3 is missing" >&2; exit 1; }

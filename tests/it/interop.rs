@@ -768,3 +768,81 @@ fn a_chord_body_is_sent_once_when_parts_run_twice_or_their_worker_is_killed() {
     assert_nothing_unacked(&server, &second);
     let _ = std::fs::remove_file(cfg);
 }
+
+/// GETs `path` from an HTTP server on loopback; the status code and the body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let code = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
+}
+
+/// Flower 2.0 (pip) watching a Redis fleet that holds a celeriac worker run with `-E`: its
+/// `/api/workers` lists the worker with what `inspect` answered (stats, registered tasks,
+/// queues), and its `/api/tasks` the worker's tasks in their final states, from the events.
+#[test]
+fn flower_lists_a_celeriac_worker_and_its_tasks() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let worker = celeriac_worker_on(&server.url(), &server.url(), None, "fl1", &["-E"]);
+    let port = free_port();
+    let mut cmd = Command::new(venv_bin("celery"));
+    cmd.current_dir(root().join("tests/python"))
+        .args(["-A", "pyproj", "flower", &format!("--port={port}"), "--address=127.0.0.1"])
+        .env("CELERY_BROKER_URL", server.url())
+        .env("CELERY_RESULT_BACKEND", server.url())
+        .env("FLOWER_UNAUTHENTICATED_API", "true");
+    let flower = Proc::spawn(cmd, "flower");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(port, "/healthcheck").0 != 200 {
+        assert!(Instant::now() < deadline, "flower never answered:\n{}", flower.output());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Flower's event receiver is up once it answers; give its consumer a moment to bind.
+    std::thread::sleep(Duration::from_secs(1));
+    let client = client_app(&server).client();
+    let ok = client.send_task("proj.tasks.add", (2, 3)).unwrap();
+    let bad = client.send_task("proj.tasks.fail", ("boom",)).unwrap();
+    assert_eq!(ok.get::<i64>(T).unwrap(), 5);
+    let _ = bad.get::<Value>(T);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tasks = loop {
+        let (code, body) = http_get(port, "/api/tasks");
+        let tasks: Value = serde_json::from_str(&body).unwrap_or_default();
+        let state = |id: &str| tasks[id]["state"].as_str().map(str::to_owned);
+        if state(ok.id()).as_deref() == Some("SUCCESS") && state(bad.id()).as_deref() == Some("FAILURE") {
+            break tasks;
+        }
+        assert!(Instant::now() < deadline, "/api/tasks ({code}): {body}\nflower:\n{}", flower.output());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let t = &tasks[ok.id()];
+    assert_eq!((t["name"].as_str(), t["result"].as_str()), (Some("proj.tasks.add"), Some("5")), "{t}");
+    assert!(t["worker"].as_str().is_some_and(|w| w.starts_with("fl1@")), "{t}");
+    assert!(t["runtime"].as_f64().is_some_and(|r| r >= 0.0), "{t}");
+    assert!(tasks[bad.id()]["exception"].as_str().is_some_and(|e| e.contains("boom")), "{}", tasks[bad.id()]);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (node, w) = loop {
+        let (code, body) = http_get(port, "/api/workers?refresh=1");
+        let workers: Value = serde_json::from_str(&body).unwrap_or_default();
+        let found = workers.as_object().and_then(|m| m.iter().find(|(k, _)| k.starts_with("fl1@")));
+        if let Some((k, v)) = found.filter(|(_, v)| v.get("stats").is_some() && v.get("registered").is_some()) {
+            break (k.clone(), v.clone());
+        }
+        assert!(Instant::now() < deadline, "/api/workers ({code}): {body}\nflower:\n{}", flower.output());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(w["stats"]["pool"]["max-concurrency"], 2, "{node}: {w}");
+    assert!(w["stats"]["total"]["proj.tasks.add"].as_u64() >= Some(1), "{w}");
+    assert!(w["registered"].as_array().unwrap().iter().any(|n| n == "proj.tasks.add"), "{w}");
+    assert!(w["active_queues"].as_array().unwrap().iter().any(|q| q["name"] == "celery"), "{w}");
+    drop(flower);
+    drop(worker);
+}
