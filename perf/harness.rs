@@ -700,6 +700,36 @@ fn beat(idle: usize, secs: f64) {
     );
 }
 
+/// `inspect ping` of one node, `n` times in a row from this client: the wall time of each
+/// call (reply queue set up, request sent, the node's reply read) and the time from the
+/// request's publish to the reply. One JSON line.
+fn ping(broker: &str, node: &str, worker: &str, n: usize) {
+    let app = App::builder("perf").use_env(false).broker(broker).build().expect("app");
+    let client = app.client();
+    let inspect = client.inspect().destination([node]).limit(1).timeout(Duration::from_secs(2));
+    let (mut wall, mut reply) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n + 10 {
+        let t0 = Instant::now();
+        let pongs = inspect.ping().expect("ping");
+        let took = t0.elapsed();
+        let Some(p) = pongs.first() else { panic!("{node} did not answer ping {i}") };
+        if i >= 10 {
+            wall.push(took.as_secs_f64() * 1e6);
+            reply.push(p.after.as_secs_f64() * 1e6);
+        }
+    }
+    let q = |v: &mut Vec<f64>, f: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * f) as usize]
+    };
+    println!(
+        "{}",
+        serde_json::json!({"impl": "celeriac-client", "scenario": "ping", "broker": "redis", "worker": worker, "n": n,
+            "wall_p50_us": q(&mut wall, 0.5), "wall_p99_us": q(&mut wall, 0.99),
+            "reply_p50_us": q(&mut reply, 0.5), "reply_p99_us": q(&mut reply, 0.99)})
+    );
+}
+
 fn main() {
     let broker = arg("--broker", "memory://");
     let n: usize = arg("--n", "200000").parse().expect("--n");
@@ -740,6 +770,9 @@ fn main() {
             arg("--chord", "10000").parse().expect("--chord"),
             arg("--chain", "1000").parse().expect("--chain"),
         );
+    }
+    if what == "ping" {
+        ping(&broker, &arg("--node", "celery@localhost"), &arg("--worker", "celeriac"), rtt_n);
     }
     if what == "skew" {
         skew(true);

@@ -74,6 +74,8 @@ if chords:
         note = f"chord {best_chord / med(c, 'stored_seconds'):.1f}× faster than Python's best" if i == "celeriac" and best_chord else ""
         out.append(f"| {i} | {c[0]['n']} | {len(c)} | {med(c, 'stored_seconds'):.3f} | {med(c, 'parts_per_s'):,.0f} | {med(c, 'seconds'):.3f} | {ch[0]['n']} | "
                    f"{med(ch, 'seconds'):.3f} | {med(ch, 'hop_p50_ms'):.3f} | {med(ch, 'hop_p99_ms'):.3f} | {note} |")
+if not any(r["scenario"] == "drain" for r in lines):
+    out = [header]
 beats = [r for r in lines if r["scenario"] == "beat"]
 if beats:
     out += ["", "## Beat (memory://): one entry every 0.25 s beside idle entries due hourly, 10 s", "",
@@ -87,6 +89,19 @@ if side:
     for impl in sorted({r["impl"] for r in side}):
         rows = [r for r in side if r["impl"] == impl]
         out.append(f"| {impl} | {len(rows)} | {med(rows, 'late_p50_ms'):.2f} | {med(rows, 'late_p99_ms'):.2f} | {med(rows, 'cpu_share'):.1%} |")
+pings = [r for r in lines if r["scenario"] == "ping"]
+if pings:
+    out += ["", "## `inspect ping` round trip on Redis (µs, median over runs of each run's p50/p99)", "",
+            "| client | worker | runs | wall p50 | wall p99 | reply after publish p50 | p99 |", "|---|---|---|---|---|---|---|"]
+    for key in sorted({(r["impl"], r["worker"]) for r in pings}):
+        rows = [r for r in pings if (r["impl"], r["worker"]) == key]
+        rp50, rp99 = med(rows, "reply_p50_us"), med(rows, "reply_p99_us")
+        reply = "— | —" if rp50 is None else f"{rp50:,.0f} | {rp99:,.0f}"
+        out.append(f"| {key[0]} | {key[1]} | {len(rows)} | {med(rows, 'wall_p50_us'):,.0f} | {med(rows, 'wall_p99_us'):,.0f} | {reply} |")
+    if len(pings) == len(lines):
+        out += ["", "## Raw lines", "", "```"] + [json.dumps(r) for r in lines] + ["```", ""]
+        print("\n".join(out))
+        sys.exit(0)
 out += ["", "## 100,000 held ETA tasks (memory://, 2 shards)", ""]
 for (impl, scen, broker, task, _), rows in sorted(groups.items()):
     if scen == "eta":

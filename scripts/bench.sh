@@ -2,7 +2,8 @@
 # End-to-end benchmark, celeriac and Python Celery 5.7 side by side in one run on this machine.
 # Starts its own redis-server on a free loopback port (stopped by PID at the end), runs every
 # scenario RUNS times (default 3), and writes perf/results/<date>-e2e.md. ONLY=canvas runs the
-# canvas scenario alone (both sides) and writes perf/results/<date>-canvas.md.
+# canvas scenario alone (both sides) and writes perf/results/<date>-canvas.md; ONLY=ping the
+# `inspect ping` round trips alone (perf/results/<date>-ping.md).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -53,8 +54,14 @@ canvas_run() {
   (cd perf && PERF_BROKER="$url" PY_CANVAS_POOLS=prefork:2 "$venv/bin/python" pycanvas.py "$CHORD_N" "$CHAIN_N") >>"$raw"
 }
 
+ping_run() {
+  echo "run $1/$RUNS: inspect ping side by side (redis; celeriac and Python clients, celeriac and Python workers)" >&2
+  "$venv/bin/python" perf/pingcmp.py "$url" target/release/examples/proj target/release/examples/perf "${PING_N:-300}" >>"$raw"
+}
+
 for i in $(seq "$RUNS"); do
   if [ "${ONLY:-}" = canvas ]; then canvas_run "$i"; continue; fi
+  if [ "${ONLY:-}" = ping ]; then ping_run "$i"; continue; fi
   echo "run $i/$RUNS: celeriac memory://" >&2
   target/release/examples/perf --broker memory:// --n "$N" --rtt "$RTT" --rates 10000,50000 >>"$raw"
   target/release/examples/perf --scenario memory_floor --rtt "$RTT" >>"$raw"
@@ -75,10 +82,11 @@ for i in $(seq "$RUNS"); do
   (cd perf && PERF_BROKER="$url" PY_RATES=200,1000 "$venv/bin/python" pyperf.py "$PY_N" "$PY_RTT") >>"$raw"
   (cd perf && PERF_BROKER="$amqp" PERF_RESULTS="$url" "$venv/bin/python" pyperf_amqp.py "$PY_N" "$PY_RTT") >>"$raw"
   canvas_run "$i"
+  ping_run "$i"
 done
 
 # Idle worker RSS: examples/proj on Redis, one second after start.
-if [ "${ONLY:-}" != canvas ]; then
+if [ -z "${ONLY:-}" ]; then
 redis-cli -p "$port" flushdb >/dev/null
 target/release/examples/proj worker -b "$url" --result-backend "$url" -c 2 -l error >/dev/null 2>&1 &
 worker_pid=$!
@@ -88,7 +96,7 @@ kill "$worker_pid"; wait "$worker_pid" 2>/dev/null || true; worker_pid=""
 echo "{\"impl\": \"celeriac\", \"scenario\": \"idle_rss\", \"broker\": \"redis\", \"rss_mb\": $rss_mb, \"detail\": \"examples/proj worker -c 2 on redis, 1.5 s after start\"}" >>"$raw"
 fi
 
-out="perf/results/$(date -u +%F)-$([ "${ONLY:-}" = canvas ] && echo canvas || echo e2e).md"
+out="perf/results/$(date -u +%F)-${ONLY:-e2e}.md"
 head="$(mktemp)"
 {
   echo "# End-to-end: celeriac vs Python Celery 5.7, $(date -u '+%F %H:%M UTC')"
@@ -102,6 +110,7 @@ head="$(mktemp)"
   echo "Round trip = sequential delay().get() from a client in the same process as the worker (celeriac) or a separate Python client process (Python). 'floor (raw RESP)' = the least any Celery-shaped round trip can cost here: raw RESP on blocking sockets, a client LPUSH, a worker thread's BLPOP and PUBLISH, the client's SUBSCRIBEd read (four sleeping-thread wake-ups, no decoding, no result stored); 'redis PING' = one PING round trip on the same connection kind (two wake-ups). 'floor (thread|glommio executor, same|other CPU)' = the least an in-process round trip can cost: a value sent to a peer pinned to CPU 0 that sends it straight back, from a client pinned to CPU 0 or 1."
   echo "Open loop = add tasks sent at a fixed rate for 2 s; latency from each scheduled send time to the result reaching the client (celeriac: get_async on a one-thread tokio runtime fed by a sender thread; Python: a PSUBSCRIBE listener thread in the sending process)."
   echo "Canvas = a chord of $CHORD_N add parts into tsum: seconds from the first send until the worker stored the body's result (send included; 'client get' adds the client's own get(), where Python drains a pub/sub message per header result first), and a chain of $CHAIN_N add links, seconds to the last result; a hop is one step's date_done to the next's. Worker warmed first; celeriac: 2 shards in the client's process; Python: -P prefork -c 2 (its best; -P solo needs 130 s for the chord)."
+  echo "inspect ping = one node pinged ${PING_N:-300} times in a row on Redis (perf/pingcmp.py), by name, from Python Celery's client (app.control.inspect(destination=[node], limit=1).ping(): the call's wall time) and from celeriac's (Client::inspect(): the call's wall time, and the reply's time after the request's publish); each call sets up its own reply queue, as Celery's does. Workers: examples/proj worker -c 2, tests/python/pyproj.py -P solo."
   echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (README: Performance)."
 } >"$head"
 "$venv/bin/python" perf/report.py "$raw" "$head" >"$out" \
