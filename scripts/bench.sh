@@ -111,7 +111,7 @@ head="$(mktemp)"
   echo "Open loop = add tasks sent at a fixed rate for 2 s; latency from each scheduled send time to the result reaching the client (celeriac: get_async on a one-thread tokio runtime fed by a sender thread; Python: a PSUBSCRIBE listener thread in the sending process)."
   echo "Canvas = a chord of $CHORD_N add parts into tsum: seconds from the first send until the worker stored the body's result (send included; 'client get' adds the client's own get(), where Python drains a pub/sub message per header result first), and a chain of $CHAIN_N add links, seconds to the last result; a hop is one step's date_done to the next's. Worker warmed first; celeriac: 2 shards in the client's process; Python: -P prefork -c 2 (its best; -P solo needs 130 s for the chord)."
   echo "inspect ping = one node pinged ${PING_N:-300} times in a row on Redis (perf/pingcmp.py), by name, from Python Celery's client (app.control.inspect(destination=[node], limit=1).ping(): the call's wall time) and from celeriac's (Client::inspect(): the call's wall time, and the reply's time after the request's publish); each call sets up its own reply queue, as Celery's does. Workers: examples/proj worker -c 2, tests/python/pyproj.py -P solo."
-  echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (README: Performance)."
+  echo "celeriac's harness binary uses mimalloc as its global allocator, a one-line choice of the embedding program (perf/README.md: Performance tuning)."
 } >"$head"
 "$venv/bin/python" perf/report.py "$raw" "$head" >"$out" \
   || { echo "bench.sh: the report failed; the raw lines are kept in $raw" >&2; exit 1; }

@@ -17,6 +17,23 @@ use crate::{Error, Result};
 
 /// A celeriac application: its configuration, its tasks, a client, and a worker on demand.
 /// Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// fn add(x: i64, y: i64) -> i64 {
+///     x + y
+/// }
+///
+/// # fn main() -> celeriac::Result<()> {
+/// // memory://: broker (the default) and results in this process, no servers.
+/// let app = celeriac::App::builder("proj").result_backend("memory://").task("proj.tasks.add", ["x", "y"], add).build()?;
+/// let worker = app.worker().concurrency(2).start()?;
+/// let r = app.send_task("proj.tasks.add", (2, 3))?;
+/// assert_eq!(r.get::<i64>(Duration::from_secs(5))?, 5);
+/// worker.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct App {
     inner: Arc<AppInner>,

@@ -11,6 +11,28 @@ use crate::protocol::{ExceptionInfo, ResultMeta, State};
 use crate::{Error, Result, TaskFailure};
 
 /// A handle on one task's result. Clones share one subscription to it.
+///
+/// ```
+/// use std::time::Duration;
+/// use celeriac::{Error, State, TaskError};
+///
+/// fn fail(message: String) -> Result<(), TaskError> {
+///     Err(TaskError::value_error(message))
+/// }
+///
+/// # fn main() -> celeriac::Result<()> {
+/// let app = celeriac::App::builder("proj").result_backend("memory://").task("proj.fail", ["message"], fail).build()?;
+/// let worker = app.worker().start()?;
+/// let r = app.send_task("proj.fail", ("boom",))?;
+/// // get() re-raises the task's exception, as Celery's does.
+/// match r.get::<()>(Duration::from_secs(5)) {
+///     Err(Error::TaskFailed(f)) => assert_eq!((f.state, f.exception.exc_type.as_str()), (State::Failure, "ValueError")),
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(r.state()?, State::Failure);
+/// worker.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct AsyncResult {
     id: String,

@@ -16,6 +16,22 @@ use crate::{Error, Result};
 use super::{AsyncResult, Router, SendOptions};
 
 /// A handle for sending tasks and reading results. `Send + Sync`; clones share one connection set.
+/// It needs no tasks of its own: a client-only app sends by name to workers of any kind.
+///
+/// ```
+/// use std::time::Duration;
+/// use celeriac::{SendOptions, State};
+///
+/// # fn main() -> celeriac::Result<()> {
+/// let app = celeriac::App::builder("caller").result_backend("memory://").build()?;
+/// let client = app.client();
+/// // Nobody consumes "later": the task waits in the broker, PENDING.
+/// let opts = SendOptions::new().queue("later").countdown(Duration::from_secs(60));
+/// let r = client.send_task_with("proj.tasks.add", (2, 2), Default::default(), &opts)?;
+/// assert_eq!(r.state()?, State::Pending);
+/// assert_eq!(client.broker().queue_len("later")?, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<ClientInner>,

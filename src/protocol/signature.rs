@@ -23,7 +23,38 @@ pub enum SubtaskType {
     Xstarmap,
 }
 
-/// A signature dict exactly as Celery writes it; unknown keys are kept.
+/// A signature dict exactly as Celery writes it; unknown keys are kept. Built by name, or typed
+/// through [`TaskRef::s`](crate::TaskRef::s); composed with `|` (a chain), [`group`](crate::group)
+/// and [`chord`](crate::chord):
+///
+/// ```
+/// use std::time::Duration;
+/// use celeriac::{chord, Signature, TaskRef};
+/// use serde_json::json;
+///
+/// fn add(x: i64, y: i64) -> i64 {
+///     x + y
+/// }
+/// fn xsum(numbers: Vec<i64>) -> i64 {
+///     numbers.iter().sum()
+/// }
+/// const ADD: TaskRef<(i64, i64), i64> = TaskRef::new("proj.tasks.add");
+///
+/// # fn main() -> celeriac::Result<()> {
+/// let app = celeriac::App::builder("proj")
+///     .result_backend("memory://")
+///     .task("proj.tasks.add", ["x", "y"], add)
+///     .task("proj.tasks.xsum", ["numbers"], xsum)
+///     .build()?;
+/// let worker = app.worker().start()?;
+/// // chord([add(i, i) for i in range(4)], xsum) | add(100)
+/// let header = (0..4).map(|i| ADD.s((i, i))).collect::<celeriac::Result<Vec<_>>>()?;
+/// let flow = chord(header, Signature::new("proj.tasks.xsum", vec![]))
+///     | Signature::new("proj.tasks.add", vec![json!(100)]);
+/// assert_eq!(app.client().send_signature(&flow)?.get::<i64>(Duration::from_secs(5))?, 112);
+/// worker.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signature {
     /// The task name (or `celery.group`, `celery.chain`, … for canvas types).

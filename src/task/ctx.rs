@@ -11,7 +11,29 @@ use crate::backend::Backend;
 use crate::protocol::{DecodedBody, DeliveryInfo, Headers, ResultMeta, State, TaskMessage};
 
 /// What a running task knows about its own request. Cheap to clone and `Send`, so blocking
-/// bodies on the blocking pool can take it too.
+/// bodies on the blocking pool can take it too. A task gets it by naming it among its
+/// parameters (it takes no name in the parameter list):
+///
+/// ```
+/// use std::time::Duration;
+/// use celeriac::{Retry, TaskCtx, TaskError};
+///
+/// // Celery's `self.request` and `self.retry`: fails twice, then succeeds.
+/// fn flaky(ctx: TaskCtx, label: String) -> Result<String, TaskError> {
+///     if ctx.retries() < 2 {
+///         return Err(Retry::new().countdown(0.01).into());
+///     }
+///     Ok(format!("{label}: {} after {} retries", ctx.name(), ctx.retries()))
+/// }
+///
+/// # fn main() -> celeriac::Result<()> {
+/// let app = celeriac::App::builder("proj").result_backend("memory://").task("proj.flaky", ["label"], flaky).build()?;
+/// let worker = app.worker().start()?;
+/// let r = app.send_task("proj.flaky", ("x",))?;
+/// assert_eq!(r.get::<String>(Duration::from_secs(5))?, "x: proj.flaky after 2 retries");
+/// worker.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TaskCtx(pub(crate) Arc<CtxInner>);
 

@@ -11,8 +11,8 @@ use std::task::{Poll, Waker};
 use crossbeam_deque::Worker as LocalQueue;
 
 use crate::backend::ShardStore;
-use crate::transport::Delivery;
 use crate::task::{ShardLocals, TaskCtx};
+use crate::transport::Delivery;
 
 use super::shared::{Counters, WorkerShared};
 use super::timer::{Held, Timer};
