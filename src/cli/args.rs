@@ -190,12 +190,9 @@ pub struct BeatArgs {
     pub daemon: DaemonArgs,
 }
 
-/// Options of `inspect` and `control`.
+/// Who is asked and how replies are waited for and printed (`inspect`, `control`, `status`).
 #[derive(Debug, Args)]
-pub struct RemoteArgs {
-    /// The command, then its arguments.
-    #[arg(required = true, num_args = 1..)]
-    pub words: Vec<String>,
+pub struct AskArgs {
     /// Only these nodes, comma-separated.
     #[arg(short = 'd', long)]
     pub destination: Option<String>,
@@ -205,6 +202,17 @@ pub struct RemoteArgs {
     /// Print the replies as one JSON object by node name.
     #[arg(short = 'j', long)]
     pub json: bool,
+}
+
+/// Options of `inspect` and `control`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The command, then its arguments.
+    #[arg(required = true, num_args = 1..)]
+    pub words: Vec<String>,
+    /// Nodes, timeout, output.
+    #[command(flatten)]
+    pub ask: AskArgs,
     /// With `revoke`: also stop the task if it runs.
     #[arg(long)]
     pub terminate: bool,
@@ -216,15 +224,9 @@ pub struct RemoteArgs {
 /// Options of `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only these nodes, comma-separated.
-    #[arg(short = 'd', long)]
-    pub destination: Option<String>,
-    /// Seconds to wait for replies.
-    #[arg(short = 't', long, default_value_t = 1.0)]
-    pub timeout: f64,
-    /// Print the replies as one JSON object by node name.
-    #[arg(short = 'j', long)]
-    pub json: bool,
+    /// Nodes, timeout, output.
+    #[command(flatten)]
+    pub ask: AskArgs,
 }
 
 /// Options of `call`.

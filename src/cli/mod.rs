@@ -18,7 +18,7 @@ mod remote;
 mod watch;
 
 pub use args::{
-    BeatArgs, CallArgs, Cli, Command, DaemonArgs, EventsArgs, GlobalArgs, PurgeArgs, RemoteArgs, ResultArgs,
+    AskArgs, BeatArgs, CallArgs, Cli, Command, DaemonArgs, EventsArgs, GlobalArgs, PurgeArgs, RemoteArgs, ResultArgs,
     StatusArgs, WorkerArgs,
 };
 

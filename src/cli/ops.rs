@@ -131,8 +131,8 @@ pub(super) fn report(app: &App) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The text of `report` (also the `report` inspect reply's body).
-pub(crate) fn report_text(app: &App) -> String {
+/// The text of `report`.
+fn report_text(app: &App) -> String {
     let client = app.client();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut shown = app.config().clone();

@@ -39,10 +39,10 @@ pub(super) fn inspect(app: &App, a: &RemoteArgs) -> Result<ExitCode> {
     let replies = app
         .client()
         .inspect()
-        .destination(nodes(&a.destination))
-        .timeout(timeout(a.timeout)?)
+        .destination(nodes(&a.ask.destination))
+        .timeout(timeout(a.ask.timeout)?)
         .call(method, arguments)?;
-    Ok(say(method, &replies, a.json))
+    Ok(say(method, &replies, a.ask.json))
 }
 
 /// `control METHOD [ARGS…]`.
@@ -72,7 +72,7 @@ pub(super) fn control(app: &App, a: &RemoteArgs) -> Result<ExitCode> {
         _ => return Err(Error::invalid("control", format!("{method} takes no arguments (given: {})", rest.join(" ")))),
     };
     let client = app.client();
-    let control = client.control().destination(nodes(&a.destination)).timeout(timeout(a.timeout)?);
+    let control = client.control().destination(nodes(&a.ask.destination)).timeout(timeout(a.ask.timeout)?);
     if method == "shutdown" {
         // Workers do not reply to shutdown (Celery's neither); say what was sent.
         control.shutdown()?;
@@ -80,7 +80,7 @@ pub(super) fn control(app: &App, a: &RemoteArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let replies = control.call(method, arguments)?;
-    Ok(say(method, &replies, a.json))
+    Ok(say(method, &replies, a.ask.json))
 }
 
 /// `status`: the nodes that answer a ping.
@@ -88,11 +88,11 @@ pub(super) fn status(app: &App, a: &StatusArgs) -> Result<ExitCode> {
     let replies = app
         .client()
         .inspect()
-        .destination(nodes(&a.destination))
-        .timeout(timeout(a.timeout)?)
+        .destination(nodes(&a.ask.destination))
+        .timeout(timeout(a.ask.timeout)?)
         .call("ping", json!({}))?;
-    if a.json || replies.is_empty() {
-        return Ok(say("ping", &replies, a.json));
+    if a.ask.json || replies.is_empty() {
+        return Ok(say("ping", &replies, a.ask.json));
     }
     let style = Style::stdout();
     for r in &replies {

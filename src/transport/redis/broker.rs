@@ -212,39 +212,39 @@ impl RedisBroker {
         IoThread::global().run(move || b.push(q, p, env))
     }
 
-    /// Messages waiting in `queue` over all priority buckets.
+    /// Messages waiting in `queue` (all priorities).
     pub fn queue_len(self: &Arc<Self>, queue: &str) -> Result<usize, TransportError> {
-        let b = self.clone();
-        let keys = b.keys.pop_order(&[queue.to_owned()]);
-        rt::block_on(IoThread::global().run(move || async move {
-            let conn = writer(&b.url);
-            let mut total = 0;
-            for k in keys {
-                if let BytesFrame::Integer(n) = conn.call(&[b"LLEN", k.as_bytes()]).await.map_err(lost)? {
-                    total += n as usize;
-                }
-            }
-            Ok(total)
-        }))
+        self.count_lists(queue, false)
     }
 
     /// Deletes the lists of `queue` (every priority), as kombu's `_purge`; returns how many
     /// messages they held. Unacked messages stay where they are.
     pub fn purge(self: &Arc<Self>, queue: &str) -> Result<usize, TransportError> {
+        self.count_lists(queue, true)
+    }
+
+    /// The length of each priority list of `queue`, summed; with `delete`, each list is deleted
+    /// in the same MULTI as its count, so a message pushed in between is not lost uncounted.
+    fn count_lists(self: &Arc<Self>, queue: &str, delete: bool) -> Result<usize, TransportError> {
         let b = self.clone();
         let keys = b.keys.pop_order(&[queue.to_owned()]);
         rt::block_on(IoThread::global().run(move || async move {
             let conn = writer(&b.url);
             let mut total = 0;
             for k in keys {
-                // LLEN and DEL in one MULTI, so a message pushed in between is not lost uncounted.
-                conn.send(&[b"MULTI"]);
-                conn.send(&[b"LLEN", k.as_bytes()]);
-                conn.send(&[b"DEL", k.as_bytes()]);
-                if let BytesFrame::Array(r) = conn.call(&[b"EXEC"]).await.map_err(lost)? {
-                    if let Some(BytesFrame::Integer(n)) = r.first() {
-                        total += *n as usize;
+                let n = if delete {
+                    conn.send(&[b"MULTI"]);
+                    conn.send(&[b"LLEN", k.as_bytes()]);
+                    conn.send(&[b"DEL", k.as_bytes()]);
+                    match conn.call(&[b"EXEC"]).await.map_err(lost)? {
+                        BytesFrame::Array(r) => r.into_iter().next(),
+                        _ => None,
                     }
+                } else {
+                    Some(conn.call(&[b"LLEN", k.as_bytes()]).await.map_err(lost)?)
+                };
+                if let Some(BytesFrame::Integer(n)) = n {
+                    total += n as usize;
                 }
             }
             Ok(total)
