@@ -142,8 +142,7 @@ pub struct WorkerArgs {
     /// Accepted as Celery's: celeriac does not listen to other workers' events.
     #[arg(long)]
     pub without_gossip: bool,
-    /// Accepted as Celery's: celeriac does not ask its peers for revoked ids at start (it answers
-    /// their `hello`).
+    /// Do not ask the running workers for their revoked task ids at start (Celery's mingle).
     #[arg(long)]
     pub without_mingle: bool,
     /// Disable cross-shard work stealing.

@@ -178,6 +178,9 @@ fn worker(builder: AppBuilder, g: &GlobalArgs, a: WorkerArgs) -> crate::Result<(
     if a.without_heartbeat {
         w = w.heartbeat(false);
     }
+    if a.without_mingle {
+        w = w.mingle(false);
+    }
     if let Some(us) = a.busy_poll_us {
         w = w.busy_poll(std::time::Duration::from_micros(us));
     }

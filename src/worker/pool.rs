@@ -74,6 +74,7 @@ pub struct WorkerBuilder {
     stealing: bool,
     busy_poll: Option<Duration>,
     heartbeat: bool,
+    mingle: bool,
 }
 
 impl WorkerBuilder {
@@ -101,6 +102,7 @@ impl WorkerBuilder {
             stealing: true,
             busy_poll: None,
             heartbeat: true,
+            mingle: true,
         }
     }
 
@@ -173,6 +175,15 @@ impl WorkerBuilder {
     /// on by default, off with `--without-heartbeat`.
     pub fn heartbeat(mut self, on: bool) -> Self {
         self.heartbeat = on;
+        self
+    }
+
+    /// Celery's mingle (on by default, off with `--without-mingle`): at start, before it
+    /// consumes, the worker greets the workers already running (`hello`, up to 1 s, as Celery
+    /// waits) and takes in the task ids they hold revoked, so a task revoked before this worker
+    /// came up is not run by it. Not on memory:// (no other process can be there).
+    pub fn mingle(mut self, on: bool) -> Self {
+        self.mingle = on;
         self
     }
 
@@ -275,6 +286,9 @@ impl WorkerBuilder {
             Arc::default(),
             c.worker_send_task_events,
         );
+        if self.mingle && !matches!(self.client.broker(), crate::transport::Broker::Memory(_)) {
+            mingle(&self.client, &hostname, &revoked, events.clock());
+        }
         let shared = Arc::new(WorkerShared {
             track_started: c.task_track_started,
             acks_on_failure_or_timeout: c.task_acks_on_failure_or_timeout,
@@ -332,6 +346,36 @@ impl WorkerBuilder {
         let heart = self.heartbeat.then(|| super::heartbeat::Heart::start(shared.clone()));
         Ok(WorkerHandle { shared, shards: Mutex::new(shards), heart: Mutex::new(heart) })
     }
+}
+
+/// Celery's `Mingle.sync`: `hello` to every worker with our revoked ids; theirs (and their
+/// clocks) are taken in. A failure only costs the sync, as in Celery.
+fn mingle(client: &Client, hostname: &str, revoked: &Revoked, clock: &crate::events::Clock) {
+    tracing::info!("mingle: searching for neighbors");
+    let hello = serde_json::json!({"from_node": hostname, "revoked": revoked.ids()});
+    let replies = match client.inspect().timeout(Duration::from_secs(1)).call("hello", hello) {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!("mingle: cannot greet the other workers: {e}"),
+    };
+    let peers: Vec<_> = replies.into_iter().filter(|r| r.node != hostname && r.value.is_object()).collect();
+    if peers.is_empty() {
+        return tracing::info!("mingle: all alone");
+    }
+    tracing::info!("mingle: sync with {} nodes", peers.len());
+    for p in &peers {
+        // Celery sends its LimitedSet's data ({id: time}); celeriac a list.
+        match &p.value["revoked"] {
+            serde_json::Value::Object(m) => m.keys().for_each(|id| revoked.add(id)),
+            serde_json::Value::Array(a) => {
+                a.iter().filter_map(serde_json::Value::as_str).for_each(|id| revoked.add(id))
+            }
+            _ => {}
+        }
+        if let Some(c) = p.value["clock"].as_u64() {
+            clock.adjust(c);
+        }
+    }
+    tracing::info!("mingle: sync complete");
 }
 
 /// Waits until the broker and the result store answer, the way Celery's consumer retries its

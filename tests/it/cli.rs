@@ -145,6 +145,12 @@ fn the_command_line_drives_python_celery_workers() {
     assert!(revoked.contains("tasks {'some-task-id'} flagged as revoked"), "{revoked}");
     let ids = ok(&url, &["inspect", "revoked", "-d", &node]);
     assert!(ids.contains("* some-task-id"), "{ids}");
+    // Mingle: a celeriac worker that starts now takes in the Python worker's revoked ids.
+    let rs = celeriac_worker_on(&url, &url, None, "climingle", &[]);
+    rs.wait_for("mingle: sync with 1 nodes", Duration::from_secs(5));
+    let rs_node = node_of(&rs, "climingle@");
+    let ours = ok(&url, &["inspect", "revoked", "-d", &rs_node]);
+    assert!(ours.contains("* some-task-id"), "{ours}\n{}", rs.output());
 }
 
 #[test]

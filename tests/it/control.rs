@@ -97,6 +97,38 @@ fn the_client_inspects_and_controls_a_worker(env: &Env) {
 
 stamp!(the_client_inspects_and_controls_a_worker);
 
+/// Mingle: a worker that starts takes in the ids its running peers hold revoked (so a task
+/// revoked before it came up is not run by it); `--without-mingle` skips the greeting.
+fn mingle_takes_in_the_peers_revoked_ids(env: &Env) {
+    let app = env.base("mingle").build().unwrap();
+    let first = app.worker().concurrency(1).hostname("m1@%h").start().unwrap();
+    let id = format!("revoked-before-{}", uuid::Uuid::new_v4());
+    app.client().control().limit(1).revoke(&[id.as_str()], false, None).unwrap();
+    assert!(first.revoked().contains(&id));
+    let second = app.worker().concurrency(1).hostname("m2@%h").start().unwrap();
+    assert!(second.revoked().contains(&id), "m2 did not sync with m1");
+    let alone = app.worker().concurrency(1).hostname("m3@%h").mingle(false).start().unwrap();
+    assert!(!alone.revoked().contains(&id));
+    // The task, sent now, is dropped as revoked wherever it lands.
+    let r =
+        app.send_task_with("t.add", (1, 1), Default::default(), &celeriac::SendOptions::new().task_id(&id)).unwrap();
+    alone.shutdown();
+    let err = r.get::<i64>(T).unwrap_err();
+    assert!(matches!(&err, celeriac::Error::TaskFailed(f) if f.state == State::Revoked), "{err:?}");
+    first.shutdown();
+    second.shutdown();
+}
+
+#[test]
+fn mingle_on_redis() {
+    mingle_takes_in_the_peers_revoked_ids(&Env::redis());
+}
+
+#[test]
+fn mingle_on_rabbitmq() {
+    mingle_takes_in_the_peers_revoked_ids(&Env::amqp());
+}
+
 /// An async task that notes how many bodies run at once.
 fn counting_app(name: &str) -> (celeriac::AppBuilder, Arc<AtomicUsize>) {
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
