@@ -28,9 +28,8 @@ impl BoundQueue {
     /// Binds `queue` to `exchange` with `routing_key` and starts reading it; returns once the
     /// binding is in Redis (a reply published after this returns is not lost).
     pub(crate) fn start(url: &RedisUrl, keys: &Keys, exchange: &str, routing_key: &str, queue: &str) -> BoundQueue {
-        let sep = &keys.opts.sep;
         let (set, member, list) =
-            (keys.binding_key(exchange), format!("{routing_key}{sep}{sep}{queue}"), keys.queue_key(queue, 0));
+            (keys.binding_key(exchange), keys.binding_member(routing_key, queue), keys.queue_key(queue, 0));
         let (tx, rx) = flume::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let job = {

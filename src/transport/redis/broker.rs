@@ -353,6 +353,7 @@ impl RedisBroker {
             writer,
             queues: queues.to_vec(),
             pending: None,
+            lost_pop: None,
             backlogged: true,
             pops: 0,
             last_restore: Instant::now() - vt,
@@ -435,6 +436,9 @@ pub struct RedisConsumer {
     backlogged: bool,
     /// Pops sent so far: with `token`, a prefix unique to each pop for the stash's tags.
     pops: u64,
+    /// A pop script whose reply the connection lost (its tag prefix and count): it may have
+    /// stashed messages nobody received; the next fetch reads them back by their tags.
+    lost_pop: Option<(String, usize)>,
     last_restore: Instant,
     restore_every: Duration,
     token: String,
@@ -466,11 +470,17 @@ impl RedisConsumer {
             });
         }
         if self.pending.is_none() {
+            if let Some(found) = self.recover_lost_pop().await? {
+                return Ok(found);
+            }
             self.pending = Some(self.pop(max));
         }
         let (_, pending) = self.pending.as_mut().expect("set above");
         let reply = pending.await;
         let (kind, _) = self.pending.take().expect("awaited above");
+        if let (Pop::Stashing(prefix), Err(RedisError::ConnectionLost(_))) = (&kind, &reply) {
+            self.lost_pop = Some((prefix.clone(), max.clamp(1, POP_MAX)));
+        }
         let what = match kind {
             Pop::Stashing(_) => "the pop script",
             Pop::Blocking => "BLMPOP",
@@ -506,6 +516,43 @@ impl RedisConsumer {
             Err(RedisError::Server(e)) => Err(TransportError::Server(e)),
             Err(e) => Err(lost(e)),
         }
+    }
+
+    /// After a pop script's reply was lost: the messages it stashed (if it ran) are in
+    /// `unacked` under its tags, where only the visibility restore would find them, an hour
+    /// later by default. They are read back by those tags and delivered here, still stashed
+    /// under them, byte for byte and in their order. `None` when there was nothing to look for
+    /// or nothing was found; the question stays open until Redis answers it.
+    async fn recover_lost_pop(&mut self) -> Result<Option<Vec<Delivery>>, TransportError> {
+        let Some((prefix, n)) = self.lost_pop.clone() else { return Ok(None) };
+        let unacked = self.broker.keys.unacked();
+        let tags: Vec<String> = (1..=n).map(|j| format!("{prefix}{j}")).collect();
+        let mut args: Vec<&[u8]> = vec![b"HMGET", unacked.as_bytes()];
+        args.extend(tags.iter().map(|t| t.as_bytes()));
+        let reply = self.writer.call(&args).await.map_err(lost)?;
+        self.lost_pop = None;
+        let BytesFrame::Array(found) = reply else { return Ok(None) };
+        let (mut items, mut skipped, mut queue) = (Vec::new(), Vec::new(), None);
+        for (j, f) in (1i64..).zip(found) {
+            // The stash is `[envelope, "", queue]`, the envelope as popped.
+            let parsed =
+                frame_bytes(&f).and_then(|b| serde_json::from_slice::<(Box<RawValue>, String, String)>(b).ok());
+            match parsed {
+                Some((env, _, q)) => {
+                    items.push(BytesFrame::BulkString(env.get().as_bytes().to_vec().into()));
+                    queue.get_or_insert(q);
+                }
+                None => {
+                    items.push(BytesFrame::Null);
+                    skipped.push(j);
+                }
+            }
+        }
+        let Some(queue) = queue else { return Ok(None) };
+        tracing::warn!("a pop's reply was lost with the connection; its messages are delivered from the stash");
+        let key = self.broker.keys.queue_key(&queue, 0);
+        let out = self.accept(&key, items, Some(Stashed { prefix, skipped }));
+        Ok((!out.is_empty()).then_some(out))
     }
 
     /// Sends the next pop: the pop-and-stash script while messages are waiting, else a blocking
