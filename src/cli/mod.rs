@@ -76,17 +76,45 @@ fn dispatch(builder: AppBuilder, cli: Cli) -> crate::Result<ExitCode> {
 
 fn check(app: App) -> crate::Result<ExitCode> {
     println!("configuration OK; {} task(s) registered", app.registry().len());
-    // The URLs as the banner shows them (passwords hidden).
+    println!("{}", shown_settings(&app));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The effective settings as TOML, the URLs as the banner shows them (passwords hidden); for
+/// `check` and `report`.
+fn shown_settings(app: &App) -> String {
     let mut shown = app.config().clone();
     shown.broker_url = app.client().broker().url();
     if shown.result_backend.is_some() {
         shown.result_backend = Some(app.client().backend().url());
     }
-    match toml::to_string(&shown) {
-        Ok(t) => println!("{t}"),
-        Err(e) => println!("(cannot render the configuration: {e})"),
-    }
-    Ok(ExitCode::SUCCESS)
+    toml::to_string(&shown).unwrap_or_else(|e| format!("(cannot render the configuration: {e})"))
+}
+
+/// A comma-separated flag (`-Q a,b`, `-d n1,n2`) as its non-empty items.
+fn comma_list(s: Option<&str>) -> Vec<String> {
+    s.map_or_else(Vec::new, |s| s.split(',').map(str::trim).filter(|i| !i.is_empty()).map(str::to_owned).collect())
+}
+
+/// A flag given in seconds.
+fn seconds(flag: &'static str, s: f64) -> crate::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(s).map_err(|_| bad_flag(flag, format!("{s} is not a number of seconds")))
+}
+
+/// `3 messages`, `1 node`.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A JSON value for people: a string as it is, anything else as JSON.
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// Drops the waiting messages of `queues` (`purge`, `worker --purge`); how many went.
+fn purge_queues(app: &App, queues: &[String]) -> crate::Result<usize> {
+    let client = app.client();
+    queues.iter().try_fold(0, |n, q| Ok(n + client.broker().purge(q)?))
 }
 
 fn bad_flag(setting: &'static str, reason: String) -> crate::Error {
@@ -157,14 +185,12 @@ fn worker(builder: AppBuilder, g: &GlobalArgs, a: WorkerArgs) -> crate::Result<(
     if let Some(s) = a.shards {
         w = w.shards(s);
     }
-    let mut queues = match &a.queues {
-        Some(q) => q.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    let mut queues = match a.queues.as_deref() {
+        Some(q) => comma_list(Some(q)),
         None => w.queue_names(),
     };
-    if let Some(x) = &a.exclude_queues {
-        let x: Vec<&str> = x.split(',').map(str::trim).collect();
-        queues.retain(|q| !x.contains(&q.as_str()));
-    }
+    let exclude = comma_list(a.exclude_queues.as_deref());
+    queues.retain(|q| !exclude.contains(q));
     w = w.queues(queues.clone());
     if let Some(n) = &a.hostname {
         w = w.hostname(n);
@@ -188,10 +214,7 @@ fn worker(builder: AppBuilder, g: &GlobalArgs, a: WorkerArgs) -> crate::Result<(
         w = w.state_db(db);
     }
     if a.purge {
-        let mut purged = 0;
-        for q in &queues {
-            purged += app.client().broker().purge(q)?;
-        }
+        let purged = purge_queues(&app, &queues)?;
         println!("purge: Erased {purged} message(s) from the queue(s) {}.", queues.join(", "));
     }
     println!("{}", w.banner());

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::args::{CallArgs, PurgeArgs, ResultArgs};
+use super::{comma_list, plural, purge_queues, seconds, shown_settings};
 use crate::{App, Error, Result, SendOptions};
 
 /// `call NAME --args JSON --kwargs JSON …`: sends and prints the task id.
@@ -17,12 +18,9 @@ pub(super) fn call(app: &App, a: &CallArgs) -> Result<ExitCode> {
         .ok_or_else(|| Error::invalid("--args", format!("{:?} is not a JSON list, as [2, 2]", a.args)))?;
     let kwargs: Map<String, Value> = serde_json::from_str(&a.kwargs)
         .map_err(|_| Error::invalid("--kwargs", format!("{:?} is not a JSON object, as {{\"x\": 1}}", a.kwargs)))?;
-    let secs = |flag: &'static str, s: f64| {
-        Duration::try_from_secs_f64(s).map_err(|_| Error::invalid(flag, format!("{s} is not a number of seconds")))
-    };
     let mut opts = SendOptions::new();
     if let Some(c) = a.countdown {
-        opts = opts.countdown(secs("--countdown", c)?);
+        opts = opts.countdown(seconds("--countdown", c)?);
     }
     if let Some(eta) = &a.eta {
         let t = chrono::DateTime::parse_from_rfc3339(eta)
@@ -30,7 +28,7 @@ pub(super) fn call(app: &App, a: &CallArgs) -> Result<ExitCode> {
         opts = opts.eta(t.with_timezone(&chrono::Utc));
     }
     if let Some(e) = a.expires {
-        opts = opts.expires_in(secs("--expires", e)?);
+        opts = opts.expires_in(seconds("--expires", e)?);
     }
     if let Some(q) = &a.queue {
         opts = opts.queue(q);
@@ -55,8 +53,7 @@ pub(super) fn result(app: &App, a: &ResultArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let wait = match a.timeout {
-        Some(t) => Duration::try_from_secs_f64(t)
-            .map_err(|_| Error::invalid("--timeout", format!("{t} is not a number of seconds")))?,
+        Some(t) => seconds("--timeout", t)?,
         None => Duration::from_secs(u64::from(u32::MAX)),
     };
     match r.get_value(wait, true) {
@@ -73,20 +70,12 @@ pub(super) fn result(app: &App, a: &ResultArgs) -> Result<ExitCode> {
 
 /// `purge`: the waiting messages of the task queues, after a yes (or with `-f`).
 pub(super) fn purge(app: &App, a: &PurgeArgs) -> Result<ExitCode> {
-    let split = |s: &Option<String>| -> Vec<String> {
-        s.as_deref().map_or_else(Vec::new, |s| {
-            s.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect()
-        })
-    };
-    let config = app.config();
-    let mut queues = split(&a.queues);
+    let mut queues = comma_list(a.queues.as_deref());
     if queues.is_empty() {
-        queues = match config.task_queues.as_slice() {
-            [] => vec![config.task_default_queue.clone()],
-            declared => declared.iter().map(|q| q.name.clone()).collect(),
-        };
+        // The queues a worker of these settings consumes.
+        queues = app.worker().queue_names();
     }
-    let exclude = split(&a.exclude_queues);
+    let exclude = comma_list(a.exclude_queues.as_deref());
     queues.retain(|q| !exclude.contains(q));
     if queues.is_empty() {
         println!("No queues to purge.");
@@ -107,11 +96,7 @@ pub(super) fn purge(app: &App, a: &PurgeArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let client = app.client();
-    let mut purged = 0;
-    for q in &queues {
-        purged += client.broker().purge(q)?;
-    }
+    let purged = purge_queues(app, &queues)?;
     if purged > 0 {
         let word = if queues.len() == 1 { "queue" } else { "queues" };
         println!("Purged {} from {} known task {word}.", plural(purged, "message"), queues.len());
@@ -119,10 +104,6 @@ pub(super) fn purge(app: &App, a: &PurgeArgs) -> Result<ExitCode> {
         println!("No messages purged from {qs}.");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `report`: what a bug report needs.
@@ -135,11 +116,6 @@ pub(super) fn report(app: &App) -> Result<ExitCode> {
 fn report_text(app: &App) -> String {
     let client = app.client();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut shown = app.config().clone();
-    shown.broker_url = client.broker().url();
-    if shown.result_backend.is_some() {
-        shown.result_backend = Some(client.backend().url());
-    }
     format!(
         "software -> celeriac:{} (Celery 5.7 protocol)\nplatform -> system:{} arch:{} kernel:{}\nsettings -> transport:{} results:{}\n\n{}",
         env!("CARGO_PKG_VERSION"),
@@ -148,6 +124,6 @@ fn report_text(app: &App) -> String {
         kernel.trim(),
         client.broker().url(),
         client.backend().url(),
-        toml::to_string(&shown).unwrap_or_else(|e| format!("(cannot render the settings: {e})")),
+        shown_settings(app),
     )
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::args::{RemoteArgs, StatusArgs};
-use super::Style;
+use super::{comma_list, plural, seconds, text, Style};
 use crate::client::Reply;
 use crate::{App, Error, Result};
 
@@ -17,12 +17,11 @@ use crate::{App, Error, Result};
 const EX_UNAVAILABLE: u8 = 69;
 
 fn nodes(d: &Option<String>) -> Vec<String> {
-    d.as_deref()
-        .map_or_else(Vec::new, |d| d.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+    comma_list(d.as_deref())
 }
 
 fn timeout(t: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(t).map_err(|_| Error::invalid("--timeout", format!("{t} is not a number of seconds")))
+    seconds("--timeout", t)
 }
 
 /// `inspect METHOD [ARGS…]`.
@@ -102,10 +101,6 @@ pub(super) fn status(app: &App, a: &StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
 /// Prints the replies the way `celery inspect`/`control` do and picks the exit code.
 fn say(method: &str, replies: &[Reply<Value>], as_json: bool) -> ExitCode {
     if replies.is_empty() {
@@ -148,10 +143,6 @@ fn pretty(method: &str, v: &Value, style: &Style) -> (&'static str, String) {
         Value::Null => ("OK", String::new()),
         other => ("OK", indent(&serde_json::to_string_pretty(other).unwrap_or_default(), 4)),
     }
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
 /// Running, reserved or scheduled tasks as aligned columns.

@@ -10,10 +10,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::args::EventsArgs;
-use super::Style;
+use super::{seconds, text, Style};
 use crate::events::{Clock, Receiver, State};
 use crate::protocol::Event;
 use crate::{App, Error, Result};
@@ -22,14 +20,7 @@ use crate::{App, Error, Result};
 const SHOWN_TASKS: usize = 20;
 
 pub(super) fn events(app: &App, a: &EventsArgs) -> Result<ExitCode> {
-    let until = a
-        .duration
-        .map(|d| {
-            Duration::try_from_secs_f64(d)
-                .map_err(|_| Error::invalid("--duration", format!("{d} is not a number of seconds")))
-        })
-        .transpose()?
-        .map(|d| Instant::now() + d);
+    let until = a.duration.map(|d| seconds("--duration", d)).transpose()?.map(|d| Instant::now() + d);
     let frequency = Duration::try_from_secs_f64(a.frequency)
         .ok()
         .filter(|f| !f.is_zero())
@@ -98,10 +89,6 @@ fn dump_line(e: &Event, names: &mut HashMap<String, String>) -> String {
     let sep = if fields.is_empty() { "" } else { ":" };
     let task = if task.is_empty() { String::new() } else { format!(" {task}") };
     format!("{} [{when}] {kind}{sep}{task} {fields}", e.hostname).trim_end().to_owned()
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
 /// The live view: workers, then the latest tasks.

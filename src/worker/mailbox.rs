@@ -91,15 +91,15 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
             let terminate =
                 req.method == "terminate" || args.get("terminate").and_then(Value::as_bool).unwrap_or(false);
             let signal = args.get("signal").and_then(Value::as_str).map(str::to_owned);
-            let list = ids.join(", ");
-            revoke(shared, ids, terminate, signal);
-            if terminate {
-                ok(format!("terminate: {list}"))
+            let reply = if terminate {
+                format!("terminate: {}", ids.join(", "))
             } else {
                 // Celery 5.7 formats the id set as Python prints it.
-                let set: Vec<String> = list.split(", ").map(|i| format!("'{i}'")).collect();
-                ok(format!("tasks {{{}}} flagged as revoked", set.join(", ")))
-            }
+                let set: Vec<String> = ids.iter().map(|i| format!("'{i}'")).collect();
+                format!("tasks {{{}}} flagged as revoked", set.join(", "))
+            };
+            revoke(shared, ids, terminate, signal);
+            ok(reply)
         }
         "rate_limit" => rate_limit(shared, args),
         "time_limit" => {
