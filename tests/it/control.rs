@@ -13,8 +13,22 @@ use crate::semantics::Env;
 
 const T: Duration = Duration::from_secs(10);
 
+/// `env.base(name)` with a broadcast domain of its own: remote control reaches every worker on
+/// a broker, and on the shared rabbitmq-server other tests' workers run meanwhile, so the AMQP
+/// flavour gets a virtual host of its own (Redis and memory:// are per test already).
+fn alone(env: &Env, name: &str) -> celeriac::AppBuilder {
+    let b = env.base(name);
+    if !matches!(env, Env::Amqp(..)) {
+        return b;
+    }
+    let vhost = format!("ctl-{}", uuid::Uuid::new_v4().simple());
+    crate::support::rabbit().ctl(&["add_vhost", &vhost]);
+    crate::support::rabbit().ctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    b.broker(&format!("amqp://guest:guest@127.0.0.1:{}/{vhost}", crate::support::rabbit().port))
+}
+
 fn the_client_inspects_and_controls_a_worker(env: &Env) {
-    let app = env.base("ctl").build().unwrap();
+    let app = alone(env, "ctl").build().unwrap();
     let w = app.worker().concurrency(2).shards(1).hostname("ctl@%h").start().unwrap();
     let node = w.hostname().to_owned();
     let client = app.client();
@@ -100,7 +114,7 @@ stamp!(the_client_inspects_and_controls_a_worker);
 /// Mingle: a worker that starts takes in the ids its running peers hold revoked (so a task
 /// revoked before it came up is not run by it); `--without-mingle` skips the greeting.
 fn mingle_takes_in_the_peers_revoked_ids(env: &Env) {
-    let app = env.base("mingle").build().unwrap();
+    let app = alone(env, "mingle").build().unwrap();
     let first = app.worker().concurrency(1).hostname("m1@%h").start().unwrap();
     let id = format!("revoked-before-{}", uuid::Uuid::new_v4());
     app.client().control().limit(1).revoke(&[id.as_str()], false, None).unwrap();
