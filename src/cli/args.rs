@@ -60,8 +60,8 @@ pub enum Command {
     /// scheduled, revoked, active_queues, query_task ID…, conf, report, clock.
     Inspect(RemoteArgs),
     /// Tell the workers (`celery control`): revoke ID…, terminate SIGNAL ID…, rate_limit TASK
-    /// RATE, time_limit TASK SOFT [HARD], enable_events, disable_events, add_consumer QUEUE,
-    /// cancel_consumer QUEUE, heartbeat, shutdown.
+    /// RATE, time_limit TASK SOFT [HARD], enable_events, disable_events,
+    /// add_consumer QUEUE [EXCHANGE [TYPE [KEY]]], cancel_consumer QUEUE, heartbeat, shutdown.
     Control(RemoteArgs),
     /// List the workers that answer a ping (`celery status`).
     Status(StatusArgs),

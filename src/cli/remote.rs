@@ -63,8 +63,13 @@ pub(super) fn control(app: &App, a: &RemoteArgs) -> Result<ExitCode> {
             json!({"task_name": rest[0], "soft": num(1, usage)?, "hard": num(2, usage)?})
         }
         "time_limit" => return Err(bad("TASK_NAME SOFT [HARD] (seconds)")),
-        "add_consumer" | "cancel_consumer" if !rest.is_empty() => json!({ "queue": rest[0] }),
-        "add_consumer" | "cancel_consumer" => return Err(bad("QUEUE")),
+        // Celery's `control add_consumer QUEUE [EXCHANGE [EXCHANGE_TYPE [ROUTING_KEY]]]`.
+        "add_consumer" if (1..=4).contains(&rest.len()) => json!({
+            "queue": rest[0], "exchange": rest.get(1), "exchange_type": rest.get(2), "routing_key": rest.get(3)
+        }),
+        "add_consumer" => return Err(bad("QUEUE [EXCHANGE [EXCHANGE_TYPE [ROUTING_KEY]]]")),
+        "cancel_consumer" if rest.len() == 1 => json!({ "queue": rest[0] }),
+        "cancel_consumer" => return Err(bad("QUEUE")),
         "pool_grow" | "pool_shrink" => json!({ "n": num(0, "[N]")?.unwrap_or(1.0) }),
         "autoscale" => json!({"max": num(0, "MAX MIN")?, "min": num(1, "MAX MIN")?}),
         _ if rest.is_empty() => json!({}),

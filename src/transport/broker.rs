@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::config::QueueSpec;
 use crate::protocol::TaskMessage;
 
 use super::amqp::{self, AmqpBroker, AmqpConsumer};
@@ -238,6 +239,26 @@ impl Consumer {
             Consumer::Memory(c) => Ok(c.fetch(max).await),
             Consumer::Redis(c) => c.fetch(max).await,
             Consumer::Amqp(c) => c.fetch(max).await,
+        }
+    }
+
+    /// Consumes `spec`'s queue too (declaring it where the broker keeps declarations), from
+    /// the next fetch on; one consumed already stays as it is.
+    pub fn consume(&mut self, spec: &QueueSpec) {
+        match self {
+            Consumer::Memory(c) => c.consume(&spec.name),
+            Consumer::Redis(c) => c.consume(&spec.name),
+            Consumer::Amqp(c) => c.consume(spec),
+        }
+    }
+
+    /// Stops consuming `queue`: deliveries of it already on their way are still returned.
+    /// With no queue left, a fetch waits until one is added (or the shard is woken).
+    pub fn cancel(&mut self, queue: &str) {
+        match self {
+            Consumer::Memory(c) => c.cancel(queue),
+            Consumer::Redis(c) => c.cancel(queue),
+            Consumer::Amqp(c) => c.cancel(queue),
         }
     }
 

@@ -163,6 +163,9 @@ impl MemoryConsumer {
     pub fn try_fetch(&mut self, max: usize) -> Vec<Delivery> {
         let mut out = Vec::new();
         let n = self.queues.len();
+        if n == 0 {
+            return out;
+        }
         let mut idle = 0;
         while out.len() < max && idle < n {
             let (name, q) = &self.queues[self.next % n];
@@ -191,7 +194,21 @@ impl MemoryConsumer {
         out
     }
 
-    /// Waits for at least one message, then takes up to `max`.
+    /// Consumes `queue` too, from the next fetch on.
+    pub fn consume(&mut self, queue: &str) {
+        if !self.queues.iter().any(|(n, _)| &**n == queue) {
+            let q = self.link.broker.queue(queue);
+            self.queues.push((Arc::from(queue), q));
+        }
+    }
+
+    /// Stops consuming `queue`.
+    pub fn cancel(&mut self, queue: &str) {
+        self.queues.retain(|(n, _)| &**n != queue);
+    }
+
+    /// Waits for at least one message, then takes up to `max`; with no queue left to consume,
+    /// until dropped.
     pub async fn fetch(&mut self, max: usize) -> Vec<Delivery> {
         loop {
             let seen: Vec<u64> = self.queues.iter().map(|(_, q)| q.notify.epoch()).collect();
@@ -200,6 +217,9 @@ impl MemoryConsumer {
                 return got;
             }
             let queues = self.queues.clone();
+            if queues.is_empty() {
+                std::future::pending::<()>().await;
+            }
             Notify::any_changed(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
         }
     }

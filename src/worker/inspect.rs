@@ -246,10 +246,11 @@ pub(crate) fn registered(shared: &WorkerShared, items: &[String]) -> Value {
 
 /// `active_queues`: kombu's queue dicts for the queues consumed.
 pub(crate) fn active_queues(shared: &WorkerShared) -> Value {
-    let q = shared.queues.iter().map(|name| {
-        json!({"name": name, "exchange": {"name": name, "type": "direct", "arguments": null, "durable": true,
-                                          "passive": false, "auto_delete": false, "delivery_mode": null, "no_declare": false},
-               "routing_key": name, "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
+    let q = shared.consuming.snapshot().1.into_iter().map(|spec| {
+        json!({"name": spec.name, "exchange": {"name": spec.exchange_name(), "type": spec.exchange_type, "arguments": null,
+                                          "durable": true, "passive": false, "auto_delete": false, "delivery_mode": null,
+                                          "no_declare": false},
+               "routing_key": spec.key(), "queue_arguments": null, "binding_arguments": null, "consumer_arguments": null,
                "durable": true, "exclusive": false, "auto_delete": false, "no_ack": false, "alias": null,
                "bindings": [], "no_declare": null, "expires": null, "message_ttl": null, "max_length": null,
                "max_length_bytes": null, "max_priority": null})

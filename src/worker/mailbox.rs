@@ -167,17 +167,13 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
         )),
         "shutdown" => {
             tracing::warn!("Got shutdown from remote");
-            shared.lifecycle.advance(super::ShutdownMode::Warm);
-            for w in &shared.steal.wake {
-                w.notify();
-            }
+            shared.shut_down(super::ShutdownMode::Warm);
             Value::Null
         }
         "pool_grow" | "pool_shrink" | "autoscale" | "pool_restart" => json!({ "error": format!(
             "{} does not apply to celeriac: it runs task bodies on a fixed set of shards, one per CPU (--shards), \
              with at most -c bodies at once; restart the worker with other values", req.method) }),
-        "add_consumer" | "cancel_consumer" => json!({ "error": format!(
-            "{} is not supported by this celeriac build: the queues are fixed at start (-Q)", req.method) }),
+        "add_consumer" | "cancel_consumer" => consumers(shared, &req.method, args),
         "memsample" | "memdump" | "objgraph" | "dump_tasks" | "election" | "revoke_by_stamped_headers" => {
             json!({ "error": format!("{} is a Python-only command; celeriac has no such facility", req.method) })
         }
@@ -186,6 +182,29 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
             // kombu's Node.dispatch answers a handler it does not have with the KeyError's repr.
             json!({ "error": format!("KeyError('{other}')") })
         }
+    }
+}
+
+/// `add_consumer` / `cancel_consumer`: the worker's queue list changes at once and every shard
+/// follows it before its next fetch; the reply comes first, as Celery's (`call_soon`).
+fn consumers(shared: &WorkerShared, method: &str, args: &Map<String, Value>) -> Value {
+    let text = |k: &str| args.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let Some(queue) = text("queue") else {
+        return json!({ "error": format!("{method} needs the name of a queue") });
+    };
+    if method == "add_consumer" {
+        let spec = shared.consuming.spec(queue, text("exchange"), text("exchange_type"), text("routing_key"));
+        if shared.consuming.add(spec) {
+            tracing::info!("Started consuming from {queue}");
+            shared.wake_all();
+        }
+        ok(format!("add consumer {queue}"))
+    } else {
+        tracing::info!("Canceling queue {queue}");
+        if shared.consuming.cancel(queue) {
+            shared.wake_all();
+        }
+        ok(format!("no longer consuming from {queue}"))
     }
 }
 

@@ -9,6 +9,7 @@
 mod banner;
 mod canvas;
 mod chord;
+mod consuming;
 mod events;
 mod heartbeat;
 mod inspect;

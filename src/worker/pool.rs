@@ -276,7 +276,7 @@ impl WorkerBuilder {
         let rate_limits = RateLimits::new(rates, self.config.worker_disable_rate_limits);
         let revoked = Revoked::open(self.config.worker_state_db.as_deref().map(std::path::Path::new))
             .map_err(|e| Error::invalid("worker_state_db", e))?;
-        wait_for_services(&self.client, &self.queue_names(), self.config.broker_connection_max_retries)?;
+        wait_for_services(&self.client, &queues, self.config.broker_connection_max_retries)?;
         let (steal, locals) = StealSet::new(n, self.stealing);
         let c = &self.config;
         let hostname = self.nodename();
@@ -311,7 +311,7 @@ impl WorkerBuilder {
             acks_late: self.config.task_acks_late,
             ignore_result: self.config.task_ignore_result,
             result_extended: self.config.result_extended,
-            queues,
+            consuming: super::consuming::Consuming::new(c.task_queues.clone(), &queues),
             slots,
             prefetch_multiplier: self.config.worker_prefetch_multiplier as usize,
             lifecycle: Lifecycle::new(),
@@ -423,10 +423,7 @@ fn wait_for_services(client: &Client, queues: &[String], max_retries: u32) -> Re
 /// A shard stopped before it came up (its executor could not be built, or it panicked): the
 /// others are stopped and the first shard's own error is returned, instead of waiting forever.
 fn shard_start_failed(shared: &WorkerShared, shards: Vec<ShardHandle>) -> Error {
-    shared.lifecycle.advance(ShutdownMode::Cold);
-    for w in &shared.steal.wake {
-        w.notify();
-    }
+    shared.shut_down(ShutdownMode::Cold);
     let mut reason = None;
     for (i, s) in shards.into_iter().enumerate() {
         let exited = s.exited();
@@ -500,10 +497,7 @@ impl WorkerHandle {
 
     /// Begins a shutdown without waiting for it.
     pub fn request_shutdown(&self, mode: ShutdownMode) {
-        self.shared.lifecycle.advance(mode);
-        for w in &self.shared.steal.wake {
-            w.notify();
-        }
+        self.shared.shut_down(mode);
     }
 
     /// Warm shutdown: stop consuming, finish running tasks, return reserved ones; waits for the
@@ -546,10 +540,7 @@ impl WorkerHandle {
                 let mode = if seen == 1 { ShutdownMode::Warm } else { ShutdownMode::Cold };
                 let how = if seen == 1 { "warm shutdown (MainProcess)" } else { "cold shutdown (MainProcess)" };
                 eprintln!("\nworker: {how} after signal {sig}");
-                shared.lifecycle.advance(mode);
-                for w in &shared.steal.wake {
-                    w.notify();
-                }
+                shared.shut_down(mode);
             }
         })?;
         let _ = self.join();

@@ -45,7 +45,9 @@ pub(crate) async fn shard_main(
 async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer {
     let shared = &sh.shared;
     let wake = &shared.steal.wake[sh.index];
-    let mut consumer = shared.client.broker().consumer(&shared.queues);
+    let (mut applied_epoch, specs) = shared.consuming.snapshot();
+    let mut applied: Vec<String> = specs.into_iter().map(|q| q.name).collect();
+    let mut consumer = shared.client.broker().consumer(&applied);
     let mut backoff = Duration::from_millis(50);
     loop {
         // The epoch is read before the lifecycle check: a shutdown that lands in between still
@@ -53,6 +55,19 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
         let seen = wake.epoch();
         if !shared.lifecycle.is_running() {
             break;
+        }
+        if shared.consuming.epoch() != applied_epoch {
+            // add_consumer / cancel_consumer: the mailbox changed the list and woke us.
+            let (epoch, now) = shared.consuming.snapshot();
+            let (start, stop) = super::consuming::diff(&applied, &now);
+            for spec in start {
+                consumer.consume(spec);
+            }
+            for queue in &stop {
+                consumer.cancel(queue);
+            }
+            applied = now.into_iter().map(|q| q.name).collect();
+            applied_epoch = epoch;
         }
         let room = shared.prefetch(sh.index).saturating_sub(reserved(&sh, local.len()));
         // A pop already sent is taken whatever the room (work stolen meanwhile may have filled

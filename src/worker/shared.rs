@@ -63,7 +63,8 @@ pub(crate) struct WorkerShared {
     /// Worker and task events (task events with `-E` or `enable_events`).
     pub events: Arc<Dispatcher>,
     pub hostname: Arc<str>,
-    pub queues: Vec<String>,
+    /// The queues consumed: `-Q` at start, then `add_consumer` / `cancel_consumer`.
+    pub consuming: super::consuming::Consuming,
     /// Per shard: how many bodies may run at once (`-c` split over the shards).
     pub slots: Vec<usize>,
     /// `worker_prefetch_multiplier`: a shard reserves this many deliveries per slot.
@@ -86,6 +87,19 @@ impl WorkerShared {
     /// Bodies the whole worker may run at once (`-c`).
     pub(crate) fn concurrency(&self) -> usize {
         self.slots.iter().sum()
+    }
+
+    /// Wakes every shard to look at what changed (the lifecycle, the queues consumed).
+    pub(crate) fn wake_all(&self) {
+        for w in &self.steal.wake {
+            w.notify();
+        }
+    }
+
+    /// Moves the lifecycle towards shutdown and wakes every shard to see it.
+    pub(crate) fn shut_down(&self, mode: super::ShutdownMode) {
+        self.lifecycle.advance(mode);
+        self.wake_all();
     }
 
     /// One counter summed over the shards.

@@ -109,6 +109,13 @@ fn the_command_line_drives_a_celeriac_worker() {
     assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "parked"])), 3);
     assert!(ok(&url, &["purge", "-f", "-Q", "parked"]).contains("Purged 3 messages from 1 known task queue."));
     assert_eq!(frame_int(&redis_cmd(&url, &["LLEN", "parked"])), 0);
+    // The queue consumed from now on, then no longer.
+    let id = ok(&url, &["call", "proj.tasks.add", "--args", "[5, 5]", "--queue", "parked"]).trim().to_owned();
+    assert!(ok(&url, &["control", "add_consumer", "parked"]).contains("add consumer parked"));
+    assert_eq!(ok(&url, &["result", &id, "--timeout", "10"]).trim(), "10");
+    assert!(ok(&url, &["inspect", "active_queues"]).contains("parked"));
+    assert!(ok(&url, &["control", "cancel_consumer", "parked"]).contains("no longer consuming from parked"));
+    assert!(!ok(&url, &["inspect", "active_queues"]).contains("parked"));
 
     let report = ok(&url, &["report"]);
     assert!(report.contains("software -> celeriac:") && report.contains("broker_url"), "{report}");

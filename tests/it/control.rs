@@ -109,7 +109,7 @@ fn the_client_inspects_and_controls_a_worker(env: &Env) {
     w.shutdown();
 }
 
-stamp!(the_client_inspects_and_controls_a_worker);
+stamp!(the_client_inspects_and_controls_a_worker, consumers_are_added_and_cancelled_at_run_time);
 
 /// Mingle: a worker that starts takes in the ids its running peers hold revoked (so a task
 /// revoked before it came up is not run by it); `--without-mingle` skips the greeting.
@@ -198,4 +198,49 @@ fn concurrency_is_the_most_bodies_at_once_and_shards_are_apart() {
     // More shards than bodies cannot work, and says so.
     let err = app.worker().concurrency(1).shards(2).start().err().expect("refused");
     assert!(err.to_string().contains("--shards") && err.to_string().contains("-c 2"), "{err}");
+}
+
+/// `add_consumer` / `cancel_consumer` at run time: a queue added is consumed on every shard from
+/// then on (and listed by `active_queues`), one cancelled is left alone until added again, and
+/// nothing is left in either queue at the end.
+fn consumers_are_added_and_cancelled_at_run_time(env: &Env) {
+    let app = alone(env, "cons").build().unwrap();
+    let w = app.worker().concurrency(2).shards(2).hostname("cons@%h").start().unwrap();
+    let client = app.client();
+    let (home, extra) = (env.queue().to_owned(), format!("{}.extra", env.queue()));
+    let names = |c: &celeriac::Client| -> Vec<String> {
+        let q = c.inspect().limit(1).active_queues().unwrap();
+        q[0].value.iter().map(|q| q.name.clone()).collect()
+    };
+    assert_eq!(names(&client), [home.as_str()]);
+
+    let to = |q: &str| celeriac::SendOptions::new().queue(q);
+    let waiting = client.send_task_with("t.add", (2, 3), Default::default(), &to(&extra)).unwrap();
+    assert!(waiting.get::<i64>(Duration::from_millis(700)).is_err(), "ran before its queue was consumed");
+    let added = client.control().limit(1).add_consumer(&extra).unwrap();
+    assert_eq!(added[0].value, Ok(format!("add consumer {extra}")), "{added:?}");
+    assert_eq!(waiting.get::<i64>(T).unwrap(), 5);
+    assert_eq!(names(&client), [home.as_str(), extra.as_str()]);
+    // Adding it twice changes nothing and is answered the same.
+    assert!(client.control().limit(1).add_consumer(&extra).unwrap()[0].value.is_ok());
+    assert_eq!(names(&client).len(), 2);
+
+    let cancelled = client.control().limit(1).cancel_consumer(&home).unwrap();
+    assert_eq!(cancelled[0].value, Ok(format!("no longer consuming from {home}")), "{cancelled:?}");
+    assert_eq!(names(&client), [extra.as_str()]);
+    // A fetch already waiting on the old list (Redis blocks for 0.25 s) ends first.
+    std::thread::sleep(Duration::from_millis(600));
+    let left = client.send_task_with("t.add", (1, 1), Default::default(), &to(&home)).unwrap();
+    let still = client.send_task_with("t.add", (4, 4), Default::default(), &to(&extra)).unwrap();
+    assert_eq!(still.get::<i64>(T).unwrap(), 8);
+    assert!(left.get::<i64>(Duration::from_millis(700)).is_err(), "ran from a cancelled queue");
+    assert_eq!(client.broker().queue_len(&home).unwrap(), 1);
+
+    client.control().limit(1).add_consumer(&home).unwrap();
+    assert_eq!(left.get::<i64>(T).unwrap(), 2);
+    let stats = w.shutdown();
+    assert_eq!(stats.processed, 3, "{stats:?}");
+    for q in [&home, &extra] {
+        assert_eq!(client.broker().queue_len(q).unwrap(), 0, "left in {q}");
+    }
 }

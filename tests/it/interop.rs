@@ -658,6 +658,20 @@ fn celery_inspect_ping_status_and_control_revoke_get_replies() {
     assert!(status.contains("rs14@") && status.contains("OK"), "{status}");
     let revoke = celery(&["control", "revoke", "--timeout", "3", "some-task-id"]);
     assert!(revoke.contains("tasks {'some-task-id'} flagged as revoked"), "{revoke}");
+
+    // add_consumer / cancel_consumer from Celery's command line, applied at once.
+    let client = client_app(&server).client();
+    let opts = celeriac::SendOptions::new().queue("parked");
+    let parked = client.send_task_with("proj.tasks.add", (1, 2), serde_json::Map::new(), &opts).unwrap();
+    let added = celery(&["control", "add_consumer", "parked", "--timeout", "3"]);
+    assert!(added.contains("add consumer parked"), "{added}");
+    assert_eq!(parked.get::<i64>(Duration::from_secs(10)).unwrap(), 3, "{}", worker.output());
+    let queues = celery(&["inspect", "active_queues", "--timeout", "3"]);
+    assert!(queues.contains("'name': 'parked'") && queues.contains("'name': 'celery'"), "{queues}");
+    let cancelled = celery(&["control", "cancel_consumer", "parked", "--timeout", "3"]);
+    assert!(cancelled.contains("no longer consuming from parked"), "{cancelled}");
+    let queues = celery(&["inspect", "active_queues", "--timeout", "3"]);
+    assert!(!queues.contains("'name': 'parked'"), "{queues}");
 }
 
 /// Celery 5.7's own event receiver and `inspect`/`control` against a celeriac worker run with

@@ -36,7 +36,7 @@ impl Env {
     }
 
     /// The queue the tasks go to.
-    fn queue(&self) -> &str {
+    pub(crate) fn queue(&self) -> &str {
         match self {
             Env::Amqp(_, q) => q,
             _ => "celery",

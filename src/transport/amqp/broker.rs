@@ -76,14 +76,19 @@ impl AmqpBroker {
     /// replies are awaited, so a queue declared before with other arguments fails here with
     /// RabbitMQ's `PRECONDITION_FAILED` and the argument it names.
     async fn declare(&self, conn: &Connection, q: &str) -> Result<(), TransportError> {
-        let spec = self.opts.spec(q);
+        self.declare_spec(conn, &self.opts.spec(q)).await
+    }
+
+    /// Declares `spec`'s exchange and queue and binds them.
+    async fn declare_spec(&self, conn: &Connection, spec: &QueueSpec) -> Result<(), TransportError> {
+        let q = spec.name.as_str();
         let ex = exchange::Declare {
             exchange: spec.exchange_name().into(),
             kind: spec.exchange_type.as_str().into(),
             durable: true,
             ..exchange::Declare::default()
         };
-        let args = self.queue_arguments(&spec);
+        let args = self.queue_arguments(spec);
         let qd = queue::Declare { queue: q.into(), durable: true, arguments: args, ..Default::default() };
         let bind = queue::Bind {
             queue: q.into(),
@@ -272,11 +277,11 @@ impl AmqpBroker {
     pub fn consumer(self: &Arc<Self>, queues: &[String]) -> AmqpConsumer {
         let conn = connection(&self.url);
         let state = Rc::new(ConsumerState::default());
+        *state.queues.borrow_mut() = queues.iter().map(|q| (self.opts.spec(q), true)).collect();
         let owner = Owner::start(conn.clone(), state.clone());
         AmqpConsumer {
             broker: self.clone(),
             conn,
-            queues: queues.to_vec(),
             state,
             owner,
             started: false,
@@ -296,13 +301,15 @@ struct ConsumerState {
     qos: Cell<u16>,
     /// The window the shard asked for first: QoS never goes below it.
     base: Cell<u16>,
+    /// Every queue consumed since the start, and whether it still is: consumer tag
+    /// `{tag}.{i}` consumes queue `i`, so a delivery names its queue by its tag.
+    queues: RefCell<Vec<(QueueSpec, bool)>>,
 }
 
 /// One shard's AMQP consumer.
 pub struct AmqpConsumer {
     broker: Arc<AmqpBroker>,
     conn: Connection,
-    queues: Vec<String>,
     state: Rc<ConsumerState>,
     owner: Arc<Owner>,
     started: bool,
@@ -322,8 +329,7 @@ impl AmqpConsumer {
         self.started = true;
         self.state.qos.set(prefetch.clamp(1, u16::MAX as usize) as u16);
         self.state.base.set(self.state.qos.get());
-        let (broker, queues, state, tag) =
-            (self.broker.clone(), self.queues.clone(), self.state.clone(), self.tag.clone());
+        let (broker, state, tag) = (self.broker.clone(), self.state.clone(), self.tag.clone());
         let deliveries = self.state.clone();
         self.conn.on_delivery(move |d| {
             deliveries.buffer.borrow_mut().push_back(d);
@@ -333,24 +339,21 @@ impl AmqpConsumer {
             state.buffer.borrow_mut().clear();
             state.outstanding.borrow_mut().clear();
             c.send_sync(WORK, qos(state.qos.get(), !broker.opts.any_quorum()));
-            let (broker, queues, tag, c) = (broker.clone(), queues.clone(), tag.clone(), c.clone());
+            let queues: Vec<(usize, QueueSpec)> = state
+                .queues
+                .borrow()
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, on))| *on)
+                .map(|(i, (q, _))| (i, q.clone()))
+                .collect();
+            let (broker, tag, c) = (broker.clone(), tag.clone(), c.clone());
             // Declared and consumed in a task of their own: the hook runs before the reader.
             rt::spawn_local(async move {
-                for (i, q) in queues.iter().enumerate() {
-                    if let Err(e) = broker.declare(&c, q).await {
-                        tracing::error!("amqp: {e}");
+                for (i, spec) in queues {
+                    if consume_queue(&broker, &c, &tag, i, &spec).await.is_err() {
                         return;
                     }
-                    let consume = basic::Consume {
-                        queue: q.as_str().into(),
-                        consumer_tag: ShortString::from(format!("{tag}.{i}")),
-                        ..Default::default()
-                    };
-                    if let Err(e) = c.call(WORK, AMQPClass::Basic(basic::AMQPMethod::Consume(consume))).await {
-                        tracing::error!("amqp: consuming {q:?}: {e}");
-                        return;
-                    }
-                    broker.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q.clone());
                 }
             });
         };
@@ -358,6 +361,56 @@ impl AmqpConsumer {
             hook(&self.conn);
         }
         self.conn.on_connect(hook);
+    }
+
+    /// Consumes `spec`'s queue too (declared first, with its exchange and binding), from now
+    /// on and after every reconnection.
+    pub fn consume(&mut self, spec: &QueueSpec) {
+        let i = {
+            let mut queues = self.state.queues.borrow_mut();
+            match queues.iter().position(|(q, _)| q.name == spec.name) {
+                Some(i) if queues[i].1 => return,
+                Some(i) => {
+                    queues[i] = (spec.clone(), true);
+                    i
+                }
+                None => {
+                    queues.push((spec.clone(), true));
+                    queues.len() - 1
+                }
+            }
+        };
+        if self.started && self.conn.is_up() {
+            let (broker, c, tag, spec) = (self.broker.clone(), self.conn.clone(), self.tag.clone(), spec.clone());
+            rt::spawn_local(async move {
+                let _ = consume_queue(&broker, &c, &tag, i, &spec).await;
+            });
+        }
+    }
+
+    /// Stops consuming `queue` (`basic.cancel`); deliveries of it already sent still arrive.
+    pub fn cancel(&mut self, queue: &str) {
+        let i = {
+            let mut queues = self.state.queues.borrow_mut();
+            let Some(i) = queues.iter().position(|(q, on)| *on && q.name == queue) else { return };
+            queues[i].1 = false;
+            i
+        };
+        if self.started && self.conn.is_up() {
+            let cancel = self.cancel_method(i);
+            let call = self.conn.call(WORK, cancel);
+            let queue = queue.to_owned();
+            rt::spawn_local(async move {
+                if let Err(e) = call.await {
+                    tracing::warn!("amqp: cancelling the consumer of {queue:?}: {e}");
+                }
+            });
+        }
+    }
+
+    fn cancel_method(&self, i: usize) -> AMQPClass {
+        let cancel = basic::Cancel { consumer_tag: ShortString::from(format!("{}.{i}", self.tag)), nowait: false };
+        AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))
     }
 
     /// Waits for deliveries; returns up to `max`. Raises the QoS window when the shard has more
@@ -396,7 +449,7 @@ impl AmqpConsumer {
             let number = d.deliver.delivery_tag;
             self.state.outstanding.borrow_mut().insert(number);
             self.owner.inbox.taken(1);
-            out.push(to_delivery(d, &self.queues, self.owner.clone()));
+            out.push(to_delivery(d, &self.state.queues.borrow(), self.owner.clone()));
         }
         out
     }
@@ -409,13 +462,9 @@ impl AmqpConsumer {
     /// Stops consuming: cancels the consumers; deliveries already here are returned to requeue.
     pub async fn close(&mut self) -> Vec<Delivery> {
         if self.started && self.conn.is_up() {
-            let cancels: Vec<_> = (0..self.queues.len())
-                .map(|i| {
-                    let cancel =
-                        basic::Cancel { consumer_tag: ShortString::from(format!("{}.{i}", self.tag)), nowait: false };
-                    self.conn.call(WORK, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)))
-                })
-                .collect();
+            let on: Vec<usize> =
+                self.state.queues.borrow().iter().enumerate().filter(|(_, (_, on))| *on).map(|(i, _)| i).collect();
+            let cancels: Vec<_> = on.into_iter().map(|i| self.conn.call(WORK, self.cancel_method(i))).collect();
             for c in cancels {
                 let _ = c.await;
             }
@@ -436,7 +485,33 @@ impl AmqpConsumer {
     }
 }
 
-fn to_delivery(d: Incoming, queues: &[String], owner: Arc<Owner>) -> Delivery {
+/// Declares `spec` and consumes it under consumer tag `{tag}.{i}`; errors are logged.
+async fn consume_queue(
+    broker: &AmqpBroker,
+    c: &Connection,
+    tag: &str,
+    i: usize,
+    spec: &QueueSpec,
+) -> Result<(), TransportError> {
+    let q = &spec.name;
+    if let Err(e) = broker.declare_spec(c, spec).await {
+        tracing::error!("amqp: {e}");
+        return Err(e);
+    }
+    let consume = basic::Consume {
+        queue: q.as_str().into(),
+        consumer_tag: ShortString::from(format!("{tag}.{i}")),
+        ..Default::default()
+    };
+    if let Err(e) = c.call(WORK, AMQPClass::Basic(basic::AMQPMethod::Consume(consume))).await {
+        tracing::error!("amqp: consuming {q:?}: {e}");
+        return Err(e.into());
+    }
+    broker.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q.clone());
+    Ok(())
+}
+
+fn to_delivery(d: Incoming, queues: &[(QueueSpec, bool)], owner: Arc<Owner>) -> Delivery {
     let p = &d.properties;
     let headers = match p.headers().as_ref() {
         None => Headers::lenient(Map::new()),
@@ -468,7 +543,7 @@ fn to_delivery(d: Incoming, queues: &[String], owner: Arc<Owner>) -> Delivery {
         .rsplit_once('.')
         .and_then(|(_, i)| i.parse::<usize>().ok())
         .and_then(|i| queues.get(i))
-        .map_or_else(|| d.deliver.routing_key.as_str().to_owned(), Clone::clone);
+        .map_or_else(|| d.deliver.routing_key.as_str().to_owned(), |(q, _)| q.name.clone());
     Delivery {
         message: Box::new(message),
         info: DeliveryInfo {

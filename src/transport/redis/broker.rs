@@ -473,6 +473,10 @@ impl RedisConsumer {
             if let Some(found) = self.recover_lost_pop().await? {
                 return Ok(found);
             }
+            if self.queues.is_empty() {
+                // Every queue cancelled: nothing to pop until one is added.
+                return std::future::pending().await;
+            }
             self.pending = Some(self.pop(max));
         }
         let (_, pending) = self.pending.as_mut().expect("set above");
@@ -553,6 +557,20 @@ impl RedisConsumer {
         let key = self.broker.keys.queue_key(&queue, 0);
         let out = self.accept(&key, items, Some(Stashed { prefix, skipped }));
         Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// Consumes `queue` too, from the next pop on (a blocking pop in flight keeps its keys
+    /// until its short block ends); its binding is declared first, as kombu's.
+    pub fn consume(&mut self, queue: &str) {
+        if !self.queues.iter().any(|q| q == queue) {
+            self.queues.push(queue.to_owned());
+            self.broker.declare(&self.writer, queue);
+        }
+    }
+
+    /// Stops consuming `queue` from the next pop on.
+    pub fn cancel(&mut self, queue: &str) {
+        self.queues.retain(|q| q != queue);
     }
 
     /// Sends the next pop: the pop-and-stash script while messages are waiting, else a blocking
