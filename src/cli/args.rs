@@ -139,7 +139,7 @@ pub struct WorkerArgs {
     /// Send no worker events (worker-online, heartbeats, worker-offline).
     #[arg(long)]
     pub without_heartbeat: bool,
-    /// Accepted as Celery's: celeriac does not listen to other workers' events.
+    /// Do not follow the other workers' events (Celery's gossip: clock, peers, elections).
     #[arg(long)]
     pub without_gossip: bool,
     /// Do not ask the running workers for their revoked task ids at start (Celery's mingle).

@@ -207,6 +207,9 @@ fn worker(builder: AppBuilder, g: &GlobalArgs, a: WorkerArgs) -> crate::Result<(
     if a.without_mingle {
         w = w.mingle(false);
     }
+    if a.without_gossip {
+        w = w.gossip(false);
+    }
     if let Some(us) = a.busy_poll_us {
         w = w.busy_poll(std::time::Duration::from_micros(us));
     }

@@ -424,6 +424,14 @@ impl Control<'_> {
         self.command("cancel_consumer", json!({ "queue": queue }))
     }
 
+    /// Celery's `app.control.election`: the workers (every one, or the destination) stand in
+    /// election `id`; the one their gossip elects (the lowest Lamport clock) runs `action`, for
+    /// topic `task` a signature it sends: a task sent once by the fleet. No reply, as in Celery.
+    pub fn election(&self, id: &str, topic: &str, action: Option<&crate::Signature>) -> Result<()> {
+        let arguments = json!({ "id": id, "topic": topic, "action": action });
+        self.ask.client.publish_request("election", arguments, &self.ask.destination, None)
+    }
+
     /// `shutdown`: the workers stop warmly (no reply, as in Celery).
     pub fn shutdown(&self) -> Result<()> {
         self.ask.client.publish_request("shutdown", json!({}), &self.ask.destination, None)

@@ -26,6 +26,12 @@ impl Receiver {
         Receiver { fanout: broker.subscribe_topic(EXCHANGE, "#"), clock }
     }
 
+    /// Subscribes to the worker events only (`worker.#`: online, heartbeat, offline, elections),
+    /// as Celery's gossip does; memory:// has no routing keys and delivers every event.
+    pub fn workers(broker: &Broker, clock: Arc<Clock>) -> Receiver {
+        Receiver { fanout: broker.subscribe_topic(EXCHANGE, "worker.#"), clock }
+    }
+
     /// The events of the next message; `None` once the subscription ended. A message that is not
     /// an event is logged and skipped.
     pub async fn next(&self) -> Option<Vec<Event>> {

@@ -106,12 +106,12 @@ impl Broker {
 
     /// Subscribes to the messages of a topic-like exchange whose routing keys match `pattern`
     /// (`#` for all: the event receiver). On Redis a `PSUBSCRIBE /<db>.<exchange>/<pattern>`; on
-    /// RabbitMQ a queue bound with `#`; memory:// has no routing keys.
+    /// RabbitMQ a queue bound with the pattern; memory:// has no routing keys.
     pub fn subscribe_topic(&self, exchange: &str, pattern: &str) -> Fanout {
         match self {
             Broker::Memory(b) => Fanout::Memory(b.subscribe_fanout(exchange)),
             Broker::Redis(b) => Fanout::Redis(b.subscribe_fanout(exchange, pattern)),
-            Broker::Amqp(b) => Fanout::Amqp(b.subscribe_fanout(exchange)),
+            Broker::Amqp(b) => Fanout::Amqp(b.subscribe_topic(exchange, pattern)),
         }
     }
 

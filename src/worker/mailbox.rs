@@ -174,7 +174,19 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
             "{} does not apply to celeriac: it runs task bodies on a fixed set of shards, one per CPU (--shards), \
              with at most -c bodies at once; restart the worker with other values", req.method) }),
         "add_consumer" | "cancel_consumer" => consumers(shared, &req.method, args),
-        "memsample" | "memdump" | "objgraph" | "dump_tasks" | "election" | "revoke_by_stamped_headers" => {
+        "election" => {
+            let text = |k: &str| args.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+            match (text("id"), text("topic")) {
+                _ if !shared.peers.enabled() => json!({ "error": "gossip is off (--without-gossip, or memory://)" }),
+                (Some(id), Some(topic)) => {
+                    let action = args.get("action").cloned().unwrap_or(Value::Null);
+                    super::gossip::election(shared, id, topic, action);
+                    Value::Null
+                }
+                _ => json!({ "error": "election needs an id and a topic" }),
+            }
+        }
+        "memsample" | "memdump" | "objgraph" | "dump_tasks" | "revoke_by_stamped_headers" => {
             json!({ "error": format!("{} is a Python-only command; celeriac has no such facility", req.method) })
         }
         other => {

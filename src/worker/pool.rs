@@ -75,6 +75,7 @@ pub struct WorkerBuilder {
     busy_poll: Option<Duration>,
     heartbeat: bool,
     mingle: bool,
+    gossip: bool,
 }
 
 impl WorkerBuilder {
@@ -103,6 +104,7 @@ impl WorkerBuilder {
             busy_poll: None,
             heartbeat: true,
             mingle: true,
+            gossip: true,
         }
     }
 
@@ -184,6 +186,15 @@ impl WorkerBuilder {
     /// came up is not run by it. Not on memory:// (no other process can be there).
     pub fn mingle(mut self, on: bool) -> Self {
         self.mingle = on;
+        self
+    }
+
+    /// Celery's gossip (on by default, off with `--without-gossip`): the worker follows the
+    /// other workers' events, keeps its clock in step with theirs, logs a peer whose heartbeats
+    /// stop (`missed heartbeat from …`), lists the peers alive ([`WorkerHandle::peers`]) and
+    /// takes part in `election`s. Not on memory://.
+    pub fn gossip(mut self, on: bool) -> Self {
+        self.gossip = on;
         self
     }
 
@@ -286,7 +297,8 @@ impl WorkerBuilder {
             Arc::default(),
             c.worker_send_task_events,
         );
-        if self.mingle && !matches!(self.client.broker(), crate::transport::Broker::Memory(_)) {
+        let in_process = matches!(self.client.broker(), crate::transport::Broker::Memory(_));
+        if self.mingle && !in_process {
             mingle(&self.client, &hostname, &revoked, events.clock());
         }
         let shared = Arc::new(WorkerShared {
@@ -305,6 +317,7 @@ impl WorkerBuilder {
             hooks: self.hooks.clone(),
             events,
             hostname: Arc::from(hostname),
+            peers: super::peers::Peers::new(self.gossip && !in_process),
             registry: self.registry,
             client: self.client,
             accept: self.accept,
@@ -493,6 +506,12 @@ impl WorkerHandle {
     /// The task ids this worker holds revoked, oldest first (`inspect revoked`).
     pub fn revoked(&self) -> Vec<String> {
         self.shared.revoked.ids()
+    }
+
+    /// The other workers alive now, as gossip knows them (empty with gossip off or on
+    /// memory://): each sent a worker event within twice its heartbeat interval.
+    pub fn peers(&self) -> Vec<String> {
+        self.shared.peers.alive()
     }
 
     /// Begins a shutdown without waiting for it.

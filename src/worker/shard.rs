@@ -29,6 +29,11 @@ pub(crate) async fn shard_main(
         let broker = sh.shared.client.broker().clone();
         let mailbox = rt::spawn_blocking(move || broker.subscribe_fanout("celery.pidbox")).await;
         rt::spawn_local(super::mailbox::serve(sh.shared.clone(), sh.queries.clone(), index, mailbox));
+        if sh.shared.peers.enabled() {
+            let (broker, clock) = (sh.shared.client.broker().clone(), sh.shared.events.clock().clone());
+            let receiver = rt::spawn_blocking(move || crate::events::Receiver::workers(&broker, clock)).await;
+            rt::spawn_local(super::gossip::serve(sh.shared.clone(), index, receiver));
+        }
     }
     rt::spawn_local(timer(sh.clone()));
     let consumer = rt::spawn(consume(sh.clone(), local.clone()));

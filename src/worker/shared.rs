@@ -63,6 +63,8 @@ pub(crate) struct WorkerShared {
     /// Worker and task events (task events with `-E` or `enable_events`).
     pub events: Arc<Dispatcher>,
     pub hostname: Arc<str>,
+    /// The other workers, as gossip follows them (`--without-gossip`: never filled).
+    pub peers: super::peers::Peers,
     /// The queues consumed: `-Q` at start, then `add_consumer` / `cancel_consumer`.
     pub consuming: super::consuming::Consuming,
     /// Per shard: how many bodies may run at once (`-c` split over the shards).

@@ -143,6 +143,56 @@ fn mingle_on_rabbitmq() {
     mingle_takes_in_the_peers_revoked_ids(&Env::amqp());
 }
 
+/// Gossip: each worker follows the others' worker events (a peer that stops leaves the list; one
+/// without gossip is seen but sees nobody), and an `election` makes the fleet send its task once.
+fn gossip_follows_the_peers_and_elects_one(env: &Env) {
+    let app = alone(env, "gossip").build().unwrap();
+    let w1 = app.worker().concurrency(1).hostname("g1@%h").start().unwrap();
+    let w2 = app.worker().concurrency(1).hostname("g2@%h").start().unwrap();
+    let deaf = app.worker().concurrency(1).hostname("g3@%h").gossip(false).start().unwrap();
+    let (n1, n2, n3) = (w1.hostname().to_owned(), w2.hostname().to_owned(), deaf.hostname().to_owned());
+    let deadline = Instant::now() + T;
+    while !(w1.peers().contains(&n2) && w1.peers().contains(&n3) && w2.peers().contains(&n1)) {
+        assert!(Instant::now() < deadline, "peers never seen: {:?} {:?}", w1.peers(), w2.peers());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!w1.peers().contains(&n1), "a worker is not its own peer");
+    assert!(deaf.peers().is_empty());
+    deaf.shutdown();
+    let deadline = Instant::now() + T;
+    while w1.peers().contains(&n3) {
+        assert!(Instant::now() < deadline, "worker-offline not seen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Both stand; one wins and sends the task, once.
+    let client = app.client();
+    let queue = format!("{}.elected", env.queue());
+    let action = celeriac::Signature::new("t.add", vec![2.into(), 3.into()]).set("queue", &queue);
+    let id = uuid::Uuid::new_v4().to_string();
+    client.control().election(&id, "task", Some(&action)).unwrap();
+    let deadline = Instant::now() + T;
+    while client.broker().queue_len(&queue).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "nobody won the election");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(client.broker().queue_len(&queue).unwrap(), 1, "the elected task was sent more than once");
+    client.broker().purge(&queue).unwrap();
+    w1.shutdown();
+    w2.shutdown();
+}
+
+#[test]
+fn gossip_on_redis() {
+    gossip_follows_the_peers_and_elects_one(&Env::redis());
+}
+
+#[test]
+fn gossip_on_rabbitmq() {
+    gossip_follows_the_peers_and_elects_one(&Env::amqp());
+}
+
 /// An async task that notes how many bodies run at once.
 fn counting_app(name: &str) -> (celeriac::AppBuilder, Arc<AtomicUsize>) {
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -123,22 +123,18 @@ fn python_worker(server: &RedisServer, env: &[(&str, &str)], name: &str) -> Proc
     python_worker_on(&server.url(), &server.url(), env, name)
 }
 
-/// tests/python/pyproj.py's solo worker on `broker` with results in `backend`.
+/// tests/python/pyproj.py's solo worker on `broker` with results in `backend`, quiet (no
+/// gossip, mingle or heartbeats).
 pub(crate) fn python_worker_on(broker: &str, backend: &str, env: &[(&str, &str)], name: &str) -> Proc {
+    python_worker_flags(broker, backend, env, name, &["--without-gossip", "--without-mingle", "--without-heartbeat"])
+}
+
+/// tests/python/pyproj.py's solo worker with `flags`, once it said `ready.`.
+fn python_worker_flags(broker: &str, backend: &str, env: &[(&str, &str)], name: &str, flags: &[&str]) -> Proc {
     let mut cmd = Command::new(venv_bin("celery"));
     cmd.current_dir(root().join("tests/python"))
-        .args([
-            "-A",
-            "pyproj",
-            "worker",
-            "-P",
-            "solo",
-            "-l",
-            "info",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ])
+        .args(["-A", "pyproj", "worker", "-P", "solo", "-l", "info"])
+        .args(flags)
         .args(["-n", &format!("{name}@%h")])
         .env("CELERY_BROKER_URL", broker)
         .env("CELERY_RESULT_BACKEND", backend);
@@ -672,6 +668,30 @@ fn celery_inspect_ping_status_and_control_revoke_get_replies() {
     assert!(cancelled.contains("no longer consuming from parked"), "{cancelled}");
     let queues = celery(&["inspect", "active_queues", "--timeout", "3"]);
     assert!(!queues.contains("'name': 'parked'"), "{queues}");
+}
+
+/// Gossip with a Python worker: a celeriac worker lists it among its peers from its events, and
+/// drops it when its heartbeats stop (killed with SIGKILL: no `worker-offline`).
+#[test]
+fn gossip_sees_a_python_worker_come_and_go() {
+    let _serial = serial();
+    let server = RedisServer::start();
+    let app = on_redis("gossip", &server).build().unwrap();
+    let w = app.worker().concurrency(1).hostname("rs17@%h").start().unwrap();
+    let mut py = python_worker_flags(&server.url(), &server.url(), &[], "py17", &[]);
+    let seen = || w.peers().iter().any(|p| p.starts_with("py17@"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen() {
+        assert!(Instant::now() < deadline, "the Python worker never seen: {:?}\n{}", w.peers(), py.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    py.kill(9);
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while seen() {
+        assert!(Instant::now() < deadline, "a worker without heartbeats still listed: {:?}", w.peers());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.shutdown();
 }
 
 /// Celery 5.7's own event receiver and `inspect`/`control` against a celeriac worker run with

@@ -55,6 +55,11 @@ impl AmqpBroker {
         super::AmqpSubscription::start(&self.url, exchange)
     }
 
+    /// Subscribes to the messages of the topic `exchange` whose routing keys match `pattern`.
+    pub fn subscribe_topic(&self, exchange: &str, pattern: &str) -> super::AmqpSubscription {
+        super::AmqpSubscription::bound(&self.url, exchange, pattern, &format!("{}.{exchange}", uuid::Uuid::new_v4()))
+    }
+
     /// Binds `queue` to the direct `exchange` with `routing_key` and consumes it until dropped
     /// (a remote-control client's reply queue).
     pub fn subscribe_queue(&self, exchange: &str, routing_key: &str, queue: &str) -> super::AmqpSubscription {
