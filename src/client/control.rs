@@ -1,8 +1,8 @@
 //! Remote control as `celery.app.control` speaks it: a pidbox request on the `celery.pidbox`
 //! fanout exchange, and, when replies are wanted, a reply queue of the caller's own
 //! (`<oid>.reply.celery.pidbox`, bound to the `reply.celery.pidbox` direct exchange with key
-//! `<oid>`) read until the timeout or the `limit`-th reply, keeping the replies that carry the
-//! request's ticket. [`Client::inspect`] asks the inspect commands and [`Client::control`] sends
+//! `<oid>`, and kept for the next call) read until the timeout or the `limit`-th reply, keeping
+//! the replies that carry the request's ticket. [`Client::inspect`] asks the inspect commands and [`Client::control`] sends
 //! the control ones; both answer with each node's reply, typed, and how long it took to come.
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::protocol::{ControlRequest, Envelope, Properties, ReplyTo};
+use crate::transport::Fanout;
 use crate::{rt, Error, Result};
 
 use super::Client;
@@ -119,12 +120,22 @@ impl<'a> Ask<'a> {
 
     /// Sends `method` and gathers the raw replies with the request's ticket.
     fn call(&self, method: &str, arguments: Value) -> Result<Vec<Reply<Value>>> {
-        let oid = uuid::Uuid::new_v4().to_string();
+        let (oid, replies) = self.client.reply_queues().take().unwrap_or_else(|| {
+            let oid = uuid::Uuid::new_v4().to_string();
+            let queue = format!("{oid}.{REPLY_EXCHANGE}");
+            let replies = self.client.broker().subscribe_queue(REPLY_EXCHANGE, &oid, &queue);
+            (oid, replies)
+        });
+        let out = self.gather(method, arguments, &oid, &replies);
+        self.client.reply_queues().put(oid, replies);
+        out
+    }
+
+    /// Sends the request with a fresh ticket and reads `replies` for its answers.
+    fn gather(&self, method: &str, arguments: Value, oid: &str, replies: &Fanout) -> Result<Vec<Reply<Value>>> {
         let ticket = uuid::Uuid::new_v4().to_string();
-        let queue = format!("{oid}.{REPLY_EXCHANGE}");
-        let replies = self.client.broker().subscribe_queue(REPLY_EXCHANGE, &oid, &queue);
         let sent = Instant::now();
-        self.client.publish_request(method, arguments, &self.destination, Some((&ticket, &oid)))?;
+        self.client.publish_request(method, arguments, &self.destination, Some((&ticket, oid)))?;
         let limit = self.limit.unwrap_or(if self.destination.is_empty() { usize::MAX } else { self.destination.len() });
         let mut out = Vec::new();
         while out.len() < limit {

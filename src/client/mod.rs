@@ -8,6 +8,7 @@ mod control;
 mod group_result;
 mod options;
 mod producer;
+mod replies;
 mod routes;
 mod signature;
 mod task_ref;

@@ -13,6 +13,7 @@ use crate::protocol::{self, json::format_datetime, Headers, Properties, TaskMess
 use crate::transport::{Broker, Route};
 use crate::{Error, Result};
 
+use super::replies::ReplyQueues;
 use super::{AsyncResult, Router, SendOptions};
 
 /// A handle for sending tasks and reading results. `Send + Sync`; clones share one connection set.
@@ -50,6 +51,8 @@ struct ClientInner {
     oid: String,
     /// `task_send_sent_event`: a `task-sent` event per task published.
     sent_events: Option<Arc<Dispatcher>>,
+    /// Remote-control reply queues kept between calls.
+    replies: Arc<ReplyQueues>,
 }
 
 impl Client {
@@ -76,8 +79,14 @@ impl Client {
                 origin: format!("gen{}@{host}", std::process::id()),
                 oid,
                 sent_events: None,
+                replies: Arc::default(),
             }),
         }
+    }
+
+    /// The remote-control reply queues this client keeps (shared by its clones).
+    pub(super) fn reply_queues(&self) -> &ReplyQueues {
+        &self.inner.replies
     }
 
     /// Sends a `task-sent` event for every task published from now on (`task_send_sent_event`).
