@@ -805,10 +805,15 @@ fn a_chord_body_is_sent_once_when_parts_run_twice_or_their_worker_is_killed() {
 
 /// GETs `path` from an HTTP server on loopback; the status code and the body.
 fn http_get(port: u16, path: &str) -> (u16, String) {
+    http(port, "GET", path)
+}
+
+/// One HTTP/1.0 request without a body; the status and the body of the answer.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").unwrap();
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
     let code = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -877,6 +882,18 @@ fn flower_lists_a_celeriac_worker_and_its_tasks() {
     assert!(w["stats"]["total"]["proj.tasks.add"].as_u64() >= Some(1), "{w}");
     assert!(w["registered"].as_array().unwrap().iter().any(|n| n == "proj.tasks.add"), "{w}");
     assert!(w["active_queues"].as_array().unwrap().iter().any(|q| q["name"] == "celery"), "{w}");
+
+    // Flower's queue buttons: a consumer added to the worker, then cancelled.
+    let parked = client
+        .send_task_with("proj.tasks.add", (20, 1), serde_json::Map::new(), &celeriac::SendOptions::new().queue("flq"))
+        .unwrap();
+    let (code, body) = http(port, "POST", &format!("/api/worker/queue/add-consumer/{node}?queue=flq"));
+    assert_eq!(code, 200, "{body}\nflower:\n{}", flower.output());
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "add consumer flq", "{body}");
+    assert_eq!(parked.get::<i64>(T).unwrap(), 21);
+    let (code, body) = http(port, "POST", &format!("/api/worker/queue/cancel-consumer/{node}?queue=flq"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["message"], "no longer consuming from flq", "{body}");
     drop(flower);
     drop(worker);
 }
