@@ -11,7 +11,9 @@
 //! peer's own `worker-elect` (then two workers can both win, or its `sort_heap` fails on a single
 //! candidate). Here a worker decides once every peer alive, and itself, acked: a worker sends its
 //! `worker-elect` before its acks on the same connection, and both brokers keep one publisher's
-//! order, so by then every candidate that stood is known.
+//! order, so by then every candidate that stood is known. A peer alive that does not gossip never
+//! acks: after 30 s the election is given up with a warning naming who stayed silent (Celery's
+//! waits forever).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +93,7 @@ fn on_elect(shared: &WorkerShared, e: &Event) {
         process: format!("{}.{}", e.hostname, e.pid),
         topic: topic.to_owned(),
         action: e.fields.get("action").cloned().unwrap_or(Value::Null),
+        seen: Instant::now(),
     };
     shared.peers.candidate(id, candidate);
     let mut m = Map::new();

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -23,9 +23,14 @@ pub(crate) struct Peers {
 struct Elections {
     /// By election id: the candidates (`worker-elect` events) seen.
     requests: HashMap<String, Vec<Candidate>>,
-    /// By election id, for the elections this worker stands in: who acknowledged.
-    replies: HashMap<String, Vec<String>>,
+    /// By election id, for the elections this worker stands in: when it stood and who
+    /// acknowledged.
+    replies: HashMap<String, (Instant, Vec<String>)>,
 }
+
+/// How long an election may wait for its acks before it is given up (a peer alive that does not
+/// gossip never acks; Celery's waits forever).
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One `worker-elect`.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +40,8 @@ pub(crate) struct Candidate {
     pub process: String,
     pub topic: String,
     pub action: Value,
+    /// When it came.
+    pub seen: Instant,
 }
 
 fn now() -> f64 {
@@ -75,7 +82,8 @@ impl Peers {
         }
     }
 
-    /// Drops the peers whose heartbeats stopped, each logged as Celery does.
+    /// Drops the peers whose heartbeats stopped, each logged as Celery does, and the elections
+    /// that waited too long for their acks.
     pub(crate) fn drop_lost(&self) {
         let t = now();
         lock(&self.state).workers.retain(|name, w| {
@@ -85,11 +93,26 @@ impl Peers {
             }
             alive
         });
+        let alive = self.alive();
+        let mut elections = lock(&self.elections);
+        let Elections { requests, replies } = &mut *elections;
+        replies.retain(|id, (since, acked)| {
+            if since.elapsed() < ELECTION_TIMEOUT {
+                return true;
+            }
+            let silent: Vec<&str> =
+                alive.iter().map(String::as_str).filter(|w| !acked.iter().any(|a| a == w)).collect();
+            tracing::warn!("election {id:?} given up after {ELECTION_TIMEOUT:?}: no ack from {}", silent.join(", "));
+            requests.remove(id);
+            false
+        });
+        // Candidates of elections this worker does not stand in are kept as long.
+        requests.retain(|id, c| replies.contains_key(id) || c.iter().any(|c| c.seen.elapsed() < ELECTION_TIMEOUT));
     }
 
     /// This worker stands in election `id` and will count the acks.
     pub(crate) fn stand(&self, id: &str) {
-        lock(&self.elections).replies.insert(id.to_owned(), Vec::new());
+        lock(&self.elections).replies.insert(id.to_owned(), (Instant::now(), Vec::new()));
     }
 
     /// A `worker-elect` seen.
@@ -102,7 +125,7 @@ impl Peers {
     pub(crate) fn ack(&self, id: &str, from: &str, me: &str) -> Option<Candidate> {
         let alive = self.alive();
         let mut elections = lock(&self.elections);
-        let replies = elections.replies.get_mut(id)?; // not ours
+        let (_, replies) = elections.replies.get_mut(id)?; // not ours
         if !replies.iter().any(|r| r == from) {
             replies.push(from.to_owned());
         }
@@ -128,7 +151,7 @@ mod tests {
     use serde_json::json;
 
     fn c(clock: u64, process: &str) -> Candidate {
-        Candidate { clock, process: process.into(), topic: "task".into(), action: Value::Null }
+        Candidate { clock, process: process.into(), topic: "task".into(), action: Value::Null, seen: Instant::now() }
     }
 
     fn beat(host: &str, at: f64) -> Event {
@@ -165,5 +188,16 @@ mod tests {
         assert_eq!(peers.ack("e1", "b@h", "a@h").unwrap().process, "b@h.2");
         assert_eq!(peers.ack("e1", "b@h", "a@h"), None, "decided once");
         assert_eq!(peers.ack("other", "b@h", "a@h"), None, "not standing");
+    }
+
+    #[test]
+    fn an_election_nobody_answers_is_given_up() {
+        let peers = Peers::new(true);
+        peers.stand("e2");
+        lock(&peers.elections).replies.get_mut("e2").unwrap().0 -= ELECTION_TIMEOUT;
+        peers.candidate("old", Candidate { seen: Instant::now() - ELECTION_TIMEOUT, ..c(1, "x@h.1") });
+        peers.drop_lost();
+        let e = lock(&peers.elections);
+        assert!(e.replies.is_empty() && e.requests.is_empty());
     }
 }

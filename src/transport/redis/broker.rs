@@ -474,8 +474,10 @@ impl RedisConsumer {
                 return Ok(found);
             }
             if self.queues.is_empty() {
-                // Every queue cancelled: nothing to pop until one is added.
-                return std::future::pending().await;
+                // Every queue cancelled: nothing to pop until one is added, but the visibility
+                // restore above still runs on time.
+                rt::sleep(self.restore_every).await;
+                return Ok(Vec::new());
             }
             self.pending = Some(self.pop(max));
         }
