@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +13,7 @@ use chrono_tz::Tz;
 use crate::client::Client;
 use crate::config::{Config, Url};
 use crate::protocol::Signature;
+use crate::rt::StopThread;
 use crate::{Error, Result};
 
 use super::lease::{Lease, LEASE};
@@ -40,8 +40,7 @@ pub struct BeatBuilder {
 /// A running beat; stopped (its lease released, its state saved) by [`BeatHandle::stop`] or
 /// when dropped.
 pub struct BeatHandle {
-    stop: Option<flume::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: StopThread,
 }
 
 fn invalid(reason: String) -> Error {
@@ -98,21 +97,18 @@ impl BeatBuilder {
             Url::Rpc => return Err(invalid("rpc:// is a result backend, not a broker".into())),
         };
         let max_loop = Duration::from_secs_f64(self.config.beat_max_loop_interval.max(0.001));
-        let (tx, rx) = flume::bounded(1);
         let beat = Beat { entries, lease, client: self.client, file: self.schedule_file, max_loop, leader: false };
-        let thread = std::thread::Builder::new()
-            .name("celeriac-beat".into())
-            .spawn(move || beat.run(rx))
+        let thread = StopThread::spawn("celeriac-beat", move |stop| beat.run(stop))
             .map_err(|e| invalid(format!("cannot start the beat thread: {e}")))?;
         tracing::info!("beat: Starting... ({} entries)", self.config.beat_schedule.len());
-        Ok(BeatHandle { stop: Some(tx), thread: Some(thread) })
+        Ok(BeatHandle { thread })
     }
 }
 
 impl BeatHandle {
     /// Stops sending, releases the lease, saves the state, and waits for the thread.
     pub fn stop(mut self) {
-        self.halt();
+        self.thread.stop();
     }
 
     /// Runs until SIGINT or SIGTERM, then stops (`celery beat` in the foreground).
@@ -124,21 +120,6 @@ impl BeatHandle {
         }
         self.stop();
         Ok(())
-    }
-
-    fn halt(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for BeatHandle {
-    fn drop(&mut self) {
-        self.halt();
     }
 }
 

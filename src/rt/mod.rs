@@ -13,6 +13,7 @@ mod mutex;
 mod notify;
 mod shard;
 mod spawn;
+mod stop_thread;
 mod timer;
 
 pub use deferred::{defer, dispatching, run_deferred};
@@ -23,6 +24,7 @@ pub use notify::Notify;
 pub use shard::{cpus, start_shards, ShardHandle};
 pub(crate) use spawn::panic_text;
 pub use spawn::{block_on, on_executor, spawn, spawn_blocking, spawn_local, yield_now, LocalTask};
+pub(crate) use stop_thread::StopThread;
 pub use timer::{sleep, sleep_anywhere, timeout_anywhere};
 
 /// TCP and Unix-socket streams on the shard's io_uring (for the transports' connections).

@@ -3,21 +3,19 @@
 //! `worker-offline` at shutdown; none with `--without-heartbeat`. On a thread of its own.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+
+use crate::rt::StopThread;
 
 use super::shared::WorkerShared;
 
 /// Seconds between heartbeats (`worker_heartbeat`'s 2.0 in Celery).
 pub(crate) const FREQ: f64 = 2.0;
 
-/// A beating heart; stopped (with `worker-offline`) by [`Heart::stop`].
-pub(crate) struct Heart {
-    stop: Option<flume::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+/// A beating heart; stopped (with `worker-offline`) by [`Heart::stop`] or a drop.
+pub(crate) struct Heart(Option<StopThread>);
 
 /// The load average, as Celery sends it (three floats, two decimals).
 fn loadavg() -> Vec<f64> {
@@ -54,32 +52,22 @@ impl Heart {
     /// Sends `worker-online` and starts beating.
     pub(crate) fn start(shared: Arc<WorkerShared>) -> Heart {
         shared.events.send("worker-online", fields(&shared, FREQ));
-        let (tx, rx) = flume::bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("celeriac-heart".into())
-            .spawn(move || {
-                while let Err(flume::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs_f64(FREQ)) {
-                    shared.events.send("worker-heartbeat", fields(&shared, FREQ));
-                }
-                shared.events.send("worker-offline", fields(&shared, FREQ));
-            })
-            .ok();
-        Heart { stop: Some(tx), thread }
+        let thread = StopThread::spawn("celeriac-heart", move |stop| {
+            while let Err(flume::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_secs_f64(FREQ)) {
+                shared.events.send("worker-heartbeat", fields(&shared, FREQ));
+            }
+            shared.events.send("worker-offline", fields(&shared, FREQ));
+        });
+        if let Err(e) = &thread {
+            tracing::error!("cannot start the heartbeat thread: {e}; no worker events will be sent");
+        }
+        Heart(thread.ok())
     }
 
     /// Stops beating; `worker-offline` is sent before this returns.
     pub(crate) fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+        if let Some(t) = &mut self.0 {
+            t.stop();
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Heart {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::events::State;
 use crate::protocol::Event;
+use crate::rt::lock;
 
 /// The other workers and the elections, behind locks taken for microseconds a few times a second.
 #[derive(Default)]
@@ -46,10 +47,6 @@ pub(crate) struct Candidate {
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Peers {
