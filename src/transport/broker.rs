@@ -262,6 +262,15 @@ impl Consumer {
         }
     }
 
+    /// Queues the broker refused to declare or consume since the last call (logged with the
+    /// broker's words), no longer consumed; a fetch returns early when there are any.
+    pub fn refused(&mut self) -> Vec<String> {
+        match self {
+            Consumer::Memory(_) | Consumer::Redis(_) => Vec::new(),
+            Consumer::Amqp(c) => c.refused(),
+        }
+    }
+
     /// Whether a fetch sent to the broker is still unanswered: the next [`Consumer::fetch`]
     /// returns its messages, whatever `max` it is given.
     pub fn in_flight(&self) -> bool {

@@ -61,6 +61,12 @@ async fn consume(sh: Rc<ShardCtx>, local: Rc<LocalQueue<Delivery>>) -> Consumer 
         if !shared.lifecycle.is_running() {
             break;
         }
+        for queue in consumer.refused() {
+            if shared.consuming.cancel(&queue) {
+                tracing::error!("Stopped consuming from {queue}: the broker refused it (see above)");
+                shared.wake_all();
+            }
+        }
         if shared.consuming.epoch() != applied_epoch {
             // add_consumer / cancel_consumer: the mailbox changed the list and woke us.
             let (epoch, now) = shared.consuming.snapshot();

@@ -309,3 +309,36 @@ fn heartbeats_keep_idle_connections_open() {
     assert_eq!(ADD.delay(&app.client(), (2, 2)).unwrap().get(T).unwrap(), 4);
     w.shutdown();
 }
+
+/// `add_consumer` for a queue RabbitMQ holds with other arguments: the declaration fails with
+/// RabbitMQ's words in the log, the queue is dropped from what the worker consumes, and the
+/// worker goes on with its own queue (a failed declare closes the channel; it must not loop).
+#[test]
+fn a_consumer_added_for_a_queue_declared_otherwise_is_dropped_and_the_worker_goes_on() {
+    let results = RedisServer::start();
+    let prio = on_rabbit("addbad", &results).configure(|c| c.task_queue_max_priority = Some(10)).build().unwrap();
+    let other = "q.addbad.prio";
+    prio.client().send_task_with("t.add", (1, 1), Map::new(), &SendOptions::new().queue(other)).unwrap();
+    let plain = on_rabbit("addbad", &results).build().unwrap();
+    let node = format!("addbad-{}@%h", uuid::Uuid::new_v4().simple());
+    let w = plain.worker().concurrency(1).hostname(&node).start().unwrap();
+    let node = w.hostname().to_owned();
+    let client = plain.client();
+    let added = client.control().destination([node.as_str()]).add_consumer(other).unwrap();
+    assert!(added[0].value.is_ok(), "{added:?}");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let q = client.inspect().destination([node.as_str()]).active_queues().unwrap();
+        if !q[0].value.iter().any(|q| q.name == other) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refused queue is still listed: {q:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(plain.send_task("t.add", (2, 2)).unwrap().get::<i64>(T).unwrap(), 4);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(plain.send_task("t.add", (3, 3)).unwrap().get::<i64>(T).unwrap(), 6);
+    assert_eq!(rabbit().ready(other), 1, "the other kind's message was taken");
+    w.shutdown();
+    rabbit().ctl(&["delete_queue", other]);
+}

@@ -107,7 +107,7 @@ impl AmqpBroker {
             conn.call(WORK, AMQPClass::Queue(queue::AMQPMethod::Bind(bind))),
         ];
         for r in replies {
-            r.await.map_err(|e| TransportError::Server(format!("declaring queue {q:?}: {e}")))?;
+            r.await.map_err(|e| doing(e, &format!("declaring queue {q:?}")))?;
         }
         Ok(())
     }
@@ -307,8 +307,10 @@ struct ConsumerState {
     /// The window the shard asked for first: QoS never goes below it.
     base: Cell<u16>,
     /// Every queue consumed since the start, and whether it still is: consumer tag
-    /// `{tag}.{i}` consumes queue `i`, so a delivery names its queue by its tag.
+    /// `{tag}.{generation}.{i}` consumes queue `i`, so a delivery names its queue by its tag.
     queues: RefCell<Vec<(QueueSpec, bool)>>,
+    /// Queues RabbitMQ refused to declare or consume, not reported yet.
+    refused: RefCell<Vec<String>>,
 }
 
 /// One shard's AMQP consumer.
@@ -344,19 +346,14 @@ impl AmqpConsumer {
             state.buffer.borrow_mut().clear();
             state.outstanding.borrow_mut().clear();
             c.send_sync(WORK, qos(state.qos.get(), !broker.opts.any_quorum()));
-            let queues: Vec<(usize, QueueSpec)> = state
-                .queues
-                .borrow()
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, on))| *on)
-                .map(|(i, (q, _))| (i, q.clone()))
-                .collect();
-            let (broker, tag, c) = (broker.clone(), tag.clone(), c.clone());
-            // Declared and consumed in a task of their own: the hook runs before the reader.
+            let n = state.queues.borrow().len();
+            let (broker, state, tag, c) = (broker.clone(), state.clone(), tag.clone(), c.clone());
+            // Declared and consumed in a task of their own: the hook runs before the reader. A
+            // refused queue is skipped and the rest go on; a lost connection ends the round
+            // (the reconnect runs the hook again).
             rt::spawn_local(async move {
-                for (i, spec) in queues {
-                    if consume_queue(&broker, &c, &tag, i, &spec).await.is_err() {
+                for i in 0..n {
+                    if let Err(TransportError::ConnectionLost(_)) = consume_queue(&broker, &c, &state, &tag, i).await {
                         return;
                     }
                 }
@@ -386,9 +383,10 @@ impl AmqpConsumer {
             }
         };
         if self.started && self.conn.is_up() {
-            let (broker, c, tag, spec) = (self.broker.clone(), self.conn.clone(), self.tag.clone(), spec.clone());
+            let (broker, c, state, tag) =
+                (self.broker.clone(), self.conn.clone(), self.state.clone(), self.tag.clone());
             rt::spawn_local(async move {
-                let _ = consume_queue(&broker, &c, &tag, i, &spec).await;
+                let _ = consume_queue(&broker, &c, &state, &tag, i).await;
             });
         }
     }
@@ -414,7 +412,7 @@ impl AmqpConsumer {
     }
 
     fn cancel_method(&self, i: usize) -> AMQPClass {
-        let cancel = basic::Cancel { consumer_tag: ShortString::from(format!("{}.{i}", self.tag)), nowait: false };
+        let cancel = basic::Cancel { consumer_tag: consumer_tag(&self.tag, self.conn.generation(), i), nowait: false };
         AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))
     }
 
@@ -436,11 +434,17 @@ impl AmqpConsumer {
         loop {
             let seen = self.state.ready.epoch();
             let out = self.take(max);
-            if !out.is_empty() {
+            if !out.is_empty() || !self.state.refused.borrow().is_empty() {
                 return Ok(out);
             }
             self.state.ready.changed(seen).await;
         }
+    }
+
+    /// The queues RabbitMQ refused since the last call (each logged with its words), no longer
+    /// consumed here.
+    pub fn refused(&mut self) -> Vec<String> {
+        std::mem::take(&mut *self.state.refused.borrow_mut())
     }
 
     fn take(&self, max: usize) -> Vec<Delivery> {
@@ -490,30 +494,67 @@ impl AmqpConsumer {
     }
 }
 
-/// Declares `spec` and consumes it under consumer tag `{tag}.{i}`; errors are logged.
+/// Declares queue `i` and consumes it under its [`consumer_tag`], unless it stopped being
+/// consumed meanwhile. What RabbitMQ refuses (a queue held with other arguments, no permission)
+/// takes the queue out of what this consumer consumes and is reported by
+/// [`AmqpConsumer::refused`]: retrying it after the channel reopens would close the channel
+/// again, for ever. A lost connection is left to the reconnect, which consumes again.
 async fn consume_queue(
     broker: &AmqpBroker,
     c: &Connection,
+    state: &ConsumerState,
     tag: &str,
     i: usize,
-    spec: &QueueSpec,
 ) -> Result<(), TransportError> {
+    let Some(spec) = state.queues.borrow().get(i).filter(|(_, on)| *on).map(|(q, _)| q.clone()) else {
+        return Ok(());
+    };
     let q = &spec.name;
-    if let Err(e) = broker.declare_spec(c, spec).await {
-        tracing::error!("amqp: {e}");
-        return Err(e);
-    }
     let consume = basic::Consume {
         queue: q.as_str().into(),
-        consumer_tag: ShortString::from(format!("{tag}.{i}")),
+        consumer_tag: consumer_tag(tag, c.generation(), i),
         ..Default::default()
     };
-    if let Err(e) = c.call(WORK, AMQPClass::Basic(basic::AMQPMethod::Consume(consume))).await {
-        tracing::error!("amqp: consuming {q:?}: {e}");
-        return Err(e.into());
+    let done = match broker.declare_spec(c, &spec).await {
+        Ok(()) => c
+            .call(WORK, AMQPClass::Basic(basic::AMQPMethod::Consume(consume)))
+            .await
+            .map(|_| ())
+            .map_err(|e| doing(e, &format!("consuming {q:?}"))),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) => {
+            broker.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q.clone());
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!("amqp: {e}");
+            if !matches!(e, TransportError::ConnectionLost(_)) {
+                state.queues.borrow_mut()[i].1 = false;
+                state.refused.borrow_mut().push(q.clone());
+                state.ready.notify();
+            }
+            Err(e)
+        }
     }
-    broker.declared.lock().unwrap_or_else(|p| p.into_inner()).insert(q.clone());
-    Ok(())
+}
+
+/// The consumer tag of queue `i` on the channel incarnation `generation`: `<tag>.<generation>.<i>`
+/// (a delivery names its queue by the last part). A tag is never used again after its channel
+/// closed: RabbitMQ was seen refusing one reused on the reopened channel (`530 NOT_ALLOWED -
+/// attempt to reuse consumer tag`, which closes the whole connection) in about one run in five.
+fn consumer_tag(tag: &str, generation: u64, i: usize) -> ShortString {
+    ShortString::from(format!("{tag}.{generation}.{i}"))
+}
+
+/// `e`, met while `what`: a lost connection stays one (the reconnect retries), what RabbitMQ
+/// refused says what was being done.
+fn doing(e: AmqpError, what: &str) -> TransportError {
+    match e {
+        AmqpError::ConnectionLost(why) => TransportError::ConnectionLost(why),
+        refused => TransportError::Server(format!("{what}: {refused}")),
+    }
 }
 
 fn to_delivery(d: Incoming, queues: &[(QueueSpec, bool)], owner: Arc<Owner>) -> Delivery {

@@ -690,17 +690,20 @@ fn on_frame(c: &Connection, f: Frame) -> Result<(), String> {
             Err(format!("closed by the broker: {}", close_text(&close)))
         }
         Frame::Method(ch, AMQPClass::Channel(channel::AMQPMethod::Close(close))) if (ch as usize) < 3 => {
-            // A channel error (NOT_FOUND, PRECONDITION_FAILED, …) ends that channel only: what
-            // waits on it learns what RabbitMQ said, the channel is opened again, and the rest
-            // of the connection (other callers' publishes, the consumer on the other channel)
-            // goes on.
+            // A channel error (NOT_FOUND, PRECONDITION_FAILED, …) ends that channel only: the
+            // method that caused it learns what RabbitMQ said, the channel is opened again, and
+            // the rest of the connection (other callers' publishes, the consumer on the other
+            // channel) goes on. RabbitMQ answers a channel's methods in order, so the culprit is
+            // the first one unanswered; those queued behind it were dropped unrun and fail as a
+            // lost connection does (their callers retry; they did nothing wrong).
             let why = format!("channel {ch}: {}", channel_close_text(&close));
             tracing::warn!("amqp {} ({}): {why}; reopening the channel", inner.url.redacted(), inner.role);
-            let err = AmqpError::Refused(why);
+            let err = AmqpError::Refused(why.clone());
+            let dropped = AmqpError::ConnectionLost(format!("{why}, before this method ran"));
             c.send(ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
-            for w in inner.waiters[ch as usize].borrow_mut().drain(..) {
+            for (j, w) in inner.waiters[ch as usize].borrow_mut().drain(..).enumerate() {
                 if let Waiter::Reply(tx) = w {
-                    let _ = tx.try_send(Err(err.clone()));
+                    let _ = tx.try_send(Err(if j == 0 { err.clone() } else { dropped.clone() }));
                 }
             }
             inner.waiters[ch as usize].borrow_mut().push_back(Waiter::Discard);
