@@ -2,8 +2,9 @@
 //! fanout exchange, and, when replies are wanted, a reply queue of the caller's own
 //! (`<oid>.reply.celery.pidbox`, bound to the `reply.celery.pidbox` direct exchange with key
 //! `<oid>`, and kept for the next call) read until the timeout or the `limit`-th reply, keeping
-//! the replies that carry the request's ticket. [`Client::inspect`] asks the inspect commands and [`Client::control`] sends
-//! the control ones; both answer with each node's reply, typed, and how long it took to come.
+//! the replies that carry the request's ticket. [`Client::inspect`] asks the inspect commands and
+//! [`Client::control`] sends the control ones; both answer with each node's reply, typed, and
+//! how long it took to come.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

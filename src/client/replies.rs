@@ -6,6 +6,7 @@
 
 use std::sync::Mutex;
 
+use crate::rt::lock;
 use crate::transport::Fanout;
 
 /// Idle reply queues, each with the `oid` it is bound with.
@@ -18,12 +19,12 @@ const KEEP: usize = 4;
 impl ReplyQueues {
     /// An idle queue and its oid, if one is kept.
     pub(crate) fn take(&self) -> Option<(String, Fanout)> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        lock(&self.0).pop()
     }
 
     /// Gives a queue back for the next call.
     pub(crate) fn put(&self, oid: String, queue: Fanout) {
-        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = lock(&self.0);
         if idle.len() < KEEP {
             idle.push((oid, queue));
         }
