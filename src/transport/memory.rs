@@ -216,10 +216,10 @@ impl MemoryConsumer {
             if !got.is_empty() {
                 return got;
             }
-            let queues = self.queues.clone();
-            if queues.is_empty() {
+            if self.queues.is_empty() {
                 std::future::pending::<()>().await;
             }
+            let queues = self.queues.clone();
             Notify::any_changed(queues.iter().zip(seen).map(|((_, q), e)| (&q.notify, e)).collect()).await;
         }
     }

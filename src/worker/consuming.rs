@@ -36,8 +36,8 @@ impl Consuming {
         exchange_type: Option<&str>,
         routing_key: Option<&str>,
     ) -> QueueSpec {
-        if self.known.iter().any(|s| s.name == queue) {
-            return Self::known_or_missing(&self.known, queue);
+        if let Some(known) = self.known.iter().find(|s| s.name == queue) {
+            return known.clone();
         }
         QueueSpec {
             exchange: exchange.map(str::to_owned),

@@ -72,6 +72,11 @@ fn ok(text: impl Into<String>) -> Value {
     json!({ "ok": text.into() })
 }
 
+/// Argument `k` when it is a non-empty string.
+fn text<'a>(args: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    args.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => vec![s.clone()],
@@ -174,18 +179,15 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
             "{} does not apply to celeriac: it runs task bodies on a fixed set of shards, one per CPU (--shards), \
              with at most -c bodies at once; restart the worker with other values", req.method) }),
         "add_consumer" | "cancel_consumer" => consumers(shared, &req.method, args),
-        "election" => {
-            let text = |k: &str| args.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-            match (text("id"), text("topic")) {
-                _ if !shared.peers.enabled() => json!({ "error": "gossip is off (--without-gossip, or memory://)" }),
-                (Some(id), Some(topic)) => {
-                    let action = args.get("action").cloned().unwrap_or(Value::Null);
-                    super::gossip::election(shared, id, topic, action);
-                    Value::Null
-                }
-                _ => json!({ "error": "election needs an id and a topic" }),
+        "election" => match (text(args, "id"), text(args, "topic")) {
+            _ if !shared.peers.enabled() => json!({ "error": "gossip is off (--without-gossip, or memory://)" }),
+            (Some(id), Some(topic)) => {
+                let action = args.get("action").cloned().unwrap_or(Value::Null);
+                super::gossip::election(shared, id, topic, action);
+                Value::Null
             }
-        }
+            _ => json!({ "error": "election needs an id and a topic" }),
+        },
         "memsample" | "memdump" | "objgraph" | "dump_tasks" | "revoke_by_stamped_headers" => {
             json!({ "error": format!("{} is a Python-only command; celeriac has no such facility", req.method) })
         }
@@ -200,12 +202,16 @@ async fn answer(shared: &Arc<WorkerShared>, queries: &Queries, req: &ControlRequ
 /// `add_consumer` / `cancel_consumer`: the worker's queue list changes at once and every shard
 /// follows it before its next fetch; the reply comes first, as Celery's (`call_soon`).
 fn consumers(shared: &WorkerShared, method: &str, args: &Map<String, Value>) -> Value {
-    let text = |k: &str| args.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let Some(queue) = text("queue") else {
+    let Some(queue) = text(args, "queue") else {
         return json!({ "error": format!("{method} needs the name of a queue") });
     };
     if method == "add_consumer" {
-        let spec = shared.consuming.spec(queue, text("exchange"), text("exchange_type"), text("routing_key"));
+        let spec = shared.consuming.spec(
+            queue,
+            text(args, "exchange"),
+            text(args, "exchange_type"),
+            text(args, "routing_key"),
+        );
         if shared.consuming.add(spec) {
             tracing::info!("Started consuming from {queue}");
             shared.wake_all();

@@ -79,13 +79,13 @@ impl Peers {
         }
     }
 
-    /// Drops the peers whose heartbeats stopped, each logged as Celery does, and the elections
-    /// that waited too long for their acks.
+    /// Drops the peers whose heartbeats stopped, each logged as Celery does (one that said
+    /// `worker-offline` is gone already), and the elections that waited too long for their acks.
     pub(crate) fn drop_lost(&self) {
         let t = now();
         lock(&self.state).workers.retain(|name, w| {
             let alive = w.alive(t);
-            if !alive && !w.offline {
+            if !alive {
                 tracing::info!("missed heartbeat from {name}");
             }
             alive
